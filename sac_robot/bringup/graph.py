@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A node graph described once: launch arguments, and the nodes that a set of values selects.
+
+Both ``ros2 launch`` (through :func:`sac_robot.bringup.ros_launch.launch_description`) and the
+package's own launcher (``sac-robot launch``) start exactly the nodes that
+:meth:`Graph.nodes` returns for the same argument values, so the graph is never written twice.
+"""
+
+import dataclasses
+import os
+from typing import Callable, Mapping, Sequence
+
+#: Environment given to every simulated graph unless the user set it: DDS discovery stays on
+#: this machine (a robot split across two computers sets ``SUBNET`` on purpose, see README).
+SIM_ENVIRONMENT = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
+
+
+class LaunchArgumentError(ValueError):
+    """An unknown launch argument, or a value outside the argument's choices."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Argument:
+    """A launch argument, declared with a description as ``DeclareLaunchArgument`` is."""
+
+    name: str
+    default: str
+    description: str
+    choices: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One process of a graph, in the terms of ``launch_ros.actions.Node``."""
+
+    executable: str
+    name: str
+    package: str = 'sac_robot'
+    namespace: str = ''
+    #: Paths of parameter YAML files and dicts of parameter values, applied in order.
+    parameters: tuple = ()
+    #: ``(from, to)`` topic or service remappings.
+    remappings: tuple = ()
+    #: Extra command-line arguments before ``--ros-args``.
+    arguments: tuple = ()
+    #: When a required node exits the whole graph shuts down (``on_exit=Shutdown()``); the
+    #: launcher then exits with the node's status.
+    required: bool = False
+    #: Environment variables set for this process only.
+    env: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    """Launch arguments and a function from their values to the nodes to start."""
+
+    description: str
+    arguments: Sequence[Argument]
+    build: Callable[[Mapping[str, str]], Sequence[NodeSpec]]
+    #: Environment defaults for every node; a variable already set by the user wins.
+    environment: Callable[[Mapping[str, str]], Mapping[str, str]] = lambda values: {}
+
+    def resolve(self, given: Mapping[str, str]) -> dict:
+        """Return every argument's value: ``given`` checked against the declarations, defaults."""
+        declared = {argument.name: argument for argument in self.arguments}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise LaunchArgumentError(
+                f'unknown launch argument(s) {", ".join(unknown)}; '
+                f'this launch file declares: {", ".join(sorted(declared))}')
+        values = {}
+        for name, argument in declared.items():
+            value = str(given.get(name, argument.default))
+            if argument.choices and value not in argument.choices:
+                raise LaunchArgumentError(
+                    f"launch argument {name}:={value!r} is not one of "
+                    f"{', '.join(argument.choices)}")
+            values[name] = value
+        return values
+
+    def nodes(self, given: Mapping[str, str]) -> list:
+        """Return the nodes selected by the argument values ``given`` (defaults filled in)."""
+        return list(self.build(self.resolve(given)))
+
+    def env(self, given: Mapping[str, str], base: Mapping[str, str] = os.environ) -> dict:
+        """Return the environment defaults that ``base`` does not already set."""
+        defaults = self.environment(self.resolve(given))
+        return {key: value for key, value in defaults.items() if key not in base}
+
+
+def parse_launch_arguments(tokens: Sequence[str]) -> dict:
+    """Parse ``name:=value`` tokens as ``ros2 launch`` does."""
+    values = {}
+    for token in tokens:
+        name, separator, value = token.partition(':=')
+        if not separator or not name:
+            raise LaunchArgumentError(
+                f'malformed launch argument {token!r}: expected name:=value')
+        values[name] = value
+    return values
+
+
+def as_bool(value: str) -> bool:
+    """Interpret a launch argument as ``IfCondition`` does (true/false, 1/0, any case)."""
+    lowered = value.strip().lower()
+    if lowered in ('true', '1'):
+        return True
+    if lowered in ('false', '0'):
+        return False
+    raise LaunchArgumentError(f'expected true or false, got {value!r}')
+
+
+def share_directory(package: str = 'sac_robot') -> str:
+    """Return the package's share directory (launch/, config/), wherever it was installed.
+
+    Looks where ``ament_index_python`` would (``AMENT_PREFIX_PATH``), then in this Python's
+    prefix (a pip install), then in the source tree this module was imported from.
+    """
+    candidates = [os.path.join(prefix, 'share', package)
+                  for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep)
+                  if prefix]
+    import sys
+    candidates.append(os.path.join(sys.prefix, 'share', package))
+    here = os.path.dirname(os.path.realpath(__file__))
+    candidates.append(os.path.dirname(os.path.dirname(here)))
+    for candidate in candidates:
+        if os.path.isdir(os.path.join(candidate, 'launch')):
+            return candidate
+    raise FileNotFoundError(
+        f'no share directory of {package} (with launch/) in: {", ".join(candidates)}')
+
+
+def config_file(name: str, package: str = 'sac_robot') -> str:
+    """Return the path of ``config/<name>`` in the package's share directory."""
+    path = os.path.join(share_directory(package), 'config', name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'no config file {name!r} at {path}')
+    return path

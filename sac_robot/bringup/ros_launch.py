@@ -1,0 +1,45 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Turn a :class:`~sac_robot.bringup.graph.Graph` into a ROS 2 ``LaunchDescription``.
+
+Used by ``launch/*.launch.py`` under ``ros2 launch``. Every argument becomes a
+``DeclareLaunchArgument`` (description and choices included); the nodes are built by the same
+``Graph.nodes`` that ``sac-robot launch`` uses, inside an ``OpaqueFunction`` once the argument
+values are known. Required nodes shut the launch down when they exit. ``launch`` and
+``launch_ros`` are imported here only, so the graph descriptions load without them.
+"""
+
+from sac_robot.bringup.graph import Graph
+
+
+def launch_description(graph: Graph):
+    """Return the ``LaunchDescription`` of ``graph`` for ``ros2 launch``."""
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    declared = [
+        DeclareLaunchArgument(
+            argument.name, default_value=argument.default, description=argument.description,
+            **({'choices': list(argument.choices)} if argument.choices else {}))
+        for argument in graph.arguments]
+    return LaunchDescription(declared + [OpaqueFunction(function=_nodes, args=[graph])])
+
+
+def _nodes(context, graph: Graph):
+    import os
+
+    from launch.actions import SetEnvironmentVariable, Shutdown
+    from launch_ros.actions import Node
+
+    values = {argument.name: context.launch_configurations[argument.name]
+              for argument in graph.arguments}
+    actions = [SetEnvironmentVariable(name, value)
+               for name, value in graph.env(values, os.environ).items()]
+    for spec in graph.nodes(values):
+        actions.append(Node(
+            package=spec.package, executable=spec.executable, name=spec.name,
+            namespace=spec.namespace or None, parameters=list(spec.parameters),
+            remappings=list(spec.remappings), arguments=list(spec.arguments),
+            additional_env=dict(spec.env) or None, output='screen', emulate_tty=True,
+            on_exit=Shutdown(reason=f'required node {spec.name} exited')
+            if spec.required else None))
+    return actions
