@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Attach a live status line to a running training graph.
 
-    ros2 launch sac_robot status.launch.py robot:=minitaur0
-    sac-robot launch status.launch.py robot:=minitaur0
+``ros2 launch sac_robot status.launch.py robot:=minitaur0``, or without ROS 2's launch tooling
+``sac-robot launch status.launch.py robot:=minitaur0``.
 """
 
 from sac_robot.bringup.graph import Argument, Graph, NodeSpec, SIM_ENVIRONMENT, config_file

@@ -21,8 +21,8 @@ from sac_robot.nodes.spin import run
 class StatusMonitor(Node):
     """Log a one-line summary of training progress at a fixed period."""
 
-    def __init__(self):
-        super().__init__('status_monitor')
+    def __init__(self, **kwargs):
+        super().__init__('status_monitor', **kwargs)
         self.period = self.declare_parameter(
             'period', 2.0, ParameterDescriptor(
                 description='Seconds between status lines.')).value

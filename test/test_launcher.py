@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The launcher: arguments as ros2 launch takes them, and supervision of real node processes.
+
+The nodes are small rclpy programs installed into a temporary ament prefix as
+``lib/demo/<executable>``, found the way ``ros2 run`` finds executables.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sac_robot.bringup.graph import LaunchArgumentError, parse_launch_arguments
+from sac_robot.bringup.launcher import LaunchError, Launcher, find_launch_file, load_graph
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEMO_LAUNCH = os.path.join(HERE, 'fixtures', 'demo.launch.py')
+SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
+
+
+@pytest.fixture
+def demo_prefix(tmp_path, monkeypatch):
+    """An ament prefix holding the demo package's executables, first on AMENT_PREFIX_PATH."""
+    lib = tmp_path / 'lib' / 'demo'
+    lib.mkdir(parents=True)
+    script = os.path.join(HERE, 'helpers', 'demo_nodes.py')
+    for role in ('talker', 'listener', 'crasher', 'stubborn'):
+        path = lib / role
+        path.write_text(f'#!/bin/sh\nexec {sys.executable} {script} {role} "$@"\n')
+        path.chmod(0o755)
+    index = tmp_path / 'share' / 'ament_index' / 'resource_index' / 'packages'
+    index.mkdir(parents=True)
+    (index / 'demo').write_text('')
+    monkeypatch.setenv('AMENT_PREFIX_PATH', os.pathsep.join(
+        [str(tmp_path), os.environ.get('AMENT_PREFIX_PATH', sys.prefix)]))
+    return tmp_path
+
+
+def test_parse_launch_arguments():
+    assert parse_launch_arguments(['a:=1', 'b:=x:=y', 'c:=']) == {'a': '1', 'b': 'x:=y', 'c': ''}
+    with pytest.raises(LaunchArgumentError, match='malformed'):
+        parse_launch_arguments(['a=1'])
+
+
+def test_arguments_checked_against_declarations():
+    graph = load_graph(DEMO_LAUNCH)
+    assert graph.resolve({}) == {'scenario': 'chat', 'count': '3', 'robot': 'demo0'}
+    with pytest.raises(LaunchArgumentError, match='unknown launch argument.*bogus'):
+        graph.resolve({'bogus': '1'})
+    with pytest.raises(LaunchArgumentError, match='not one of chat, crash, stubborn'):
+        graph.resolve({'scenario': 'dance'})
+
+
+def test_environment_defaults_do_not_override_the_user():
+    graph = load_graph(DEMO_LAUNCH)
+    assert graph.env({}, base={}) == {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
+    assert graph.env({}, base={'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET'}) == {}
+
+
+def test_missing_launch_file_names_the_available_ones():
+    with pytest.raises(LaunchError, match='status.launch.py'):
+        find_launch_file('no_such.launch.py')
+
+
+def test_package_launch_file_command_lines(tmp_path):
+    """The installed status.launch.py resolves to the CMake-installed node executable."""
+    graph = load_graph(find_launch_file('status.launch.py'))
+    launcher = Launcher(graph, {'robot': 'claw1', 'period': '0.5'})
+    [(spec, command)] = launcher.commands(str(tmp_path))
+    assert command[0].endswith(os.path.join('lib', 'sac_robot', 'status_monitor'))
+    assert os.access(command[0], os.X_OK)
+    assert ['-r', '__node:=status_monitor'] == command[2:4]
+    assert '__ns:=/claw1' in command
+    params = [command[i + 1] for i, token in enumerate(command) if token == '--params-file']
+    assert params[0].endswith(os.path.join('config', 'status_monitor.yaml'))
+    with open(params[1]) as stream:
+        assert 'period: 0.5' in stream.read()
+
+
+def test_required_node_ends_the_graph_cleanly(demo_prefix, capfd):
+    launcher = Launcher(load_graph(DEMO_LAUNCH), {'scenario': 'chat', 'count': '5'})
+    assert launcher.run() == 0
+    out = capfd.readouterr().out
+    assert 'heard 5 messages, namespace /demo0' in out
+    # Output is prefixed with the node name and pid, as ros2 launch does.
+    assert any(line.startswith('[listener-') for line in out.splitlines())
+    # The talker was stopped by SIGINT once the required listener had finished.
+    assert 'talker stopping on SIGINT' in out
+    assert all(p.popen.returncode is not None for p in launcher.processes)
+
+
+def test_required_node_failure_is_the_exit_status(demo_prefix, capfd):
+    launcher = Launcher(load_graph(DEMO_LAUNCH), {'scenario': 'crash'})
+    assert launcher.run() == 3
+    assert 'talker stopping on SIGINT' in capfd.readouterr().out
+
+
+def test_shutdown_escalates_to_sigkill(demo_prefix):
+    launcher = Launcher(load_graph(DEMO_LAUNCH), {'scenario': 'stubborn'},
+                        sigterm_timeout=0.5, sigkill_timeout=0.5)
+    start = time.monotonic()
+    assert launcher.run() == 3
+    stubborn = next(p for p in launcher.processes if p.spec.name == 'stubborn')
+    assert stubborn.popen.returncode == -signal.SIGKILL
+    assert time.monotonic() - start < 10
+
+
+def test_sigint_to_the_launcher_stops_every_node(demo_prefix):
+    process = subprocess.Popen(
+        [SAC_ROBOT, 'launch', DEMO_LAUNCH, 'count:=1000000'], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if 'process started' in line and 'listener' in line:
+            break
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=20)
+    lines.append(out)
+    text = ''.join(lines)
+    assert process.returncode == 0, text
+    assert 'talker stopping on SIGINT' in text
+    assert 'SIGINT received' in text
+
+
+def test_cli_reports_bad_arguments():
+    result = subprocess.run([SAC_ROBOT, 'launch', DEMO_LAUNCH, 'scenario:=dance'],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert 'not one of chat, crash, stubborn' in result.stderr
