@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 SOURCES := $(shell find sac_robot launch config msg srv -type f \
 	-not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: help setup build test lint train bench clean distclean
+.PHONY: help setup build test lint lock train bench clean distclean
 
 help:
 	@echo "make setup  - create $(VENV) (Python 3.11), install pinned dependencies incl. ROS 2 Kilted"
@@ -22,6 +22,7 @@ help:
 	@echo "make test   - setup, then the whole test suite"
 	@echo "make train  - setup, then the main job (see README)"
 	@echo "make lint   - ruff over the package, tests, launch files and benchmarks"
+	@echo "make lock   - re-pin constraints.txt to what .venv holds now"
 	@echo "make clean  - remove build/ and test outputs; make distclean also removes $(VENV)"
 
 setup: $(VENV)/.built
@@ -52,7 +53,8 @@ $(VENV)/.built: $(VENV)/.deps CMakeLists.txt package.xml $(SOURCES)
 	  -DAMENT_CMAKE_SYMLINK_INSTALL=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
 	  --log-level=WARNING > $(BUILD)/configure.log 2>&1 || { cat $(BUILD)/configure.log; exit 1; }
 	cmake --build $(BUILD) -j $$(nproc) > $(BUILD)/build.log 2>&1 || { tail -50 $(BUILD)/build.log; exit 1; }
-	cmake --install $(BUILD) > $(BUILD)/install.log 2>&1 || { tail -50 $(BUILD)/install.log; exit 1; }
+	# (from inside the build folder: the symlink install writes its manifest to the cwd)
+	cd $(BUILD) && cmake --install . > install.log 2>&1 || { tail -50 install.log; exit 1; }
 	touch $@
 
 build: setup
@@ -63,8 +65,18 @@ test: setup
 lint: setup
 	$(PY) -m ruff check sac_robot test launch bench setup.py
 
+# The main job. Until the simulated Minitaur and the node graph exist it is the part of it that
+# runs today: SAC with the paper's defaults on a MuJoCo locomotion task, without ROS.
+TRAIN_ENV ?= HalfCheetah-v5
+TRAIN_STEPS ?= 1000000
+TRAIN_OUT ?= runs/train_$(subst /,_,$(TRAIN_ENV))_sac
 train: setup
-	$(VENV)/bin/sac-robot train
+	$(VENV)/bin/sac-robot train --env $(TRAIN_ENV) --algo sac --steps $(TRAIN_STEPS) \
+	  --out $(TRAIN_OUT) $(if $(wildcard $(TRAIN_OUT)/checkpoint),--resume)
+
+lock: setup
+	(echo '# Every package of the .venv, pinned (make lock). Used as pip constraints by make setup.'; \
+	 $(PY) -m pip freeze --exclude-editable | grep -v '^sac.robot') > constraints.txt
 
 bench: setup
 	@echo "Benchmarks are scripts under bench/; see README, \"Benchmarks\"."

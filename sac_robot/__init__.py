@@ -8,3 +8,6 @@ live in ``sac_robot.nodes`` and the bringup (launch descriptions, the launcher) 
 """
 
 __version__ = '0.1.0'
+
+# Register the gymnasium environments (sac_robot/...) on import of the package.
+from sac_robot import tasks as _tasks  # noqa: E402, F401

@@ -4,6 +4,9 @@
 ``sac-robot launch <file> [name:=value ...]``
     Run a launch file's node graph as ``ros2 launch sac_robot <file>`` would, on machines
     without the ROS 2 launch tooling (``--show-args`` lists the arguments).
+``sac-robot train --env <gymnasium id> --algo sac|sql --steps N --out DIR [--set key=value]``
+    Train without ROS, with a progress bar, evaluations, a CSV log, a learning-curve PNG and
+    checkpoints (``--resume`` continues).
 """
 
 import argparse
@@ -23,6 +26,39 @@ def _launch(options) -> int:
         return 2
 
 
+def _train(options) -> int:
+    import yaml
+
+    from sac_robot.algorithms.checkpoint import CheckpointError
+    from sac_robot.training import RunConfig, train
+
+    overrides = {}
+    if options.config:
+        with open(options.config, encoding='utf-8') as stream:
+            overrides.update(yaml.safe_load(stream) or {})
+    for item in options.set:
+        key, separator, value = item.partition('=')
+        if not separator:
+            logging.getLogger('sac_robot.train').error('--set %s: expected key=value', item)
+            return 2
+        overrides[key] = yaml.safe_load(value)
+    run = RunConfig(env=options.env, algo=options.algo, steps=options.steps, out=options.out,
+                    seed=options.seed, eval_every=options.eval_every,
+                    eval_episodes=options.eval_episodes,
+                    checkpoint_every=options.checkpoint_every, resume=options.resume,
+                    threads=options.threads, progress=not options.no_progress)
+    try:
+        final = train(run, overrides)
+    except (ValueError, CheckpointError) as error:
+        logging.getLogger('sac_robot.train').error('%s', error)
+        return 2
+    logging.getLogger('sac_robot.train').info(
+        'done: %s; results in %s', ', '.join(f'{k} {v:.4g}' if isinstance(v, float)
+                                             else f'{k} {v}' for k, v in final.items()),
+        run.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``sac-robot``."""
     parser = argparse.ArgumentParser(
@@ -40,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument('--dry-run', action='store_true',
                         help='print the command line of every node and exit')
     launch.set_defaults(run=_launch)
+
+    from sac_robot.training import RunConfig
+    defaults = RunConfig()
+    train = commands.add_parser(
+        'train', help='train SAC or SQL on a gymnasium environment, without ROS')
+    train.add_argument('--env', default=defaults.env, help='gymnasium id (default %(default)s)')
+    train.add_argument('--algo', default=defaults.algo, choices=('sac', 'sql'))
+    train.add_argument('--steps', type=int, default=defaults.steps, help='environment steps')
+    train.add_argument('--out', default=defaults.out, help='output directory')
+    train.add_argument('--seed', type=int, default=defaults.seed)
+    train.add_argument('--eval-every', type=int, default=defaults.eval_every)
+    train.add_argument('--eval-episodes', type=int, default=defaults.eval_episodes)
+    train.add_argument('--checkpoint-every', type=int, default=defaults.checkpoint_every)
+    train.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint')
+    train.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
+    train.add_argument('--config', help='YAML file of algorithm settings (SACConfig/SQLConfig)')
+    train.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                       help='one algorithm setting, e.g. --set utd_ratio=10 (repeatable)')
+    train.add_argument('--no-progress', action='store_true', help='no progress bar')
+    train.set_defaults(run=_train)
     return parser
 
 

@@ -1,0 +1,231 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Checkpoints and policy exports in formats that cannot execute code when loaded.
+
+A checkpoint is a directory:
+
+- ``agent.safetensors``: every network (online and target), the optimizers' tensors (Adam's
+  moments and step counts), log alpha, torch's global RNG state (dropout draws from it);
+- ``agent.json``: algorithm, config, dimensions, counters, the optimizers' non-tensor state,
+  the agent's own random generator and the exploration noise's, a sha256 of the tensor file,
+  and anything the caller adds;
+- ``replay.safetensors``: the replay buffer, when one is given.
+
+Loading checks the format version, the algorithm, the dimensions and the checksum, and says
+what is wrong and where. No pickle anywhere: ``safetensors`` holds only raw tensors, JSON only
+data.
+
+A policy export (:func:`export_policy`) is one small safetensors file with only the policy's
+weights and the metadata to rebuild it, the payload of ``sac_robot/PolicyWeights``.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+
+import torch
+from safetensors.torch import load, load_file, save, save_file
+
+FORMAT = 'sac_robot.checkpoint/1'
+POLICY_FORMAT = 'sac_robot.policy/1'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or policy file that is missing, corrupt, or made for another agent."""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _optimizer_split(name: str, optimizer: torch.optim.Optimizer):
+    """Split an optimizer's state into tensors (for safetensors) and JSON-able data."""
+    state = optimizer.state_dict()
+    tensors, entries = {}, {}
+    for index, values in state['state'].items():
+        entries[str(index)] = {}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f'optimizer.{name}.{index}.{key}'] = value.detach().clone().contiguous()
+                entries[str(index)][key] = 'tensor'
+            else:
+                entries[str(index)][key] = value
+    return tensors, {'state': entries, 'param_groups': state['param_groups']}
+
+
+def _optimizer_join(name: str, tensors: dict, data: dict) -> dict:
+    state = {}
+    for index, values in data['state'].items():
+        state[int(index)] = {
+            key: tensors[f'optimizer.{name}.{index}.{key}'] if value == 'tensor' else value
+            for key, value in values.items()}
+    return {'state': state, 'param_groups': data['param_groups']}
+
+
+def save_checkpoint(directory: str, agent, replay_buffer=None, extra: dict | None = None):
+    """Write ``agent`` (and ``replay_buffer``) into ``directory``, replacing it atomically."""
+    tmp = directory.rstrip('/') + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    tensors = {}
+    for name, module in agent.modules().items():
+        for key, value in module.state_dict().items():
+            tensors[f'module.{name}.{key}'] = value.detach().contiguous()
+    optimizers = {}
+    for name, optimizer in agent.optimizers().items():
+        optimizer_tensors, optimizers[name] = _optimizer_split(name, optimizer)
+        tensors.update(optimizer_tensors)
+    for name, value in agent.extra_tensors().items():
+        tensors[f'extra.{name}'] = value.detach().reshape(1).contiguous()
+    tensors['rng.torch'] = torch.get_rng_state()
+    tensor_path = os.path.join(tmp, 'agent.safetensors')
+    save_file(tensors, tensor_path)
+    meta = {
+        'format': FORMAT,
+        'algorithm': agent.algorithm,
+        'obs_dim': agent.obs_dim,
+        'action_dim': agent.action_dim,
+        'config': dataclasses.asdict(agent.config),
+        'gradient_steps': agent.gradient_steps,
+        'alpha': float(agent.alpha),
+        'optimizers': optimizers,
+        'generator': agent.generator.get_state().tolist(),
+        'exploration_rng': (agent.exploration.rng.bit_generator.state
+                            if hasattr(agent, 'exploration') else None),
+        'sha256': _sha256(tensor_path),
+        'extra': extra or {},
+    }
+    with open(os.path.join(tmp, 'agent.json'), 'w', encoding='utf-8') as stream:
+        json.dump(meta, stream, indent=1)
+    if replay_buffer is not None:
+        replay_buffer.save(os.path.join(tmp, 'replay.safetensors'))
+    # Replace the previous checkpoint only once the new one is complete.
+    old = directory.rstrip('/') + '.old'
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(directory):
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_checkpoint_meta(directory: str) -> dict:
+    """Return the JSON metadata of a checkpoint, checked for format."""
+    path = os.path.join(directory, 'agent.json')
+    try:
+        with open(path, encoding='utf-8') as stream:
+            meta = json.load(stream)
+    except FileNotFoundError as error:
+        raise CheckpointError(f'no checkpoint at {directory} (missing {path})') from error
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f'corrupt checkpoint metadata {path}: {error}') from error
+    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+        raise CheckpointError(
+            f'{path}: format {meta.get("format") if isinstance(meta, dict) else None!r}, '
+            f'expected {FORMAT!r}')
+    return meta
+
+
+def load_checkpoint(directory: str, agent, load_replay: bool = True):
+    """Restore ``agent`` in place from ``directory``; return ``(replay_buffer or None, extra)``.
+
+    Raises :class:`CheckpointError` naming the file and the problem when the checkpoint is
+    corrupt or belongs to another algorithm or other dimensions; ``agent`` is then untouched.
+    """
+    meta = read_checkpoint_meta(directory)
+    for key, expected in (('algorithm', agent.algorithm), ('obs_dim', agent.obs_dim),
+                          ('action_dim', agent.action_dim)):
+        if meta.get(key) != expected:
+            raise CheckpointError(
+                f'checkpoint {directory} has {key} {meta.get(key)!r}, this agent {expected!r}')
+    tensor_path = os.path.join(directory, 'agent.safetensors')
+    if not os.path.isfile(tensor_path) or _sha256(tensor_path) != meta.get('sha256'):
+        raise CheckpointError(f'{tensor_path} is missing or does not match its checksum')
+    try:
+        tensors = load_file(tensor_path)
+        states = {name: {key[len(f'module.{name}.'):]: value for key, value in tensors.items()
+                         if key.startswith(f'module.{name}.')} for name in agent.modules()}
+        optimizer_states = {name: _optimizer_join(name, tensors, meta['optimizers'][name])
+                            for name in agent.optimizers()}
+        # Check every shape against the agent before changing anything.
+        for name, module in agent.modules().items():
+            own = module.state_dict()
+            if set(own) != set(states[name]) or any(
+                    own[k].shape != states[name][k].shape for k in own):
+                raise CheckpointError(
+                    f'{tensor_path}: network {name!r} does not match this agent '
+                    '(different layer sizes or ensemble?)')
+    except CheckpointError:
+        raise
+    except Exception as error:
+        raise CheckpointError(f'cannot restore {tensor_path}: {error!r}') from error
+    for name, module in agent.modules().items():
+        module.load_state_dict(states[name])
+    for name, optimizer in agent.optimizers().items():
+        optimizer.load_state_dict(optimizer_states[name])
+    with torch.no_grad():
+        for name, value in agent.extra_tensors().items():
+            value.copy_(tensors[f'extra.{name}'].reshape(value.shape))
+    agent.gradient_steps = meta['gradient_steps']
+    agent.generator.set_state(torch.tensor(meta['generator'], dtype=torch.uint8))
+    if meta.get('exploration_rng') is not None:
+        agent.exploration.rng.bit_generator.state = meta['exploration_rng']
+    if agent.algorithm == 'sql':
+        agent.alpha = meta['alpha']
+    torch.set_rng_state(tensors['rng.torch'])
+    replay = None
+    replay_path = os.path.join(directory, 'replay.safetensors')
+    if load_replay and os.path.isfile(replay_path):
+        from sac_robot.algorithms.replay import ReplayBuffer
+        replay = ReplayBuffer.load(replay_path, agent.obs_dim, agent.action_dim)
+    return replay, meta.get('extra', {})
+
+
+def export_policy(agent, version: int = 0) -> bytes:
+    """Return the policy's weights as safetensors bytes, with what is needed to rebuild it."""
+    actor = agent.modules()['actor']
+    metadata = {
+        'format': POLICY_FORMAT, 'algorithm': agent.algorithm, 'version': str(version),
+        'obs_dim': str(agent.obs_dim), 'action_dim': str(agent.action_dim),
+        'hidden': json.dumps(list(agent.config.hidden)),
+    }
+    return save({k: v.detach().contiguous() for k, v in actor.state_dict().items()},
+                metadata=metadata)
+
+
+def import_policy(data: bytes):
+    """Rebuild a policy network from :func:`export_policy` bytes; return ``(network, meta)``.
+
+    The network maps observations to actions: ``network(obs, deterministic)`` for SAC's
+    tanh-Gaussian policy, ``network(obs, num_samples)`` for SQL's sampler.
+    """
+    from safetensors import deserialize
+
+    from sac_robot.algorithms.networks import SamplingNetwork, TanhGaussianPolicy
+
+    try:
+        header = json.loads(bytes(data[8:8 + int.from_bytes(data[:8], 'little')]))
+        metadata = header.get('__metadata__', {})
+        deserialize(bytes(data))  # validates the whole layout
+        tensors = load(bytes(data))
+    except Exception as error:
+        raise CheckpointError(f'policy bytes are not a valid safetensors file: {error}') from error
+    if metadata.get('format') != POLICY_FORMAT:
+        raise CheckpointError(f'policy format {metadata.get("format")!r}, '
+                              f'expected {POLICY_FORMAT!r}')
+    obs_dim, action_dim = int(metadata['obs_dim']), int(metadata['action_dim'])
+    hidden = tuple(json.loads(metadata['hidden']))
+    network_class = {'sac': TanhGaussianPolicy, 'sql': SamplingNetwork}.get(
+        metadata['algorithm'])
+    if network_class is None:
+        raise CheckpointError(f'unknown algorithm {metadata["algorithm"]!r} in policy bytes')
+    network = network_class(obs_dim, action_dim, hidden)
+    try:
+        network.load_state_dict(tensors)
+    except RuntimeError as error:
+        raise CheckpointError(f'policy weights do not fit their metadata: {error}') from error
+    return network.eval(), metadata

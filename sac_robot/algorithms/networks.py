@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Networks: MLPs, an ensemble of Q-functions, the tanh-Gaussian policy, the SQL sampler.
+
+The critics of both algorithms are one :class:`QEnsemble`: ``E`` Q-functions evaluated with
+batched matrix products. ``E = 2`` gives SAC's twin critics; larger ensembles, layer norm and
+dropout give the high update-to-data variants (REDQ: Chen et al. 2021; DroQ: Hiraoka et al.
+2022).
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Bounds on the policy's log standard deviation. The SAC paper leaves them open; these are the
+#: values of the authors' softlearning code (and of SB3 and CleanRL).
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+def mlp(in_features: int, hidden: tuple, out_features: int) -> nn.Sequential:
+    """Return a ReLU MLP (SAC paper Table 1: ReLU hidden layers)."""
+    layers, width = [], in_features
+    for units in hidden:
+        layers += [nn.Linear(width, units), nn.ReLU()]
+        width = units
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers applied to ``E`` inputs with one batched product."""
+
+    def __init__(self, ensemble: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble, 1, out_features))
+        # Each member initialised as nn.Linear would be (Kaiming uniform, a = sqrt(5)).
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``[E, B, in]`` (or ``[B, in]``, shared by all members) to ``[E, B, out]``."""
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class QEnsemble(nn.Module):
+    """``E`` soft Q-functions ``Q_i(s, a)``, optionally with dropout and layer norm (DroQ)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple = (256, 256),
+                 ensemble: int = 2, dropout: float = 0.0, layer_norm: bool = False):
+        super().__init__()
+        self.ensemble = ensemble
+        layers, width = [], obs_dim + action_dim
+        for units in hidden:
+            layers.append(EnsembleLinear(ensemble, width, units))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            if layer_norm:
+                layers.append(nn.LayerNorm(units))
+            layers.append(nn.ReLU())
+            width = units
+        layers.append(EnsembleLinear(ensemble, width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Return ``[E, B]`` Q-values of the ``B`` pairs ``(obs, action)``."""
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor,
+                           log_std: torch.Tensor) -> torch.Tensor:
+    """Return ``log pi(tanh(u))`` for ``u ~ N(mean, exp(log_std))`` (SAC paper Eq. 26).
+
+    ``log(1 - tanh(u)^2)`` is computed as ``2 (log 2 - u - softplus(-2u))``, which is exact and
+    stays finite where ``tanh(u)`` rounds to +-1 (the naive form gives ``log 0``).
+    """
+    gaussian = (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std
+                - 0.5 * math.log(2 * math.pi)).sum(-1)
+    squash = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+    return gaussian - squash
+
+
+class TanhGaussianPolicy(nn.Module):
+    """``a = tanh(mu(s) + sigma(s) * eps)``: SAC's reparameterized policy (Eq. 8, App. C)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple = (256, 256)):
+        super().__init__()
+        self.action_dim = action_dim
+        self.net = mlp(obs_dim, hidden, 2 * action_dim)
+
+    def distribution(self, obs: torch.Tensor):
+        """Return the mean and the clamped log standard deviation of ``u``."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False,
+                generator: torch.Generator | None = None):
+        """Return ``(action, log_prob)``; deterministic gives ``tanh(mean)`` and no log-prob."""
+        mean, log_std = self.distribution(obs)
+        if deterministic:
+            return torch.tanh(mean), None
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        u = mean + log_std.exp() * eps
+        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
+
+
+class SamplingNetwork(nn.Module):
+    """SQL's state-conditioned sampler ``a = f_phi(xi; s)`` (SQL paper Section 3.2).
+
+    Noise ``xi ~ N(0, I)`` of the action's dimension is fed with the state through an MLP; a
+    tanh keeps actions inside the bounds ``[-1, 1]``.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple = (200, 200)):
+        super().__init__()
+        self.action_dim = action_dim
+        self.net = mlp(obs_dim + action_dim, hidden, action_dim)
+
+    def forward(self, obs: torch.Tensor, num_samples: int = 1,
+                noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return ``[B, num_samples, A]`` actions for ``[B, O]`` observations."""
+        batch = obs.shape[0]
+        if noise is None:
+            noise = torch.randn(batch, num_samples, self.action_dim, device=obs.device,
+                                generator=generator)
+        elif noise.dim() == 2:  # a fixed noise set shared by every state (fine-tuning)
+            noise = noise.unsqueeze(0).expand(batch, -1, -1)
+        states = obs.unsqueeze(1).expand(-1, noise.shape[1], -1)
+        return torch.tanh(self.net(torch.cat([states, noise], dim=-1)))
+
+
+class PixelEncoder(nn.Module):
+    """The image encoder of the SAC paper's D'Claw experiment (Section 7.3).
+
+    Two convolutions with four 3x3 filters, each followed by 3x3 max-pooling, then the
+    flattened features are concatenated with the proprioceptive inputs (joint positions and
+    velocities); the fully connected layers of 256 that follow are the policy's and critics'
+    MLPs. Images are ``uint8 [B, H, W, C]`` and scaled to [0, 1] here.
+    """
+
+    def __init__(self, image_shape: tuple, proprio_dim: int, filters: int = 4):
+        super().__init__()
+        height, width, channels = image_shape
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3),
+            nn.Conv2d(filters, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3),
+            nn.Flatten())
+        with torch.no_grad():
+            conv_dim = self.conv(torch.zeros(1, channels, height, width)).shape[-1]
+        self.out_features = conv_dim + proprio_dim
+
+    def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """Return ``[B, out_features]`` features of ``image`` and ``proprio``."""
+        pixels = image.permute(0, 3, 1, 2).float() / 255.0
+        return torch.cat([self.conv(pixels), proprio], dim=-1)

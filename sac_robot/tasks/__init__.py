@@ -1,0 +1,8 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Tasks as gymnasium environments, registered under the ``sac_robot/`` namespace."""
+
+import gymnasium
+
+gymnasium.register(
+    id='sac_robot/MultiGoal-v0', entry_point='sac_robot.tasks.multigoal:MultiGoalEnv',
+    max_episode_steps=20)

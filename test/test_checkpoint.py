@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Checkpoints: a round trip gives identical next updates; bad files are reported clearly."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from sac_robot.algorithms.checkpoint import (CheckpointError, export_policy, import_policy,
+                                             load_checkpoint, save_checkpoint)
+from sac_robot.algorithms.replay import ReplayBuffer
+from sac_robot.algorithms.sac import SAC, SACConfig
+from sac_robot.algorithms.sql import SQL, SQLConfig
+
+SMALL = {'sac': (SAC, SACConfig(hidden=(32, 32), batch_size=16)),
+         'sql': (SQL, SQLConfig(hidden=(32, 32), batch_size=16, kernel_particles=4,
+                                value_particles=4))}
+
+
+def trained(algo, seed=0):
+    agent_class, config = SMALL[algo]
+    agent = agent_class(4, 2, config, seed=seed)
+    buffer = ReplayBuffer(4, 2, 100, seed=seed)
+    rng = np.random.default_rng(seed)
+    buffer.add(rng.normal(size=(60, 4)), rng.uniform(-1, 1, (60, 2)), rng.normal(size=60),
+               rng.normal(size=(60, 4)), rng.random(60) < 0.1, np.zeros(60))
+    for _ in range(5):
+        agent.update(buffer.sample(16))
+    return agent, buffer
+
+
+@pytest.mark.parametrize('algo', ['sac', 'sql'])
+def test_resume_gives_identical_next_updates(tmp_path, algo):
+    agent, buffer = trained(algo)
+    save_checkpoint(str(tmp_path / 'ckpt'), agent, buffer, {'env_steps': 60})
+    agent_class, config = SMALL[algo]
+    restored = agent_class(4, 2, config, seed=123)  # different initial weights
+    restored_buffer, extra = load_checkpoint(str(tmp_path / 'ckpt'), restored)
+    assert extra == {'env_steps': 60}
+    # Both continue: same batches, same random draws, so the same metrics and weights.
+    for _ in range(3):
+        a = agent.update(buffer.sample(16))
+        b = restored.update(restored_buffer.sample(16))
+        assert a == b
+    for name, module in agent.modules().items():
+        for p, q in zip(module.parameters(), restored.modules()[name].parameters()):
+            assert torch.equal(p, q), name
+    assert restored.gradient_steps == agent.gradient_steps == 8
+
+
+def test_corrupt_tensor_file_is_rejected_and_agent_untouched(tmp_path):
+    agent, buffer = trained('sac')
+    directory = str(tmp_path / 'ckpt')
+    save_checkpoint(directory, agent, buffer)
+    path = os.path.join(directory, 'agent.safetensors')
+    data = bytearray(open(path, 'rb').read())
+    data[-10] ^= 0xFF
+    open(path, 'wb').write(bytes(data))
+    fresh = SAC(4, 2, SMALL['sac'][1], seed=5)
+    before = [p.detach().clone() for p in fresh.actor.parameters()]
+    with pytest.raises(CheckpointError, match='checksum'):
+        load_checkpoint(directory, fresh)
+    assert all(torch.equal(a, b) for a, b in zip(before, fresh.actor.parameters()))
+
+
+def test_mismatched_checkpoints_are_rejected(tmp_path):
+    agent, _ = trained('sac')
+    directory = str(tmp_path / 'ckpt')
+    save_checkpoint(directory, agent)
+    with pytest.raises(CheckpointError, match='obs_dim 4, this agent 5'):
+        load_checkpoint(directory, SAC(5, 2, SMALL['sac'][1]))
+    with pytest.raises(CheckpointError, match="algorithm 'sac', this agent 'sql'"):
+        load_checkpoint(directory, SQL(4, 2, SMALL['sql'][1]))
+    with pytest.raises(CheckpointError, match="network 'actor' does not match"):
+        load_checkpoint(directory, SAC(4, 2, SACConfig(hidden=(16, 16))))
+    with pytest.raises(CheckpointError, match='no checkpoint'):
+        load_checkpoint(str(tmp_path / 'nothing'), agent)
+    with open(os.path.join(directory, 'agent.json'), 'w') as stream:
+        stream.write('{not json')
+    with pytest.raises(CheckpointError, match='corrupt checkpoint metadata'):
+        load_checkpoint(directory, agent)
+
+
+def test_checkpoint_holds_no_pickle(tmp_path):
+    agent, buffer = trained('sac')
+    save_checkpoint(str(tmp_path / 'ckpt'), agent, buffer)
+    names = sorted(os.listdir(tmp_path / 'ckpt'))
+    assert names == ['agent.json', 'agent.safetensors', 'replay.safetensors']
+    meta = json.load(open(tmp_path / 'ckpt' / 'agent.json'))
+    assert meta['config']['hidden'] == [32, 32] and meta['algorithm'] == 'sac'
+
+
+@pytest.mark.parametrize('algo', ['sac', 'sql'])
+def test_policy_export_rebuilds_the_same_policy(algo):
+    agent, _ = trained(algo)
+    data = export_policy(agent, version=7)
+    assert len(data) < 200_000
+    network, meta = import_policy(data)
+    assert meta['version'] == '7' and meta['algorithm'] == algo
+    obs = torch.randn(3, 4)
+    if algo == 'sac':
+        assert torch.equal(network(obs, True)[0], agent.actor(obs, True)[0])
+    else:
+        noise = torch.randn(3, 1, 2)
+        assert torch.equal(network(obs, noise=noise), agent.sampler(obs, noise=noise))
+
+
+def test_policy_import_rejects_garbage():
+    with pytest.raises(CheckpointError, match='not a valid safetensors'):
+        import_policy(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1}' + b'\x00' * 20)
+    agent, _ = trained('sac')
+    data = bytearray(export_policy(agent))
+    with pytest.raises(CheckpointError):
+        import_policy(bytes(data[:len(data) // 2]))

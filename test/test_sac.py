@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: Apache-2.0
+"""SAC: the paper's equations against hand-computed values, and the agent's update."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sac_robot.algorithms.networks import LOG_STD_MAX, tanh_gaussian_log_prob
+from sac_robot.algorithms.replay import Batch
+from sac_robot.algorithms.sac import (SAC, SACConfig, polyak_update, policy_loss, soft_q_target,
+                                      temperature_loss)
+
+
+def test_soft_q_target_by_hand():
+    # r + gamma (1 - d) (Q' - alpha log pi'): 1 + 0.9 * (10 - 0.2 * -1) = 10.18; terminal: r.
+    target = soft_q_target(next_q=torch.tensor([10.0, 5.0]),
+                           next_log_prob=torch.tensor([-1.0, 0.5]),
+                           reward=torch.tensor([1.0, 2.0]), terminated=torch.tensor([0.0, 1.0]),
+                           gamma=0.9, alpha=0.2)
+    assert torch.allclose(target, torch.tensor([10.18, 2.0]))
+
+
+def test_soft_q_target_checks_shapes():
+    with pytest.raises(AssertionError):
+        soft_q_target(torch.zeros(3), torch.zeros(3), torch.zeros(3, 1), torch.zeros(3), 0.9, 1)
+
+
+def test_policy_loss_by_hand():
+    loss = policy_loss(0.5, torch.tensor([-2.0, 0.0]), torch.tensor([3.0, 1.0]))
+    assert loss.item() == pytest.approx(((0.5 * -2 - 3) + (0 - 1)) / 2)
+
+
+@pytest.mark.parametrize('mean_log_prob, alpha_direction', [(0.0, 1), (-4.0, -1), (-2.0, 0)])
+def test_temperature_gradient_sign_and_fixed_point(mean_log_prob, alpha_direction):
+    """The temperature gradient has the right sign and vanishes at the target.
+
+    With target entropy 2 the fixed point is E[log pi] = -2. Entropy too low (log pi high):
+    d loss / d log alpha < 0, so alpha grows under gradient descent; too high: alpha shrinks.
+    """
+    log_alpha = torch.tensor(math.log(0.3), requires_grad=True)
+    log_prob = torch.full((8,), mean_log_prob)
+    temperature_loss(log_alpha, log_prob, target_entropy=2.0).backward()
+    grad = log_alpha.grad.item()
+    assert grad == pytest.approx(-0.3 * (mean_log_prob + 2.0))
+    assert np.sign(round(grad, 9)) == -alpha_direction  # descent moves against the gradient
+
+
+def test_tanh_gaussian_density_integrates_to_one():
+    mean, log_std = torch.tensor([[0.3]]), torch.tensor([[-0.2]])
+    a = torch.linspace(-1 + 1e-6, 1 - 1e-6, 200_001, dtype=torch.float64)[:, None]
+    u = torch.atanh(a)
+    density = tanh_gaussian_log_prob(u, mean.double(), log_std.double()).exp()
+    assert torch.trapezoid(density, a[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_tanh_gaussian_log_prob_matches_reference_and_is_stable():
+    mean = torch.tensor([[0.1, -0.4, 1.0]])
+    log_std = torch.tensor([[-0.5, 0.0, 0.3]])
+    u = torch.tensor([[0.2, -1.0, 2.5]])
+    reference = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()),
+        [torch.distributions.TanhTransform()]).log_prob(torch.tanh(u)).sum(-1)
+    assert torch.allclose(tanh_gaussian_log_prob(u, mean, log_std), reference, atol=1e-5)
+    # Far in the tail tanh(u) rounds to 1 in float32; the naive log(1 - tanh^2) is -inf there.
+    extreme = tanh_gaussian_log_prob(torch.tensor([[30.0]]), torch.tensor([[29.0]]),
+                                     torch.tensor([[LOG_STD_MAX]]))
+    assert torch.isfinite(extreme).all()
+
+
+def test_polyak_update():
+    target = [torch.zeros(3), torch.zeros(2, 2)]
+    online = [torch.ones(3), torch.ones(2, 2)]
+    polyak_update(target, online, 0.005)
+    polyak_update(target, online, 0.005)
+    for tensor in target:
+        assert torch.allclose(tensor, torch.full_like(tensor, 1 - 0.995 ** 2))
+
+
+def random_batch(n=32, obs_dim=5, action_dim=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.randn(n, obs_dim, generator=g),
+                 torch.rand(n, action_dim, generator=g) * 2 - 1,
+                 torch.randn(n, generator=g), torch.randn(n, obs_dim, generator=g),
+                 (torch.rand(n, generator=g) < 0.2).float(), torch.zeros(n))
+
+
+def test_update_moves_every_network_as_the_paper_says():
+    agent = SAC(5, 2, SACConfig(hidden=(32, 32)), seed=0)
+    before = {name: [p.detach().clone() for p in m.parameters()]
+              for name, m in agent.modules().items()}
+    log_alpha = agent.log_alpha.item()
+    metrics = agent.update(random_batch())
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert set(metrics) >= {'loss/critic', 'loss/actor', 'loss/alpha', 'alpha', 'entropy'}
+    for name in ('actor', 'critic'):
+        assert any(not torch.equal(a, b) for a, b in
+                   zip(before[name], agent.modules()[name].parameters())), name
+    # The target moved by exactly tau towards the updated critic.
+    for old_target, target, online in zip(before['critic_target'],
+                                          agent.critic_target.parameters(),
+                                          agent.critic.parameters()):
+        assert torch.allclose(target, old_target + 0.005 * (online - old_target), atol=1e-6)
+    assert agent.log_alpha.item() != log_alpha
+    assert all(p.requires_grad for p in agent.critic.parameters())
+
+
+def test_actor_step_leaves_the_critics_alone():
+    agent = SAC(5, 2, SACConfig(hidden=(32, 32)), seed=0)
+    batch = random_batch()
+    agent.update(batch, update_actor=False)
+    critic = [p.detach().clone() for p in agent.critic.parameters()]
+    actor = [p.detach().clone() for p in agent.actor.parameters()]
+    # Run only the policy part by zeroing the critic learning rate for one step.
+    for group in agent.critic_optimizer.param_groups:
+        group['lr'] = 0.0
+    agent.update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(critic, agent.critic.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(actor, agent.actor.parameters()))
+
+
+def test_fixed_temperature_mode():
+    agent = SAC(5, 2, SACConfig(hidden=(16,), auto_alpha=False, alpha=0.05), seed=0)
+    agent.update(random_batch())
+    assert agent.alpha == pytest.approx(0.05)
+
+
+def test_high_utd_variants_build_and_update():
+    """REDQ (10 critics, min over 2 at random) and DroQ (dropout + layer norm)."""
+    redq = SAC(5, 2, SACConfig(hidden=(16, 16), num_critics=10, num_target_critics=2), seed=0)
+    assert redq.critic(torch.zeros(4, 5), torch.zeros(4, 2)).shape == (10, 4)
+    droq = SAC(5, 2, SACConfig(hidden=(16, 16), critic_dropout=0.01, critic_layer_norm=True),
+               seed=0)
+    for agent in (redq, droq):
+        for i in range(3):
+            metrics = agent.update(random_batch(seed=i), update_actor=(i == 2))
+        assert all(math.isfinite(v) for v in metrics.values())
+    with pytest.raises(ValueError):
+        SACConfig(num_critics=2, num_target_critics=3)
+
+
+def test_act_shapes_and_bounds():
+    agent = SAC(5, 2, SACConfig(hidden=(16,)), seed=0)
+    single = agent.act(np.zeros(5))
+    batch = agent.act(np.random.randn(7, 5) * 100)
+    assert single.shape == (2,) and batch.shape == (7, 2)
+    assert np.all(np.abs(batch) <= 1)
+    assert np.array_equal(agent.act(np.ones(5), True), agent.act(np.ones(5), True))
