@@ -34,8 +34,8 @@ $(PY):
 # The ROS 2 wheels' exported CMake files name the include directories of the machine that built
 # them (/opt/python/...); point them at this venv's Python and numpy (see README, "How the venv
 # build works").
-$(VENV)/.deps: requirements.txt constraints.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+$(VENV)/.deps: requirements.txt requirements-ros.txt constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-ros.txt -c constraints.txt
 	pyinc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
 	npinc=$$($(PY) -c 'import numpy; print(numpy.get_include())'); \
 	for f in $$(grep -l '/opt/python/' $(VENV)/share/*/cmake/*.cmake || true); do \

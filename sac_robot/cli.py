@@ -7,6 +7,8 @@
 ``sac-robot train --env <gymnasium id> --algo sac|sql --steps N --out DIR [--set key=value]``
     Train without ROS, with a progress bar, evaluations, a CSV log, a learning-curve PNG and
     checkpoints (``--resume`` continues).
+``sac-robot multigoal --out DIR [--steps N]``
+    The SQL paper's multi-goal experiment for SQL and SAC: goals reached, and a figure.
 """
 
 import argparse
@@ -59,6 +61,18 @@ def _train(options) -> int:
     return 0
 
 
+def _multigoal(options) -> int:
+    from sac_robot import multigoal_experiment
+
+    results = multigoal_experiment.run(options.out, options.steps, options.rollouts,
+                                       options.seed, tuple(options.algo))
+    for algo, fractions in results.items():
+        print(f'{algo}: goals reached by ' + ', '.join(f'{f:.0%}' for f in fractions)
+              + f' of {options.rollouts} rollouts')
+    print(f'figure: {options.out}/multigoal.png')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``sac-robot``."""
     parser = argparse.ArgumentParser(
@@ -96,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help='one algorithm setting, e.g. --set utd_ratio=10 (repeatable)')
     train.add_argument('--no-progress', action='store_true', help='no progress bar')
     train.set_defaults(run=_train)
+
+    multigoal = commands.add_parser(
+        'multigoal', help="the SQL paper's multi-goal experiment (Figure 1) for SQL and SAC")
+    multigoal.add_argument('--out', default='runs/multigoal')
+    multigoal.add_argument('--steps', type=int, default=20_000, help='steps per algorithm')
+    multigoal.add_argument('--rollouts', type=int, default=100)
+    multigoal.add_argument('--seed', type=int, default=0)
+    multigoal.add_argument('--algo', nargs='+', default=['sql', 'sac'], choices=('sql', 'sac'))
+    multigoal.set_defaults(run=_multigoal)
     return parser
 
 

@@ -67,7 +67,8 @@ def make_env(env_id: str, seed: int | None = None) -> gymnasium.Env:
         raise ValueError(f'{env_id}: flat Box observations needed, got {env.observation_space}')
     low, high = env.action_space.low, env.action_space.high
     if not (np.all(low == -1) and np.all(high == 1)):
-        env = gymnasium.wrappers.RescaleAction(env, -1.0, 1.0)
+        ones = np.ones(env.action_space.shape, np.float32)
+        env = gymnasium.wrappers.RescaleAction(env, -ones, ones)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env

@@ -5,6 +5,7 @@ Set before anything imports rclpy, so that every node made by a test, and every 
 starts (they inherit the environment), stays on this machine and in this process's domain.
 """
 
+import itertools
 import os
 import shutil
 import sys
@@ -33,13 +34,24 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_LOG_DIR, ignore_errors=True)
 
 
+_domains = itertools.count(os.getpid())
+
+
 @pytest.fixture
-def ros_context():
-    """An rclpy context of the test's own, initialized and shut down around the test."""
+def ros_domain(monkeypatch):
+    """A ROS domain of the test's own, also given to every process the test starts."""
+    domain = 1 + next(_domains) % 100
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain))
+    return domain
+
+
+@pytest.fixture
+def ros_context(ros_domain):
+    """An rclpy context of the test's own, in the test's own domain, shut down after it."""
     import rclpy
 
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=ros_domain)
     try:
         yield context
     finally:

@@ -22,7 +22,7 @@ SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 
 
 @pytest.fixture
-def demo_prefix(tmp_path, monkeypatch):
+def demo_prefix(tmp_path, monkeypatch, ros_domain):
     """An ament prefix holding the demo package's executables, first on AMENT_PREFIX_PATH."""
     lib = tmp_path / 'lib' / 'demo'
     lib.mkdir(parents=True)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.fixture
-def echo_process():
+def echo_process(ros_domain):
     process = subprocess.Popen([sys.executable, os.path.join(HERE, 'helpers', 'echo_node.py')],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -10,16 +10,19 @@ import torch
 from sac_robot.algorithms.networks import SamplingNetwork
 from sac_robot.algorithms.replay import Batch
 from sac_robot.algorithms.sql import (SQL, FineTuneSchedule, OrnsteinUhlenbeckNoise, SQLConfig,
-                                      rbf_kernel, sampler_log_density, soft_value,
-                                      svgd_direction)
+                                      rbf_kernel, rbf_kernel_grad, sampler_log_density,
+                                      soft_value, svgd_direction)
 
 
-def test_kernel_gradient_matches_autograd():
+def test_kernel_and_its_gradient_match_autograd():
     torch.manual_seed(0)
     xs = torch.randn(3, 6, 2, dtype=torch.float64, requires_grad=True)
     ys = torch.randn(3, 5, 2, dtype=torch.float64)
-    kappa, kappa_grad = rbf_kernel(xs, ys)
-    assert kappa.shape == (3, 6, 5) and kappa_grad.shape == (3, 6, 5, 2)
+    kappa, h = rbf_kernel(xs, ys)
+    assert kappa.shape == (3, 6, 5) and h.shape == (3,)
+    direct = torch.exp(-((xs.unsqueeze(2) - ys.unsqueeze(1)) ** 2).sum(-1) / h[:, None, None])
+    assert torch.allclose(kappa, direct)
+    kappa_grad = rbf_kernel_grad(xs, ys, kappa, h)
     # d/dx_i sum_j kappa(x_i, y_j), the bandwidth held constant (it is detached).
     (auto,) = torch.autograd.grad(kappa.sum(), xs)
     assert torch.allclose(kappa_grad.sum(2), auto)
@@ -27,21 +30,29 @@ def test_kernel_gradient_matches_autograd():
 
 def test_kernel_median_heuristic_by_hand():
     xs = torch.tensor([[[0.0], [1.0], [3.0]]])
-    kappa, _ = rbf_kernel(xs, xs)
+    kappa, h = rbf_kernel(xs, xs)
     # Squared distances {0,1,9,1,0,4,9,4,0}: median 1; h = 1 / (2 log 4).
-    h = 1.0 / (2 * math.log(4))
-    assert kappa[0, 0, 1].item() == pytest.approx(math.exp(-1.0 / h))
-    assert kappa[0, 1, 2].item() == pytest.approx(math.exp(-4.0 / h))
+    assert h.item() == pytest.approx(1.0 / (2 * math.log(4)))
+    assert kappa[0, 0, 1].item() == pytest.approx(math.exp(-1.0 / h.item()))
+    assert kappa[0, 1, 2].item() == pytest.approx(math.exp(-4.0 / h.item()))
     assert torch.allclose(torch.diagonal(kappa[0]), torch.ones(3))
 
 
-def test_svgd_direction_by_hand():
-    # One fixed particle at 0 with grad Q = 1, one updated particle at distance 1.
-    kappa = torch.tensor([[[0.5]]])
-    kappa_grad = torch.tensor([[[[-0.25]]]])
-    grad_q = torch.tensor([[[1.0]]])
-    direction = svgd_direction(kappa, kappa_grad, grad_q, alpha=2.0)
-    assert direction.item() == pytest.approx(0.5 * 1.0 + 2.0 * -0.25)
+def test_svgd_direction_matches_the_naive_sum():
+    """The closed-form direction equals Eq. 13 summed term by term."""
+    torch.manual_seed(2)
+    fixed = torch.randn(4, 7, 3, dtype=torch.float64)
+    updated = torch.randn(4, 5, 3, dtype=torch.float64)
+    grad_q = torch.randn(4, 7, 3, dtype=torch.float64)
+    kappa, h = rbf_kernel(fixed, updated)
+    kappa_grad = rbf_kernel_grad(fixed, updated, kappa, h)
+    alpha = 0.7
+    naive = torch.zeros_like(updated)
+    for j in range(5):
+        for i in range(7):
+            naive[:, j] += kappa[:, i, j, None] * grad_q[:, i] + alpha * kappa_grad[:, i, j]
+    naive /= 7
+    assert torch.allclose(svgd_direction(kappa, h, fixed, updated, grad_q, alpha), naive)
 
 
 def test_soft_value_against_closed_form_on_a_quadratic():

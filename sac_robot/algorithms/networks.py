@@ -40,11 +40,17 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``[E, B, in]`` (or ``[B, in]``, shared by all members) to ``[E, B, out]``."""
+    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """Map ``[E, B, in]`` (or ``[B, in]``, shared by all members) to ``[E, B, out]``.
+
+        ``detach_params`` uses the weights as constants: gradients reach ``x`` only.
+        """
+        weight, bias = self.weight, self.bias
+        if detach_params:
+            weight, bias = weight.detach(), bias.detach()
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
 
 
 class QEnsemble(nn.Module):
@@ -66,9 +72,17 @@ class QEnsemble(nn.Module):
         layers.append(EnsembleLinear(ensemble, width, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Return ``[E, B]`` Q-values of the ``B`` pairs ``(obs, action)``."""
-        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+    def forward(self, obs: torch.Tensor, action: torch.Tensor,
+                detach_params: bool = False) -> torch.Tensor:
+        """Return ``[E, B]`` float32 Q-values of the ``B`` pairs ``(obs, action)``.
+
+        ``detach_params`` treats the critics' parameters as constants (the policy objective
+        needs gradients with respect to the action only).
+        """
+        x = torch.cat([obs, action], dim=-1)
+        for layer in self.net:
+            x = layer(x, detach_params) if isinstance(layer, EnsembleLinear) else layer(x)
+        return x.squeeze(-1).float()
 
 
 def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor,
@@ -94,7 +108,7 @@ class TanhGaussianPolicy(nn.Module):
 
     def distribution(self, obs: torch.Tensor):
         """Return the mean and the clamped log standard deviation of ``u``."""
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        mean, log_std = self.net(obs).float().chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False,

@@ -49,7 +49,7 @@ class SQLConfig:
     value_particles: int = 50
     """K_V: action samples of the importance-sampled soft value (Eq. 10)."""
     kernel_particles: int = 32
-    """K = M: particles of the SVGD update (App. C.1); the multi-goal task uses 100."""
+    """K = M: particles per state of the SVGD update (App. C.1); the multi-goal task uses 100."""
     value_proposal: str = 'uniform'
     """Proposal of Eq. 10: 'uniform' over the action box, or 'sampler' (App. C.2: the sampler's
     density from its Jacobian, Eq. 33) once ``sampler_proposal_after`` steps have passed."""
@@ -69,34 +69,45 @@ class SQLConfig:
 
 
 def rbf_kernel(xs: torch.Tensor, ys: torch.Tensor):
-    """Return ``kappa(x, y) = exp(-||x - y||^2 / h)`` and its gradient in ``x`` (App. D.1).
+    """Return ``kappa(x, y) = exp(-||x - y||^2 / h)`` ``[B, Kx, Ky]`` and ``h`` ``[B]`` (App. D.1).
 
-    ``xs``: ``[B, Kx, A]``, ``ys``: ``[B, Ky, A]``; returns ``kappa [B, Kx, Ky]`` and
-    ``d kappa / d x  [B, Kx, Ky, A]``. The bandwidth is the median heuristic per state,
-    ``h = d / (2 log(Kx + 1))``, with ``d`` the median of the *squared* pairwise distances
-    (squared, as in the authors' softlearning code, so that ``h`` has the units of the
-    exponent's numerator); it is treated as a constant.
+    ``xs``: ``[B, Kx, A]``, ``ys``: ``[B, Ky, A]``. The bandwidth is the median heuristic per
+    state, ``h = d / (2 log(Kx + 1))``, with ``d`` the median of the *squared* pairwise
+    distances (squared, as in the authors' softlearning code, so that ``h`` has the units of
+    the exponent's numerator); it is treated as a constant.
     """
-    diff = xs.unsqueeze(2) - ys.unsqueeze(1)                 # [B, Kx, Ky, A]
-    dist_sq = (diff ** 2).sum(-1)                            # [B, Kx, Ky]
-    median = dist_sq.flatten(1).median(dim=1).values         # [B]
+    # ||x - y||^2 = ||x||^2 + ||y||^2 - 2 x.y, without a [B, Kx, Ky, A] difference tensor.
+    dist_sq = torch.baddbmm((xs ** 2).sum(-1, keepdim=True) + (ys ** 2).sum(-1).unsqueeze(1),
+                            xs, ys.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
+    median = dist_sq.flatten(1).median(dim=1).values
     h = (median / (2.0 * math.log(xs.shape[1] + 1))).clamp_min(MIN_BANDWIDTH).detach()
-    kappa = torch.exp(-dist_sq / h[:, None, None])
-    kappa_grad = -2.0 * diff / h[:, None, None, None] * kappa.unsqueeze(-1)
-    return kappa, kappa_grad
+    return torch.exp(-dist_sq / h[:, None, None]), h
 
 
-def svgd_direction(kappa: torch.Tensor, kappa_grad: torch.Tensor, grad_q: torch.Tensor,
-                   alpha: float) -> torch.Tensor:
+def rbf_kernel_grad(xs: torch.Tensor, ys: torch.Tensor, kappa: torch.Tensor,
+                    h: torch.Tensor) -> torch.Tensor:
+    """Return ``d kappa(x_i, y_j) / d x_i`` ``[B, Kx, Ky, A]`` (``-2 (x_i - y_j) / h kappa_ij``).
+
+    :func:`svgd_direction` never builds this tensor; it is the reference it is tested against.
+    """
+    diff = xs.unsqueeze(2) - ys.unsqueeze(1)
+    return -2.0 * diff / h[:, None, None, None] * kappa.unsqueeze(-1)
+
+
+def svgd_direction(kappa: torch.Tensor, h: torch.Tensor, fixed: torch.Tensor,
+                   updated: torch.Tensor, grad_q: torch.Tensor, alpha: float) -> torch.Tensor:
     """Return Eq. 13's ``Delta f`` at each updated particle ``a~_j``: ``[B, K, A]``.
 
     ``Delta f(a~_j) = mean_i [kappa(a_i, a~_j) grad_a Q(s, a_i) + alpha grad_a kappa(a_i, a~_j)]``
-    with ``kappa [B, M, K]``, ``kappa_grad [B, M, K, A]`` (gradient in ``a_i``) and
-    ``grad_q [B, M, A]`` at the fixed particles ``a_i``.
+    with the fixed particles ``a_i`` ``[B, M, A]``, ``kappa [B, M, K]`` and ``grad_q [B, M, A]``.
+    For the RBF kernel the repulsion sums in closed form,
+    ``sum_i grad kappa_ij = -(2 / h) (sum_i kappa_ij a_i - a~_j sum_i kappa_ij)``,
+    so the whole direction is one batched product.
     """
-    attraction = torch.einsum('bmk,bma->bka', kappa, grad_q)
-    repulsion = kappa_grad.sum(1)
-    return (attraction + alpha * repulsion) / kappa.shape[1]
+    scale = (2.0 * alpha / h)[:, None, None]
+    weighted = grad_q - scale * fixed
+    direction = kappa.transpose(1, 2) @ weighted + scale * updated * kappa.sum(1).unsqueeze(-1)
+    return direction / kappa.shape[1]
 
 
 def soft_value(q: torch.Tensor, log_proposal: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -258,22 +269,25 @@ class SQL:
     def sampler_update(self, obs: torch.Tensor) -> dict:
         """One amortized SVGD step of the sampler (Eq. 13-14, App. C.1) at states ``obs``.
 
-        K particles are moved; M others (detached) move them through the kernel.
+        ``kernel_particles`` actions are sampled per state. App. C.1 allows the particles that
+        are moved (``a~_j``) and those that move them (``a_i``) to be the same samples; they
+        are here, which halves the sampler's work against drawing two sets.
         """
-        k = m = self.config.kernel_particles
+        k = self.config.kernel_particles
         n = obs.shape[0]
-        actions = self.sampler(obs, k + m, generator=self.generator)
-        updated, fixed = actions[:, :k], actions[:, k:].detach().requires_grad_(True)
-        states = obs.unsqueeze(1).expand(-1, m, -1).reshape(n * m, -1)
+        updated = self.sampler(obs, k, generator=self.generator)
+        fixed = updated.detach().requires_grad_(True)
+        states = obs.unsqueeze(1).expand(-1, k, -1).reshape(n * k, -1)
         self.q.requires_grad_(False)
-        q_fixed = self.q(states, fixed.reshape(n * m, -1))[0].reshape(n, m)
+        q_fixed = self.q(states, fixed.reshape(n * k, -1))[0].reshape(n, k)
         # The sampler squashes with tanh; as softlearning does, the target density includes
         # the change of variables log(1 - a^2), which keeps particles off the bounds.
         log_target = q_fixed + self.alpha * torch.log(1 - fixed ** 2 + SQUASH_EPS).sum(-1)
         (grad_q,) = torch.autograd.grad(log_target.sum(), fixed)
         self.q.requires_grad_(True)
-        kappa, kappa_grad = rbf_kernel(fixed.detach(), updated.detach())
-        direction = svgd_direction(kappa, kappa_grad, grad_q, self.alpha)
+        kappa, h = rbf_kernel(fixed.detach(), updated.detach())
+        direction = svgd_direction(kappa, h, fixed.detach(), updated.detach(), grad_q,
+                                   self.alpha)
         # Eq. 14: backpropagate Delta f through the sampler (ascent along Delta f).
         sampler_loss = -(direction.detach() * updated).sum(-1).mean()
         self.sampler_optimizer.zero_grad(set_to_none=True)
