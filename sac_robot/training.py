@@ -21,6 +21,7 @@ import torch
 
 from sac_robot.algorithms.checkpoint import load_checkpoint, read_checkpoint_meta, \
     save_checkpoint
+from sac_robot.algorithms.observations import spec_from_space
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SAC, SACConfig
 from sac_robot.algorithms.sql import SQL, SQLConfig
@@ -63,8 +64,7 @@ def make_env(env_id: str, seed: int | None = None) -> gymnasium.Env:
     env = gymnasium.make(env_id)
     if not isinstance(env.action_space, gymnasium.spaces.Box):
         raise ValueError(f'{env_id}: continuous (Box) actions needed, got {env.action_space}')
-    if not isinstance(env.observation_space, gymnasium.spaces.Box):
-        raise ValueError(f'{env_id}: flat Box observations needed, got {env.observation_space}')
+    spec_from_space(env.observation_space)  # raises for unsupported observation spaces
     low, high = env.action_space.low, env.action_space.high
     if not (np.all(low == -1) and np.all(high == 1)):
         ones = np.ones(env.action_space.shape, np.float32)
@@ -88,7 +88,7 @@ def evaluate(agent, env: gymnasium.Env, episodes: int) -> dict:
     return {'eval/return': float(np.mean(returns)), 'eval/return_std': float(np.std(returns))}
 
 
-def build_agent(algo: str, obs_dim: int, action_dim: int, overrides: dict | None = None,
+def build_agent(algo: str, obs_spec, action_dim: int, overrides: dict | None = None,
                 seed: int | None = None):
     """Return an agent of ``algo`` with its config's defaults updated by ``overrides``."""
     if algo not in ALGORITHMS:
@@ -99,7 +99,7 @@ def build_agent(algo: str, obs_dim: int, action_dim: int, overrides: dict | None
     if unknown:
         raise ValueError(f'unknown {algo} setting(s) {", ".join(unknown)}; '
                          f'known: {", ".join(sorted(fields))}')
-    return agent_class(obs_dim, action_dim, config_class(**(overrides or {})), seed=seed)
+    return agent_class(obs_spec, action_dim, config_class(**(overrides or {})), seed=seed)
 
 
 def train(run: RunConfig, overrides: dict | None = None) -> dict:
@@ -109,10 +109,10 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
     os.makedirs(run.out, exist_ok=True)
     env = make_env(run.env, run.seed)
     eval_env = make_env(run.env, run.seed + 10_000)
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    agent = build_agent(run.algo, obs_dim, action_dim, overrides, run.seed)
+    obs_spec, action_dim = spec_from_space(env.observation_space), env.action_space.shape[0]
+    agent = build_agent(run.algo, obs_spec, action_dim, overrides, run.seed)
     config = agent.config
-    buffer = ReplayBuffer(obs_dim, action_dim, min(config.buffer_size, max(run.steps, 1)),
+    buffer = ReplayBuffer(obs_spec, action_dim, min(config.buffer_size, max(run.steps, 1)),
                           seed=run.seed)
     checkpoint_dir = os.path.join(run.out, 'checkpoint')
     start_step, episodes = 0, 0
@@ -148,9 +148,8 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
         else:
             action = agent.act(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        if not np.all(np.isfinite(next_obs)) or not math.isfinite(reward):
-            raise FloatingPointError(f'{run.env} returned a non-finite observation or reward '
-                                     f'at step {step}')
+        if not math.isfinite(reward):
+            raise FloatingPointError(f'{run.env} returned a non-finite reward at step {step}')
         buffer.add(obs, action, reward, next_obs, terminated, truncated)
         episode_return += float(reward)
         obs = next_obs

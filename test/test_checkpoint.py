@@ -69,7 +69,7 @@ def test_mismatched_checkpoints_are_rejected(tmp_path):
     agent, _ = trained('sac')
     directory = str(tmp_path / 'ckpt')
     save_checkpoint(directory, agent)
-    with pytest.raises(CheckpointError, match='obs_dim 4, this agent 5'):
+    with pytest.raises(CheckpointError, match="obs_spec '4', this agent '5'"):
         load_checkpoint(directory, SAC(5, 2, SMALL['sac'][1]))
     with pytest.raises(CheckpointError, match="algorithm 'sac', this agent 'sql'"):
         load_checkpoint(directory, SQL(4, 2, SMALL['sql'][1]))

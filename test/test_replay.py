@@ -86,7 +86,7 @@ def test_corrupt_or_mismatched_files_are_reported(tmp_path):
     fill(buffer, 0, 3)
     path = tmp_path / 'replay.safetensors'
     buffer.save(str(path))
-    with pytest.raises(ReplayBufferError, match='obs_dim 3, expected 4'):
+    with pytest.raises(ReplayBufferError, match='has observations 3, expected 4'):
         ReplayBuffer.load(str(path), 4, 2)
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(ReplayBufferError, match='cannot read replay buffer'):

@@ -88,7 +88,7 @@ def save_checkpoint(directory: str, agent, replay_buffer=None, extra: dict | Non
     meta = {
         'format': FORMAT,
         'algorithm': agent.algorithm,
-        'obs_dim': agent.obs_dim,
+        'obs_spec': agent.obs_spec,
         'action_dim': agent.action_dim,
         'config': dataclasses.asdict(agent.config),
         'gradient_steps': agent.gradient_steps,
@@ -137,11 +137,18 @@ def load_checkpoint(directory: str, agent, load_replay: bool = True):
     corrupt or belongs to another algorithm or other dimensions; ``agent`` is then untouched.
     """
     meta = read_checkpoint_meta(directory)
-    for key, expected in (('algorithm', agent.algorithm), ('obs_dim', agent.obs_dim),
-                          ('action_dim', agent.action_dim)):
-        if meta.get(key) != expected:
+    from sac_robot.algorithms.observations import spec_from_json, spec_to_json
+    try:
+        saved_spec = spec_from_json(json.dumps(meta.get('obs_spec')))
+    except ValueError as error:
+        raise CheckpointError(f'checkpoint {directory}: bad observation spec: {error}') from error
+    for key, value, expected in (('algorithm', meta.get('algorithm'), agent.algorithm),
+                                 ('obs_spec', spec_to_json(saved_spec),
+                                  spec_to_json(agent.obs_spec)),
+                                 ('action_dim', meta.get('action_dim'), agent.action_dim)):
+        if value != expected:
             raise CheckpointError(
-                f'checkpoint {directory} has {key} {meta.get(key)!r}, this agent {expected!r}')
+                f'checkpoint {directory} has {key} {value!r}, this agent {expected!r}')
     tensor_path = os.path.join(directory, 'agent.safetensors')
     if not os.path.isfile(tensor_path) or _sha256(tensor_path) != meta.get('sha256'):
         raise CheckpointError(f'{tensor_path} is missing or does not match its checksum')
@@ -181,16 +188,18 @@ def load_checkpoint(directory: str, agent, load_replay: bool = True):
     replay_path = os.path.join(directory, 'replay.safetensors')
     if load_replay and os.path.isfile(replay_path):
         from sac_robot.algorithms.replay import ReplayBuffer
-        replay = ReplayBuffer.load(replay_path, agent.obs_dim, agent.action_dim)
+        replay = ReplayBuffer.load(replay_path, agent.obs_spec, agent.action_dim)
     return replay, meta.get('extra', {})
 
 
 def export_policy(agent, version: int = 0) -> bytes:
     """Return the policy's weights as safetensors bytes, with what is needed to rebuild it."""
+    from sac_robot.algorithms.observations import spec_to_json
+
     actor = agent.modules()['actor']
     metadata = {
         'format': POLICY_FORMAT, 'algorithm': agent.algorithm, 'version': str(version),
-        'obs_dim': str(agent.obs_dim), 'action_dim': str(agent.action_dim),
+        'obs_spec': spec_to_json(agent.obs_spec), 'action_dim': str(agent.action_dim),
         'hidden': json.dumps(list(agent.config.hidden)),
     }
     return save({k: v.detach().contiguous() for k, v in actor.state_dict().items()},
@@ -206,6 +215,7 @@ def import_policy(data: bytes):
     from safetensors import deserialize
 
     from sac_robot.algorithms.networks import SamplingNetwork, TanhGaussianPolicy
+    from sac_robot.algorithms.observations import spec_from_json
 
     try:
         header = json.loads(bytes(data[8:8 + int.from_bytes(data[:8], 'little')]))
@@ -217,13 +227,16 @@ def import_policy(data: bytes):
     if metadata.get('format') != POLICY_FORMAT:
         raise CheckpointError(f'policy format {metadata.get("format")!r}, '
                               f'expected {POLICY_FORMAT!r}')
-    obs_dim, action_dim = int(metadata['obs_dim']), int(metadata['action_dim'])
-    hidden = tuple(json.loads(metadata['hidden']))
+    try:
+        obs_spec, action_dim = spec_from_json(metadata['obs_spec']), int(metadata['action_dim'])
+        hidden = tuple(json.loads(metadata['hidden']))
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f'policy metadata incomplete or malformed: {error}') from error
     network_class = {'sac': TanhGaussianPolicy, 'sql': SamplingNetwork}.get(
         metadata['algorithm'])
     if network_class is None:
         raise CheckpointError(f'unknown algorithm {metadata["algorithm"]!r} in policy bytes')
-    network = network_class(obs_dim, action_dim, hidden)
+    network = network_class(obs_spec, action_dim, hidden)
     try:
         network.load_state_dict(tensors)
     except RuntimeError as error:

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sac_robot.algorithms.observations import image_key, normalize_spec
+
 #: Bounds on the policy's log standard deviation. The SAC paper leaves them open; these are the
 #: values of the authors' softlearning code (and of SB3 and CleanRL).
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -56,11 +58,12 @@ class EnsembleLinear(nn.Module):
 class QEnsemble(nn.Module):
     """``E`` soft Q-functions ``Q_i(s, a)``, optionally with dropout and layer norm (DroQ)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple = (256, 256),
+    def __init__(self, obs_spec, action_dim: int, hidden: tuple = (256, 256),
                  ensemble: int = 2, dropout: float = 0.0, layer_norm: bool = False):
         super().__init__()
         self.ensemble = ensemble
-        layers, width = [], obs_dim + action_dim
+        self.encoder = Encoder(obs_spec)
+        layers, width = [], self.encoder.out_features + action_dim
         for units in hidden:
             layers.append(EnsembleLinear(ensemble, width, units))
             if dropout > 0:
@@ -72,14 +75,18 @@ class QEnsemble(nn.Module):
         layers.append(EnsembleLinear(ensemble, width, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor,
-                detach_params: bool = False) -> torch.Tensor:
+    def forward(self, obs, action: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         """Return ``[E, B]`` float32 Q-values of the ``B`` pairs ``(obs, action)``.
 
         ``detach_params`` treats the critics' parameters as constants (the policy objective
         needs gradients with respect to the action only).
         """
-        x = torch.cat([obs, action], dim=-1)
+        if detach_params:
+            with torch.no_grad():  # the observation's features need no gradient at all
+                features = self.encoder(obs)
+        else:
+            features = self.encoder(obs)
+        x = torch.cat([features, action.to(features.dtype)], dim=-1)
         for layer in self.net:
             x = layer(x, detach_params) if isinstance(layer, EnsembleLinear) else layer(x)
         return x.squeeze(-1).float()
@@ -101,19 +108,23 @@ def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor,
 class TanhGaussianPolicy(nn.Module):
     """``a = tanh(mu(s) + sigma(s) * eps)``: SAC's reparameterized policy (Eq. 8, App. C)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple = (256, 256)):
+    def __init__(self, obs_spec, action_dim: int, hidden: tuple = (256, 256)):
         super().__init__()
         self.action_dim = action_dim
-        self.net = mlp(obs_dim, hidden, 2 * action_dim)
+        self.encoder = Encoder(obs_spec)
+        self.net = mlp(self.encoder.out_features, hidden, 2 * action_dim)
 
-    def distribution(self, obs: torch.Tensor):
+    def distribution(self, obs):
         """Return the mean and the clamped log standard deviation of ``u``."""
-        mean, log_std = self.net(obs).float().chunk(2, dim=-1)
+        mean, log_std = self.net(self.encoder(obs)).float().chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False,
+    def forward(self, obs, deterministic: bool = False,
                 generator: torch.Generator | None = None):
-        """Return ``(action, log_prob)``; deterministic gives ``tanh(mean)`` and no log-prob."""
+        """Return ``(action, log_prob)``; deterministic gives ``tanh(mean)`` and no log-prob.
+
+        ``obs`` is a ``[B, O]`` tensor or, for a dict observation spec, a dict of them.
+        """
         mean, log_std = self.distribution(obs)
         if deterministic:
             return torch.tanh(mean), None
@@ -172,3 +183,38 @@ class PixelEncoder(nn.Module):
         """Return ``[B, out_features]`` features of ``image`` and ``proprio``."""
         pixels = image.permute(0, 3, 1, 2).float() / 255.0
         return torch.cat([self.conv(pixels), proprio], dim=-1)
+
+
+class Encoder(nn.Module):
+    """Observation to features, before a network's fully connected layers.
+
+    The identity for flat observations; for a dict, the vectors concatenated and, when there is
+    an image, the :class:`PixelEncoder` fused with them. Each network (the policy, the critic
+    ensemble) has its own encoder, as in softlearning.
+    """
+
+    def __init__(self, obs_spec):
+        super().__init__()
+        self.spec = normalize_spec(obs_spec)
+        self.image = image_key(self.spec)
+        self.pixels = None
+        if isinstance(self.spec, int):
+            self.vectors, self.out_features = [], self.spec
+            return
+        self.vectors = sorted(k for k, shape in self.spec.items() if len(shape) == 1)
+        vector_dim = sum(self.spec[k][0] for k in self.vectors)
+        if self.image is None:
+            self.out_features = vector_dim
+        else:
+            self.pixels = PixelEncoder(self.spec[self.image], vector_dim)
+            self.out_features = self.pixels.out_features
+
+    def forward(self, obs) -> torch.Tensor:
+        """Return ``[B, out_features]`` features."""
+        if isinstance(self.spec, int):
+            return obs
+        vectors = torch.cat([obs[k].float() for k in self.vectors], dim=-1) if self.vectors \
+            else obs[self.image].new_zeros((obs[self.image].shape[0], 0), dtype=torch.float32)
+        if self.pixels is None:
+            return vectors
+        return self.pixels(obs[self.image], vectors)

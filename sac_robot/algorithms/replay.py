@@ -2,7 +2,8 @@
 """A replay buffer with preallocated storage that keeps ``terminated`` apart from ``truncated``.
 
 A time limit or an operator reset (truncated) is not a terminal state: the target still
-bootstraps from the next state's value. Only ``terminated`` zeroes it.
+bootstraps from the next state's value. Only ``terminated`` zeroes it. Observations are flat
+float vectors or dicts of named arrays (images stored as uint8, see ``observations.py``).
 """
 
 import json
@@ -13,16 +14,22 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-FIELDS = ('obs', 'action', 'reward', 'next_obs', 'terminated', 'truncated')
+from sac_robot.algorithms.observations import (normalize_spec, spec_from_json, spec_to_json,
+                                               storage_dtype)
+
+SCALARS = ('reward', 'terminated', 'truncated')
 
 
 class Batch(NamedTuple):
-    """A minibatch of transitions as float32 tensors (``terminated``/``truncated``: 0 or 1)."""
+    """A minibatch of transitions (``terminated``/``truncated`` as float 0 or 1).
 
-    obs: torch.Tensor
+    ``obs`` and ``next_obs`` are ``[B, O]`` float tensors, or dicts of tensors for dict specs.
+    """
+
+    obs: object
     action: torch.Tensor
     reward: torch.Tensor
-    next_obs: torch.Tensor
+    next_obs: object
     terminated: torch.Tensor
     truncated: torch.Tensor
 
@@ -34,19 +41,22 @@ class ReplayBufferError(ValueError):
 class ReplayBuffer:
     """Fixed-capacity ring buffer of transitions, sampled uniformly without Python loops."""
 
-    def __init__(self, obs_dim: int, action_dim: int, capacity: int = 1_000_000,
+    def __init__(self, obs_spec, action_dim: int, capacity: int = 1_000_000,
                  seed: int | None = None):
         if capacity <= 0:
             raise ReplayBufferError(f'capacity must be positive, got {capacity}')
-        self.obs_dim, self.action_dim, self.capacity = obs_dim, action_dim, capacity
-        self.storage = {
-            'obs': np.zeros((capacity, obs_dim), np.float32),
-            'action': np.zeros((capacity, action_dim), np.float32),
-            'reward': np.zeros(capacity, np.float32),
-            'next_obs': np.zeros((capacity, obs_dim), np.float32),
-            'terminated': np.zeros(capacity, np.float32),
-            'truncated': np.zeros(capacity, np.float32),
-        }
+        self.obs_spec = normalize_spec(obs_spec)
+        self.action_dim, self.capacity = action_dim, capacity
+        self.fields = {'action': ((action_dim,), np.dtype(np.float32))}
+        self.fields.update({name: ((), np.dtype(np.float32)) for name in SCALARS})
+        for prefix in ('obs', 'next_obs'):
+            if isinstance(self.obs_spec, int):
+                self.fields[prefix] = ((self.obs_spec,), np.dtype(np.float32))
+            else:
+                for key, shape in self.obs_spec.items():
+                    self.fields[f'{prefix}.{key}'] = (shape, storage_dtype(shape))
+        self.storage = {name: np.zeros((capacity, *shape), dtype)
+                        for name, (shape, dtype) in self.fields.items()}
         self.position = 0  # next row to write
         self.size = 0
         self.rng = np.random.default_rng(seed)
@@ -54,28 +64,40 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated):
-        """Add one transition (arrays of one row) or a batch (arrays of ``N`` rows)."""
-        rows = {
-            'obs': np.asarray(obs, np.float32).reshape(-1, self.obs_dim),
-            'action': np.asarray(action, np.float32).reshape(-1, self.action_dim),
-            'reward': np.asarray(reward, np.float32).reshape(-1),
-            'next_obs': np.asarray(next_obs, np.float32).reshape(-1, self.obs_dim),
-            'terminated': np.asarray(terminated, np.float32).reshape(-1),
-            'truncated': np.asarray(truncated, np.float32).reshape(-1),
-        } if _fits(obs, self.obs_dim) and _fits(action, self.action_dim) else None
-        if rows is None:
-            raise ReplayBufferError(
-                f'transition does not fit the buffer: observation {np.shape(obs)} for '
-                f'{self.obs_dim} values, action {np.shape(action)} for {self.action_dim}')
-        count = rows['obs'].shape[0]
-        if any(len(value) != count for value in rows.values()):
-            raise ReplayBufferError(
-                'fields of a batch of transitions differ in length: '
-                + ', '.join(f'{k}={len(v)}' for k, v in rows.items()))
-        for name in ('obs', 'action', 'reward', 'next_obs'):
-            if not np.all(np.isfinite(rows[name])):
+    def _rows(self, obs, action, reward, next_obs, terminated, truncated) -> dict:
+        """Return the fields as arrays with a leading row axis, checked; raise if bad."""
+        values = {'action': action, 'reward': reward, 'terminated': terminated,
+                  'truncated': truncated}
+        for prefix, value in (('obs', obs), ('next_obs', next_obs)):
+            if isinstance(self.obs_spec, int):
+                values[prefix] = value
+            elif not isinstance(value, dict) or set(value) != set(self.obs_spec):
+                raise ReplayBufferError(
+                    f'{prefix} must be a dict with keys {sorted(self.obs_spec)}')
+            else:
+                values.update({f'{prefix}.{k}': v for k, v in value.items()})
+        rows = {}
+        for name, (shape, dtype) in self.fields.items():
+            array = np.asarray(values[name])
+            if array.shape == shape:
+                array = array[None]
+            if array.shape[1:] != shape:
+                raise ReplayBufferError(
+                    f'transition does not fit the buffer: {name} of shape {np.shape(values[name])}'
+                    f', expected {shape} or (N, {", ".join(map(str, shape))})'.replace(', )', ')'))
+            if dtype == np.float32 and not np.all(np.isfinite(array)):
                 raise ReplayBufferError(f'non-finite value in {name}; transition rejected')
+            rows[name] = array.astype(dtype, copy=False)
+        counts = {len(v) for v in rows.values()}
+        if len(counts) != 1:
+            raise ReplayBufferError('fields of a batch of transitions differ in length: '
+                                    + ', '.join(f'{k}={len(v)}' for k, v in rows.items()))
+        return rows
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated):
+        """Add one transition or a batch of ``N`` (every field with a leading ``N`` axis)."""
+        rows = self._rows(obs, action, reward, next_obs, terminated, truncated)
+        count = len(rows['reward'])
         if count > self.capacity:  # only the newest rows would survive: skip the others
             skip = count - self.capacity
             rows = {k: v[skip:] for k, v in rows.items()}
@@ -92,49 +114,53 @@ class ReplayBuffer:
         if self.size == 0:
             raise ReplayBufferError('cannot sample from an empty replay buffer')
         index = self.rng.integers(0, self.size, batch_size)
-        return Batch(*(torch.from_numpy(self.storage[name][index]).to(device) for name in FIELDS))
 
-    def state_dict(self) -> dict:
-        """Return the arrays in use and the counters (for checkpoints)."""
-        return {'arrays': {k: v[:self.size] for k, v in self.storage.items()},
-                'meta': {'obs_dim': self.obs_dim, 'action_dim': self.action_dim,
-                         'capacity': self.capacity, 'position': self.position,
-                         'size': self.size, 'rng': self.rng.bit_generator.state}}
+        def take(name):
+            return torch.from_numpy(self.storage[name][index]).to(device)
+
+        def observation(prefix):
+            if isinstance(self.obs_spec, int):
+                return take(prefix)
+            return {key: take(f'{prefix}.{key}') for key in self.obs_spec}
+
+        return Batch(observation('obs'), take('action'), take('reward'),
+                     observation('next_obs'), take('terminated'), take('truncated'))
 
     def save(self, path: str):
         """Write the buffer to ``path`` (safetensors; the counters in its metadata)."""
-        state = self.state_dict()
+        meta = {'obs_spec': spec_to_json(self.obs_spec), 'action_dim': self.action_dim,
+                'capacity': self.capacity, 'position': self.position, 'size': self.size,
+                'rng': self.rng.bit_generator.state}
         tmp = path + '.tmp'
-        save_file({k: np.ascontiguousarray(v) for k, v in state['arrays'].items()}, tmp,
-                  metadata={'replay_buffer': json.dumps(state['meta'])})
+        save_file({k: np.ascontiguousarray(v[:self.size]) for k, v in self.storage.items()},
+                  tmp, metadata={'replay_buffer': json.dumps(meta)})
         os.replace(tmp, path)  # a crash mid-write never leaves a half-written buffer
 
     @classmethod
-    def load(cls, path: str, expect_obs_dim: int | None = None,
+    def load(cls, path: str, expect_obs_spec=None,
              expect_action_dim: int | None = None) -> 'ReplayBuffer':
         """Read a buffer written by :meth:`save`; raise :class:`ReplayBufferError` if bad."""
         try:
-            arrays = load_file(path)
             from safetensors import safe_open
+            arrays = load_file(path)
             with safe_open(path, 'np') as stream:
                 meta = json.loads(stream.metadata()['replay_buffer'])
+            spec = spec_from_json(meta['obs_spec'])
         except Exception as error:  # corrupt, truncated, or not a buffer at all
             raise ReplayBufferError(f'cannot read replay buffer {path}: {error}') from error
-        for expected, key in ((expect_obs_dim, 'obs_dim'), (expect_action_dim, 'action_dim')):
-            if expected is not None and meta[key] != expected:
-                raise ReplayBufferError(
-                    f'replay buffer {path} has {key} {meta[key]}, expected {expected}')
-        buffer = cls(meta['obs_dim'], meta['action_dim'], meta['capacity'])
+        if expect_obs_spec is not None and spec != normalize_spec(expect_obs_spec):
+            raise ReplayBufferError(
+                f'replay buffer {path} has observations {spec}, expected {expect_obs_spec}')
+        if expect_action_dim is not None and meta['action_dim'] != expect_action_dim:
+            raise ReplayBufferError(f'replay buffer {path} has action_dim '
+                                    f'{meta["action_dim"]}, expected {expect_action_dim}')
+        buffer = cls(spec, meta['action_dim'], meta['capacity'])
         size = meta['size']
-        for name in FIELDS:
-            if name not in arrays or arrays[name].shape[0] != size:
-                raise ReplayBufferError(f'replay buffer {path}: field {name} missing or short')
+        for name, (shape, _) in buffer.fields.items():
+            if name not in arrays or arrays[name].shape != (size, *shape):
+                raise ReplayBufferError(f'replay buffer {path}: field {name} missing or of '
+                                        'the wrong shape')
             buffer.storage[name][:size] = arrays[name]
         buffer.size, buffer.position = size, meta['position']
         buffer.rng.bit_generator.state = meta['rng']
         return buffer
-
-
-def _fits(array, width: int) -> bool:
-    shape = np.shape(array)
-    return len(shape) in (1, 2) and shape[-1] == width

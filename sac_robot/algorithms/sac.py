@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from sac_robot.algorithms.networks import QEnsemble, TanhGaussianPolicy
+from sac_robot.algorithms.observations import normalize_spec, to_tensor
 from sac_robot.algorithms.replay import Batch
 
 
@@ -114,14 +115,20 @@ class SAC:
 
     algorithm = 'sac'
 
-    def __init__(self, obs_dim: int, action_dim: int, config: SACConfig | None = None,
+    def __init__(self, obs_spec, action_dim: int, config: SACConfig | None = None,
                  device='cpu', seed: int | None = None):
+        """Build the networks and optimizers.
+
+        ``obs_spec``: the length of flat observations, or a dict spec (``observations.py``: an
+        image and vectors, e.g. the D'Claw camera with joint positions and velocities).
+        """
         self.config = config = config or SACConfig()
-        self.obs_dim, self.action_dim, self.device = obs_dim, action_dim, torch.device(device)
+        self.obs_spec = normalize_spec(obs_spec)
+        self.action_dim, self.device = action_dim, torch.device(device)
         if seed is not None:
             torch.manual_seed(seed)
-        self.actor = TanhGaussianPolicy(obs_dim, action_dim, config.hidden).to(self.device)
-        self.critic = QEnsemble(obs_dim, action_dim, config.hidden, config.num_critics,
+        self.actor = TanhGaussianPolicy(self.obs_spec, action_dim, config.hidden).to(self.device)
+        self.critic = QEnsemble(self.obs_spec, action_dim, config.hidden, config.num_critics,
                                 config.critic_dropout, config.critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(float(np.log(config.alpha)), device=self.device,
@@ -149,10 +156,11 @@ class SAC:
 
     @torch.no_grad()
     def act(self, obs, deterministic: bool = False) -> np.ndarray:
-        """Return actions in [-1, 1] for one observation ``[O]`` or a batch ``[B, O]``."""
-        tensor = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)
-        action, _ = self.actor(tensor.reshape(-1, self.obs_dim), deterministic, self.generator)
-        return action.reshape(*tensor.shape[:-1], self.action_dim).cpu().numpy()
+        """Return actions in [-1, 1] for one observation or a batch (``[A]`` or ``[B, A]``)."""
+        tensor, batched = to_tensor(obs, self.obs_spec, self.device)
+        action, _ = self.actor(tensor, deterministic, self.generator)
+        action = action.cpu().numpy()
+        return action if batched else action[0]
 
     def _target_min(self, q: torch.Tensor) -> torch.Tensor:
         """Minimum over ``num_target_critics`` members drawn at random (all of them for SAC)."""

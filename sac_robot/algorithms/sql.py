@@ -198,7 +198,11 @@ class SQL:
     def __init__(self, obs_dim: int, action_dim: int, config: SQLConfig | None = None,
                  device='cpu', seed: int | None = None):
         self.config = config = config or SQLConfig()
-        self.obs_dim, self.action_dim, self.device = obs_dim, action_dim, torch.device(device)
+        if not isinstance(obs_dim, (int, np.integer)):
+            raise ValueError("SQL takes flat observations only (the paper's SQL experiments "
+                             'are state-based); use SAC for dict/pixel observations')
+        self.obs_spec = int(obs_dim)
+        self.action_dim, self.device = action_dim, torch.device(device)
         if seed is not None:
             torch.manual_seed(seed)
         self.q = QEnsemble(obs_dim, action_dim, config.hidden, ensemble=1).to(self.device)
@@ -223,7 +227,7 @@ class SQL:
         SQL's policy has no mean action; ``deterministic`` only drops the exploration noise.
         """
         tensor = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)
-        flat = tensor.reshape(-1, self.obs_dim)
+        flat = tensor.reshape(-1, self.obs_spec)
         noise = None
         if self.fixed_noise is not None:
             pick = torch.randint(0, self.fixed_noise.shape[0], (flat.shape[0],),
