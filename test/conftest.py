@@ -21,6 +21,9 @@ os.environ['ROS_LOG_DIR'] = _LOG_DIR
 # the caller chose one; parallel test processes then never see each other's topics.
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
 os.environ.setdefault('PYTHONUNBUFFERED', '1')
+# Offscreen rendering without a display (Mesa's EGL; sac_robot would choose it on import too,
+# but a test module may import mujoco first).
+os.environ.setdefault('MUJOCO_GL', 'egl')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

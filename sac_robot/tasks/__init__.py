@@ -6,3 +6,9 @@ import gymnasium
 gymnasium.register(
     id='sac_robot/MultiGoal-v0', entry_point='sac_robot.tasks.multigoal:MultiGoalEnv',
     max_episode_steps=20)
+gymnasium.register(
+    id='sac_robot/DClawTurn-v0', entry_point='sac_robot.tasks.dclaw:DClawTurnEnv',
+    max_episode_steps=40)
+gymnasium.register(
+    id='sac_robot/DClawTurnPixels-v0', entry_point='sac_robot.tasks.dclaw:DClawTurnEnv',
+    max_episode_steps=40, kwargs={'pixels': True})

@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: Apache-2.0
+"""D'Claw valve turning (SAC paper Section 7.3), from state or from pixels.
+
+``sac_robot/DClawTurn-v0``: control at 10 Hz (40 physics steps of 2.5 ms), 40-step episodes.
+The valve starts at a random angle each episode; the target is fixed (default pi) or random.
+Success: the valve within 0.1 rad of the target.
+
+Action (9 numbers in [-1, 1]) mapped linearly onto each finger's joint ranges:
+
+=====  ======================  ===============
+index  joint                   range (rad)
+=====  ======================  ===============
+0      finger a, top (j0)      -0.48 .. 0.48
+1      finger a, middle (j1)   -pi/3 .. pi/3
+2      finger a, bottom (j2)   -pi/2 .. pi/2
+3-5    finger b, j0..j2        as above
+6-8    finger c, j0..j2        as above
+=====  ======================  ===============
+
+Observation (21 numbers):
+
+=======  =====================================  =====
+index    value                                  unit
+=======  =====================================  =====
+0-8      joint positions (a j0..j2, b, c)       rad
+9, 10    cos, sin of the valve angle            -
+11-19    the last action                        [-1, 1]
+20       valve angle minus target, wrapped      rad
+=======  =====================================  =====
+
+``sac_robot/DClawTurnPixels-v0`` observes a dict instead: ``pixels`` (32 x 32 RGB from the
+camera looking at the valve), ``joints`` (9 positions, rad) and ``velocities`` (9, rad/s). The
+valve angle is hidden from the policy but still used for the reward.
+"""
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from sac_robot.rewards import dclaw_safety, dclaw_turn_reward, wrap_angle
+from sac_robot.robots.dclaw import RESET_POSE, DClawSim
+
+#: Half-ranges of the action mapping, per finger joint: top, middle, bottom (ROBOTS.md).
+ACTION_RANGE = np.tile([0.48, np.pi / 3, np.pi / 2], 3)
+SUCCESS_THRESHOLD = 0.1
+
+
+class DClawTurnEnv(gymnasium.Env):
+    """Turn the valve so that its red spoke points at the target angle."""
+
+    metadata = {'render_modes': ['rgb_array'], 'render_fps': 10}
+
+    def __init__(self, target: str = 'fixed', target_angle: float = np.pi,
+                 substeps: int = 40, pixels: bool = False, image_size: int = 32,
+                 render_mode: str | None = None):
+        if target not in ('fixed', 'random'):
+            raise ValueError("target must be 'fixed' or 'random'")
+        self.robot = DClawSim()
+        self.target, self.fixed_target = target, float(target_angle)
+        self.substeps, self.pixels, self.image_size = substeps, pixels, image_size
+        self.render_mode = render_mode
+        self.action_space = spaces.Box(-1.0, 1.0, (9,), np.float32)
+        if pixels:
+            self.observation_space = spaces.Dict({
+                'pixels': spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+                'joints': spaces.Box(-np.inf, np.inf, (9,), np.float32),
+                'velocities': spaces.Box(-np.inf, np.inf, (9,), np.float32)})
+        else:
+            self.observation_space = spaces.Box(-np.inf, np.inf, (21,), np.float32)
+        self.target_angle = self.fixed_target
+        self.last_action = np.zeros(9)
+
+    @staticmethod
+    def action_to_targets(action) -> np.ndarray:
+        """Map actions in [-1, 1] to joint targets (rad), linearly onto ACTION_RANGE."""
+        return np.clip(np.asarray(action, np.float64), -1.0, 1.0) * ACTION_RANGE
+
+    def _observation(self):
+        q = self.robot.joint_positions()
+        if self.pixels:
+            return {'pixels': self.robot.render(self.image_size, self.image_size),
+                    'joints': q.astype(np.float32),
+                    'velocities': self.robot.joint_velocities().astype(np.float32)}
+        angle = self.robot.valve_angle()
+        error = wrap_angle(angle - self.target_angle)
+        return np.concatenate([q, [np.cos(angle), np.sin(angle)], self.last_action,
+                               [error]]).astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        """Hand at the reset pose, valve at a random angle, target fixed or random."""
+        super().reset(seed=seed)
+        self.target_angle = (self.fixed_target if self.target == 'fixed'
+                             else float(self.np_random.uniform(-np.pi, np.pi)))
+        self.robot.reset(RESET_POSE, float(self.np_random.uniform(-np.pi, np.pi)))
+        self.robot.show_target(self.target_angle)
+        self.last_action = np.zeros(9)
+        return self._observation(), self._info()
+
+    def step(self, action):
+        """Send the joint targets and let the servos track them for one control period."""
+        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        self.robot.command(self.action_to_targets(action))
+        self.robot.step(self.substeps)
+        self.last_action = action
+        info = self._info()
+        reward = float(sum(info['reward_terms'].values()))
+        return self._observation(), reward, False, False, info
+
+    def _info(self) -> dict:
+        q, v = self.robot.joint_positions(), self.robot.joint_velocities()
+        terms = dclaw_turn_reward(q, v, self.robot.valve_angle(), self.target_angle,
+                                  RESET_POSE)
+        error = float(wrap_angle(self.robot.valve_angle() - self.target_angle))
+        safety = dclaw_safety(q, v, self.robot.joint_range)
+        return {'reward_terms': {k: float(x) for k, x in terms.items()},
+                'angle_error': error, 'success': abs(error) < SUCCESS_THRESHOLD,
+                'unsafe_joints': int(np.sum(safety['near_limit'] | safety['too_fast']))}
+
+    def render(self):
+        """Return a 256 x 256 view of the valve camera (``render_mode='rgb_array'``)."""
+        return self.robot.render(256, 256)
+
+    def close(self):
+        """Release the renderer."""
+        self.robot.close()
