@@ -83,8 +83,8 @@ class ReplayBuffer:
                 array = array[None]
             if array.shape[1:] != shape:
                 raise ReplayBufferError(
-                    f'transition does not fit the buffer: {name} of shape {np.shape(values[name])}'
-                    f', expected {shape} or (N, {", ".join(map(str, shape))})'.replace(', )', ')'))
+                    f'transition does not fit the buffer: {name} of shape '
+                    f'{np.shape(values[name])}, expected {shape} or {(-1, *shape)} (N rows)')
             if dtype == np.float32 and not np.all(np.isfinite(array)):
                 raise ReplayBufferError(f'non-finite value in {name}; transition rejected')
             rows[name] = array.astype(dtype, copy=False)

@@ -67,9 +67,9 @@ class SACConfig:
     CPUs with AVX-512 BF16 or AMX (or a GPU): on an AVX2 CPU bf16 products are 10-90x slower."""
 
     def __post_init__(self):
-        if not 2 <= self.num_target_critics <= self.num_critics:
-            if not (self.num_critics == 1 and self.num_target_critics == 1):
-                raise ValueError('need 2 <= num_target_critics <= num_critics (or both 1)')
+        k, e = self.num_target_critics, self.num_critics
+        if not (2 <= k <= e or k == e == 1):
+            raise ValueError('need 2 <= num_target_critics <= num_critics (or both 1)')
         if self.utd_ratio < 1 or not 0 < self.tau <= 1 or not 0 <= self.gamma <= 1:
             raise ValueError('need utd_ratio >= 1, 0 < tau <= 1 and 0 <= gamma <= 1')
         self.hidden = tuple(self.hidden)
