@@ -79,7 +79,8 @@ lock: setup
 	 $(PY) -m pip freeze --exclude-editable | grep -v '^sac.robot') > constraints.txt
 
 bench: setup
-	@echo "Benchmarks are scripts under bench/; see README, \"Benchmarks\"."
+	@echo "Benchmarks (see README, \"Benchmarks\"; each prints its figures, the last line is the headline):"
+	@for script in bench/*.py; do echo "  $(PY) $$script"; done
 
 clean:
 	rm -rf build install log .pytest_cache
