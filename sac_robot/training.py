@@ -190,9 +190,9 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
         progress.close()
     csv_stream.close()
     save_checkpoint(checkpoint_dir, agent, buffer, {'env_steps': run.steps, 'episodes': episodes})
-    final = {'env_steps': run.steps, 'episodes': episodes,
-             'gradient_steps': agent.gradient_steps,
-             'wall_time': time.monotonic() - start_time, **last}
+    # The last evaluation's metrics first: its step and episode counts are not the totals.
+    final = {**last, 'env_steps': run.steps, 'episodes': episodes,
+             'gradient_steps': agent.gradient_steps, 'wall_time': time.monotonic() - start_time}
     with open(os.path.join(run.out, 'final.json'), 'w', encoding='utf-8') as stream:
         json.dump(final, stream, indent=1)
     try:

@@ -89,3 +89,11 @@ def test_train_command_rejects_bad_settings(tmp_path):
                              '--set', 'learning_rate=1'], capture_output=True, text=True)
     assert result.returncode == 2
     assert 'unknown sac setting(s) learning_rate' in result.stderr
+
+
+def test_final_counts_are_totals_when_evaluation_does_not_divide_the_run(tmp_path):
+    final = train(RunConfig(env='Pendulum-v1', steps=250, out=str(tmp_path), eval_every=100,
+                            eval_episodes=1, checkpoint_every=0, progress=False),
+                  {'learning_starts': 100, 'hidden': (16,), 'batch_size': 16})
+    assert final['env_steps'] == 250 and final['gradient_steps'] == 150
+    assert final['episodes'] == 1  # Pendulum truncates at 200 steps; the last eval was at 200

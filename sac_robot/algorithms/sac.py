@@ -192,17 +192,24 @@ class SAC:
         """The critics' minimum for SAC's twin critics; their mean for larger ensembles (REDQ)."""
         return q_pi.min(dim=0).values if self.config.num_critics == 2 else q_pi.mean(dim=0)
 
+    def _policy_losses(self, batch: Batch, alpha: torch.Tensor):
+        """Eq. 9 at the reparameterized action (Eq. 8), and Eq. 18 (None for a fixed alpha).
+
+        The critics' parameters are constants here: their gradients would be thrown away.
+        """
+        action, log_prob = self.actor(batch.obs, generator=self.generator)
+        q_pi = self._policy_q(self.critic(batch.obs, action, detach_params=True))
+        actor_loss = policy_loss(alpha, log_prob, q_pi)
+        alpha_loss = (temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+                      if self.config.auto_alpha else None)
+        return actor_loss, alpha_loss, log_prob
+
     def _joint_update(self, batch: Batch) -> dict:
         """All three gradients from the same parameters, one backward pass, three steps."""
         alpha = self.log_alpha.detach().exp()
         critic_loss, q = self._critic_loss(batch, alpha)
-        action, log_prob = self.actor(batch.obs, generator=self.generator)
-        q_pi = self._policy_q(self.critic(batch.obs, action, detach_params=True))
-        actor_loss = policy_loss(alpha, log_prob, q_pi)
-        loss = critic_loss + actor_loss
-        if self.config.auto_alpha:
-            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-            loss = loss + alpha_loss
+        actor_loss, alpha_loss, log_prob = self._policy_losses(batch, alpha)
+        loss = critic_loss + actor_loss + (alpha_loss if alpha_loss is not None else 0.0)
         optimizers = self.optimizers().values()
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
@@ -211,46 +218,28 @@ class SAC:
             optimizer.step()
         polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.config.tau)
         self.gradient_steps += 1
-        metrics = {'loss/critic': critic_loss.detach(), 'q/mean': q.detach().mean(),
-                   'loss/actor': actor_loss.detach(), 'alpha': alpha,
-                   'entropy': -log_prob.detach().mean()}
-        if self.config.auto_alpha:
-            metrics['loss/alpha'] = alpha_loss.detach()
-        return {k: float(v) for k, v in metrics.items()}
+        return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
 
     def _sequential_update(self, batch: Batch, update_actor: bool) -> dict:
         """Algorithm 1's order: critics (and their targets), then policy, then temperature."""
-        config = self.config
         alpha = self.log_alpha.detach().exp()
         critic_loss, q = self._critic_loss(batch, alpha)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
-        polyak_update(self.critic_target.parameters(), self.critic.parameters(), config.tau)
+        polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.config.tau)
         self.gradient_steps += 1
-        metrics = {'loss/critic': critic_loss.detach(), 'q/mean': q.detach().mean()}
         if not update_actor:
-            return {k: float(v) for k, v in metrics.items()}
-
-        # Policy: Eq. 9 with the reparameterized action (Eq. 8). The critics' parameters are
-        # constants here: their gradients would be thrown away.
-        action, log_prob = self.actor(batch.obs, generator=self.generator)
-        q_pi = self._policy_q(self.critic(batch.obs, action, detach_params=True))
-        actor_loss = policy_loss(alpha, log_prob, q_pi)
+            return _metrics(critic_loss, q)
+        actor_loss, alpha_loss, log_prob = self._policy_losses(batch, alpha)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
-
-        # Temperature: Eq. 18.
-        if config.auto_alpha:
-            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+        if alpha_loss is not None:  # log_prob is detached in it: the actor's step is no input
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_optimizer.step()
-            metrics['loss/alpha'] = alpha_loss.detach()
-        metrics.update({'loss/actor': actor_loss.detach(), 'alpha': alpha,
-                        'entropy': -log_prob.detach().mean()})
-        return {k: float(v) for k, v in metrics.items()}
+        return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
 
     # Checkpoint support: every tensor, and the optimizers, by name.
     def modules(self) -> dict:
@@ -265,6 +254,17 @@ class SAC:
     def extra_tensors(self) -> dict:
         """Return tensors outside the modules (log alpha)."""
         return {'log_alpha': self.log_alpha}
+
+
+def _metrics(critic_loss, q, actor_loss=None, alpha_loss=None, alpha=None,
+             log_prob=None) -> dict:
+    """The update's metrics as plain floats (the policy's only when it was updated)."""
+    metrics = {'loss/critic': critic_loss, 'q/mean': q.mean()}
+    if actor_loss is not None:
+        metrics.update({'loss/actor': actor_loss, 'alpha': alpha, 'entropy': -log_prob.mean()})
+    if alpha_loss is not None:
+        metrics['loss/alpha'] = alpha_loss
+    return {k: float(v.detach()) for k, v in metrics.items()}
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:

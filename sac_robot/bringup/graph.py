@@ -8,6 +8,7 @@ package's own launcher (``sac-robot launch``) start exactly the nodes that
 
 import dataclasses
 import os
+import sys
 from typing import Callable, Mapping, Sequence
 
 #: Environment given to every simulated graph unless the user set it: DDS discovery stays on
@@ -100,16 +101,6 @@ def parse_launch_arguments(tokens: Sequence[str]) -> dict:
     return values
 
 
-def as_bool(value: str) -> bool:
-    """Interpret a launch argument as ``IfCondition`` does (true/false, 1/0, any case)."""
-    lowered = value.strip().lower()
-    if lowered in ('true', '1'):
-        return True
-    if lowered in ('false', '0'):
-        return False
-    raise LaunchArgumentError(f'expected true or false, got {value!r}')
-
-
 def share_directory(package: str = 'sac_robot') -> str:
     """Return the package's share directory (launch/, config/), wherever it was installed.
 
@@ -119,7 +110,6 @@ def share_directory(package: str = 'sac_robot') -> str:
     candidates = [os.path.join(prefix, 'share', package)
                   for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep)
                   if prefix]
-    import sys
     candidates.append(os.path.join(sys.prefix, 'share', package))
     here = os.path.dirname(os.path.realpath(__file__))
     candidates.append(os.path.dirname(os.path.dirname(here)))

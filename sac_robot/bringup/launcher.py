@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from sac_robot.bringup.graph import Graph, NodeSpec, share_directory
+from sac_robot.bringup.graph import Graph, NodeSpec, parse_launch_arguments, share_directory
 from sac_robot.entry_points import NODES
 
 log = logging.getLogger('sac_robot.launch')
@@ -120,7 +120,6 @@ class _Process:
             command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True)
         self.label = f'{spec.name}-{self.popen.pid}'
-        self.stopping = False
         self.reader = threading.Thread(target=self._forward, daemon=True)
         self.reader.start()
 
@@ -216,7 +215,6 @@ class Launcher:
                 log.warning('sending %s to %s', signal.Signals(signum).name,
                             ', '.join(p.spec.name for p in alive))
             for process in alive:
-                process.stopping = True
                 process.signal(signum)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and any(p.popen.poll() is None for p in alive):
@@ -234,8 +232,6 @@ def _exit_status(code: int) -> int:
 def launch(name: str, tokens: Sequence[str], dry_run: bool = False,
            show_arguments: bool = False) -> int:
     """Run ``sac-robot launch <name> name:=value ...``; return the exit status."""
-    from sac_robot.bringup.graph import parse_launch_arguments
-
     path = find_launch_file(name)
     graph = load_graph(path)
     if show_arguments:
