@@ -65,14 +65,15 @@ test: setup
 lint: setup
 	$(PY) -m ruff check sac_robot test launch bench setup.py
 
-# The main job. Until the simulated Minitaur and the node graph exist it is the part of it that
-# runs today: SAC with the paper's defaults on a MuJoCo locomotion task, without ROS.
-TRAIN_ENV ?= HalfCheetah-v5
-TRAIN_STEPS ?= 1000000
-TRAIN_OUT ?= runs/train_$(subst /,_,$(TRAIN_ENV))_sac
+# The main job: Minitaur SAC training in simulation through the node graph, a live status line,
+# every topic recorded to a bag in $(TRAIN_RUN); run it again to continue from its checkpoint.
+TRAIN_RUN ?= runs/minitaur_train
+TRAIN_STEPS ?= 0
 train: setup
-	$(VENV)/bin/sac-robot train --env $(TRAIN_ENV) --algo sac --steps $(TRAIN_STEPS) \
-	  --out $(TRAIN_OUT) $(if $(wildcard $(TRAIN_OUT)/checkpoint),--resume)
+	ROS_LOG_DIR=$${ROS_LOG_DIR:-$(CURDIR)/$(TRAIN_RUN)/ros_log} \
+	  $(VENV)/bin/sac-robot launch minitaur_train.launch.py run_dir:=$(TRAIN_RUN) \
+	  record:=true max_steps:=$(TRAIN_STEPS) \
+	  resume:=$(if $(wildcard $(TRAIN_RUN)/checkpoint/agent.json),true,false)
 
 lock: setup
 	(echo '# Every package of the .venv, pinned (make lock). Used as pip constraints by make setup.'; \

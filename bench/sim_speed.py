@@ -22,7 +22,7 @@ import gymnasium  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-TASKS = ('sac_robot/DClawTurn-v0', 'sac_robot/DClawTurnPixels-v0')
+TASKS = ('sac_robot/DClawTurn-v0', 'sac_robot/DClawTurnPixels-v0', 'sac_robot/MinitaurWalk-v0')
 
 
 def task_rate(env_id: str, seconds: float) -> float:
@@ -47,19 +47,22 @@ def raw_rate(env_id: str, seconds: float) -> tuple:
     Each control step writes the actuators' targets straight into ``data.ctrl`` and calls
     ``mj_step`` ``substeps`` times: the same motion and contacts as the task, none of its code.
     """
-    env = gymnasium.make(env_id).unwrapped
+    wrapped = gymnasium.make(env_id)
+    env, episode = wrapped.unwrapped, wrapped.spec.max_episode_steps
     model, data, substeps = env.robot.model, env.robot.data, env.substeps
+    to_targets = getattr(env, 'action_to_targets', None) or env.action_to_motors
     env.reset(seed=0)
     initial = (data.qpos.copy(), data.qvel.copy())
     rng = np.random.default_rng(0)
     # The task's own action-to-target mapping, computed before the clock starts.
-    controls = np.array([env.action_to_targets(a) for a in rng.uniform(-1, 1, (1000, 9))])
+    actions = rng.uniform(-1, 1, (1000, *env.action_space.shape))
+    controls = np.array([to_targets(a) for a in actions])
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         data.ctrl[:] = controls[steps % 1000]
         mujoco.mj_step(model, data, nstep=substeps)
         steps += 1
-        if steps % 40 == 0:  # episodes of the same length as the task's
+        if steps % episode == 0:  # episodes of the same length as the task's
             data.qpos[:], data.qvel[:] = initial
     env.close()
     return steps / (time.perf_counter() - start), substeps

@@ -15,7 +15,14 @@ import sys
 
 #: Node executables, ``name -> "module:function"``, installed into ``lib/sac_robot``.
 NODES = {
+    'collector': 'sac_robot.nodes.collector:main',
+    'policy': 'sac_robot.nodes.policy:main',
+    'recorder': 'sac_robot.nodes.recorder:main',
+    'reward_estimator': 'sac_robot.nodes.reward_estimator:main',
+    'safety': 'sac_robot.nodes.safety:main',
+    'sim_driver': 'sac_robot.nodes.sim_driver:main',
     'status_monitor': 'sac_robot.nodes.status_monitor:main',
+    'trainer': 'sac_robot.nodes.trainer:main',
 }
 
 #: Command-line tools, installed into ``bin/``.

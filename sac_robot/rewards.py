@@ -46,3 +46,53 @@ def dclaw_safety(joint_positions, joint_velocities, joint_range, margin: float =
     low, high = np.asarray(joint_range)[:, 0], np.asarray(joint_range)[:, 1]
     return {'near_limit': (q < low + margin) | (q > high - margin),
             'too_fast': np.abs(np.asarray(joint_velocities)) > max_velocity}
+
+
+#: Default weights of the Minitaur walking reward's terms (see :func:`minitaur_walk_reward`).
+MINITAUR_WEIGHTS = {'forward_velocity': 1.0, 'alive': 0.1, 'action_acceleration': 0.002,
+                    'pitch': 1.0, 'front_legs_under': 10.0}
+
+
+def minitaur_walk_reward(previous_position, position, dt, actions, pitch, front_feet_x,
+                         weights: dict | None = None, pretraining: bool = False) -> dict:
+    """Minitaur walking reward terms (SAC paper Section 7.2).
+
+    - ``forward_velocity``: ``(x_t - x_{t-1}) / dt`` from consecutive motion-capture positions
+      (``[..., 3]``, m); with ``pretraining`` the SQL paper's pretraining reward instead, the
+      horizontal speed in any direction.
+    - ``alive``: a constant per step, so that ending an episode early by falling never pays off
+      against the penalties and the (negative) entropy target of automatic temperature tuning.
+    - ``action_acceleration``: minus the squared finite-difference acceleration
+      ``a_t - 2 a_{t-1} + a_{t-2}`` of the last three actions (``[..., 3, 8]``, newest first).
+    - ``pitch``: minus the squared base pitch (rad).
+    - ``front_legs_under``: minus how far (m) the front feet (``front_feet_x``, ``[..., 2]``,
+      relative to their hips, base frame) reach more than 5 cm behind the hip, under the body.
+    """
+    w = MINITAUR_WEIGHTS if weights is None else {**MINITAUR_WEIGHTS, **weights}
+    displacement = np.subtract(position, previous_position)
+    if pretraining:
+        velocity = np.hypot(displacement[..., 0], displacement[..., 1]) / dt
+    else:
+        velocity = displacement[..., 0] / dt
+    a = np.asarray(actions, np.float64)
+    acceleration = a[..., 0, :] - 2 * a[..., 1, :] + a[..., 2, :]
+    under = np.maximum(0.0, np.negative(front_feet_x) - 0.05).sum(axis=-1)
+    return {
+        'forward_velocity': w['forward_velocity'] * velocity,
+        'alive': np.full(np.shape(velocity), w['alive']),
+        'action_acceleration': -w['action_acceleration'] * np.square(acceleration).sum(axis=-1),
+        'pitch': -w['pitch'] * np.square(pitch),
+        'front_legs_under': -w['front_legs_under'] * under,
+    }
+
+
+def minitaur_safety(roll, pitch, height, drift, limits: dict | None = None) -> dict:
+    """Minitaur fall and drift flags (ROBOTS.md), batched like the rewards.
+
+    ``tilted``: |roll| or |pitch| over the limit (rad); ``low``: base height under the limit (m);
+    ``drifted``: horizontal distance from the start over the limit (m).
+    """
+    lim = {'roll': 0.4, 'pitch': 0.4, 'height': 0.13, 'drift': np.inf, **(limits or {})}
+    return {'tilted': (np.abs(roll) > lim['roll']) | (np.abs(pitch) > lim['pitch']),
+            'low': np.asarray(height) < lim['height'],
+            'drifted': np.asarray(drift) > lim['drift']}

@@ -87,7 +87,11 @@ def test_checkpoint_holds_no_pickle(tmp_path):
     agent, buffer = trained('sac')
     save_checkpoint(str(tmp_path / 'ckpt'), agent, buffer)
     names = sorted(os.listdir(tmp_path / 'ckpt'))
-    assert names == ['agent.json', 'agent.safetensors', 'replay.safetensors']
+    assert names == ['agent.json', 'agent.safetensors', 'policy.safetensors',
+                     'replay.safetensors']
+    network, _ = import_policy(open(tmp_path / 'ckpt' / 'policy.safetensors', 'rb').read())
+    obs = torch.zeros(1, agent.obs_spec)
+    assert torch.equal(network(obs, True)[0], agent.actor(obs, True)[0])  # the agent's policy
     meta = json.load(open(tmp_path / 'ckpt' / 'agent.json'))
     assert meta['config']['hidden'] == [32, 32] and meta['algorithm'] == 'sac'
 

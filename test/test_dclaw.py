@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 from sac_robot.rewards import dclaw_safety, dclaw_turn_reward, wrap_angle
 from sac_robot.robots import asset_path
-from sac_robot.robots.dclaw import JOINTS, RESET_POSE, DClawSim
+from sac_robot.robots.dclaw import JOINT_RANGE, JOINTS, RESET_POSE, DClawSim
 from sac_robot.tasks.dclaw import ACTION_RANGE, DClawTurnEnv
 
 
@@ -25,6 +25,7 @@ def test_model_compiles_and_steps_a_second_without_warnings():
     assert np.all(np.isfinite(data.qpos))
     # Menagerie conventions: named joints and actuators, visual and collision geoms apart.
     assert [model.actuator(i).name for i in range(model.nu)] == list(JOINTS)
+    assert np.array_equal(model.jnt_range[[model.joint(j).id for j in JOINTS]], JOINT_RANGE)
     groups = {int(g) for g in model.geom_group}
     assert {2, 3} <= groups
     visual = model.geom_group == 2

@@ -104,6 +104,9 @@ def save_checkpoint(directory: str, agent, replay_buffer=None, extra: dict | Non
         json.dump(meta, stream, indent=1)
     if replay_buffer is not None:
         replay_buffer.save(os.path.join(tmp, 'replay.safetensors'))
+    # The policy alone, for evaluation and deployment (the policy node's ``checkpoint``).
+    with open(os.path.join(tmp, 'policy.safetensors'), 'wb') as stream:
+        stream.write(export_policy(agent))
     # Replace the previous checkpoint only once the new one is complete.
     old = directory.rstrip('/') + '.old'
     shutil.rmtree(old, ignore_errors=True)
@@ -204,6 +207,16 @@ def export_policy(agent, version: int = 0) -> bytes:
     }
     return save({k: v.detach().contiguous() for k, v in actor.state_dict().items()},
                 metadata=metadata)
+
+
+def policy_metadata(data: bytes) -> dict:
+    """The metadata in the header of :func:`export_policy` bytes (sizes, algorithm, version)."""
+    try:
+        header = json.loads(bytes(data[8:8 + int.from_bytes(data[:8], 'little')]))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f'policy bytes have no readable safetensors header: {error}'
+                              ) from error
+    return header.get('__metadata__', {})
 
 
 def import_policy(data: bytes):

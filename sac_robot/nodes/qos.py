@@ -3,25 +3,50 @@
 
 - sensor streams (joint states, IMU, motion capture, camera): best effort, keep the newest few;
   a late sample is worthless and must never block the publisher;
-- commands: reliable, depth 1, with a deadline so that a stale command stream is noticed;
+- commands: reliable, depth 1 (only the newest target matters). No QoS deadline: a subscriber
+  deadline would refuse publishers without one (``ros2 topic pub``, other tools); the safety
+  node watches the stream's age itself (COMMAND_TIMEOUT);
 - latched state (the newest policy weights): reliable + transient local, so a late joiner (a
   restarted inference node) receives the newest message at once;
 - experience: reliable and deep, nothing may be dropped while the trainer catches up;
-- events and statistics: reliable, modest depth.
+- events and statistics: reliable, modest depth, transient local: a node that starts late (the
+  policy importing torch) still learns which episode is running.
 """
 
-from rclpy.duration import Duration
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
 SENSOR = qos_profile_sensor_data
 
-#: Commands older than this count as stale (two periods of a 100 Hz control loop, plus margin).
-COMMAND_DEADLINE = Duration(seconds=0.05)
+#: What the graph's nodes subscribe to sensors with in lockstep simulation: reliable and deep, so
+#: a node descheduled for a moment (two cores, a trainer running) loses nothing. A reliable
+#: subscription does not match best-effort publishers (most hardware drivers, vrpn_mocap), so on
+#: hardware or in real time the nodes use SENSOR instead (parameter ``sensor_qos``).
+SENSOR_DEEP = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=500, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE)
+
+
+def sensor_subscription(name: str) -> QoSProfile:
+    """The sensor subscription QoS called ``name``: 'reliable' or 'best_effort'."""
+    if name not in ('reliable', 'best_effort'):
+        raise ValueError(f"sensor_qos must be 'reliable' or 'best_effort', not {name!r}")
+    return SENSOR_DEEP if name == 'reliable' else SENSOR
+
+#: Commands older than this count as stale by default (five periods of a 100 Hz control loop).
+COMMAND_TIMEOUT = 0.05
 
 COMMAND = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE, deadline=COMMAND_DEADLINE)
+    durability=DurabilityPolicy.VOLATILE)
+
+#: Sensor streams of the simulated driver: reliable and deep. In lockstep the loop runs as fast
+#: as the policy answers, and a subscriber further behind than the writer's history (the reward
+#: estimator, descheduled for a moment) would lose samples. A best-effort subscriber (Foxglove)
+#: still matches it.
+SENSOR_RELIABLE = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=500, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE)
 
 LATCHED = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -33,4 +58,4 @@ EXPERIENCE = QoSProfile(
 
 EVENTS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE)
+    durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -10,6 +10,8 @@ from sac_robot.robots import asset_path
 JOINTS = tuple(f'{finger}_j{index}' for finger in 'abc' for index in range(3))
 #: The public reset pose of each finger: [0, -pi/3, pi/3] (ROBOTS.md).
 RESET_POSE = np.tile([0.0, -np.pi / 3, np.pi / 3], 3)
+#: The joints' mechanical limits (rad), as in dclaw.xml: J0 -0.45..1.35, J1 and J2 -2..2.
+JOINT_RANGE = np.tile([[-0.45, 1.35], [-2.0, 2.0], [-2.0, 2.0]], (3, 1))
 
 
 class DClawSim:

@@ -12,3 +12,6 @@ gymnasium.register(
 gymnasium.register(
     id='sac_robot/DClawTurnPixels-v0', entry_point='sac_robot.tasks.dclaw:DClawTurnEnv',
     max_episode_steps=40, kwargs={'pixels': True})
+gymnasium.register(
+    id='sac_robot/MinitaurWalk-v0', entry_point='sac_robot.tasks.minitaur:MinitaurWalkEnv',
+    max_episode_steps=500)

@@ -45,6 +45,14 @@ ACTION_RANGE = np.tile([0.48, np.pi / 3, np.pi / 2], 3)
 SUCCESS_THRESHOLD = 0.1
 
 
+def state_observation(joint_positions, valve_angle: float, last_action,
+                      target_angle: float) -> np.ndarray:
+    """The 21-number observation from what the hand measures (the table above)."""
+    error = wrap_angle(valve_angle - target_angle)
+    return np.concatenate([joint_positions, [np.cos(valve_angle), np.sin(valve_angle)],
+                           last_action, [error]]).astype(np.float32)
+
+
 class DClawTurnEnv(gymnasium.Env):
     """Turn the valve so that its red spoke points at the target angle."""
 
@@ -81,10 +89,8 @@ class DClawTurnEnv(gymnasium.Env):
             return {'pixels': self.robot.render(self.image_size, self.image_size),
                     'joints': q.astype(np.float32),
                     'velocities': self.robot.joint_velocities().astype(np.float32)}
-        angle = self.robot.valve_angle()
-        error = wrap_angle(angle - self.target_angle)
-        return np.concatenate([q, [np.cos(angle), np.sin(angle)], self.last_action,
-                               [error]]).astype(np.float32)
+        return state_observation(q, self.robot.valve_angle(), self.last_action,
+                                 self.target_angle)
 
     def reset(self, *, seed=None, options=None):
         """Hand at the reset pose, valve at a random angle, target fixed or random."""

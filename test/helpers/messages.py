@@ -5,8 +5,8 @@ import importlib
 
 import numpy as np
 
-MESSAGE_TYPES = ('PolicyStep', 'Experience', 'PolicyWeights', 'RewardTerms', 'EpisodeEvent',
-                 'TrainingStats')
+MESSAGE_TYPES = ('PolicyStep', 'Experience', 'ExperienceAck', 'PolicyWeights', 'RewardTerms',
+                 'EpisodeEvent', 'TrainingStats', 'TrainingProgress')
 
 
 def message_class(name):

@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The training and evaluation graphs of a robot, described once for both launchers.
+
+Robot side (the robot's on-board computer in the paper): the driver, safety/reset, the reward
+estimator, the policy and the data collector. Workstation side: the trainer, the status line
+and the recorder. ``part:=robot`` or ``part:=workstation`` starts one side only, for two
+machines on one network (set ``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` and the same
+``ROS_DOMAIN_ID`` on both; see README).
+"""
+
+import os
+import time
+
+from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArgumentError,
+                                     NodeSpec, config_file)
+
+ROBOT_SIDE = ('sim_driver', 'safety', 'reward_estimator', 'policy', 'collector')
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ('true', '1', 'yes', 'on')
+
+
+def training_graph(robot: str, train: bool = True) -> Graph:
+    """The graph of ``robot`` ('minitaur' or 'dclaw'): training, or evaluation of a policy."""
+    default_run = os.path.join('runs', f'{robot}_train')
+    arguments = [
+        Argument('robot', robot, 'Namespace of the robot (one per robot; topics live under it).'),
+        Argument('hardware', 'sim', 'sim: the MuJoCo stand-in; real: the hardware drivers.',
+                 ('sim', 'real')),
+        Argument('clock', 'lockstep', 'Simulation: lockstep (as fast as the policy answers, '
+                 '/clock published) or realtime (the control rate).', ('lockstep', 'realtime')),
+        Argument('record', 'false', 'Record every topic to a bag (mcap).', ('true', 'false')),
+        Argument('bag', '', 'Directory of the bag (default: <run_dir>/bag_<date>_<time>).'),
+        Argument('config', '', f'Parameter YAML applied over config/{robot}_train.yaml (only '
+                 'what it sets changes).'),
+        Argument('max_steps', '0', 'Stop cleanly after this many environment steps '
+                 '(0: no limit).'),
+        Argument('seed', '0', 'Seed of the simulation, the policy and the trainer.'),
+        Argument('part', 'all', 'Which machine this is: all, robot or workstation.',
+                 ('all', 'robot', 'workstation')),
+        Argument('status', 'true', 'Print a live status line.', ('true', 'false')),
+    ]
+    if train:
+        arguments += [
+            Argument('algorithm', 'sac', 'Learning algorithm.', ('sac', 'sql')),
+            Argument('resume', 'false', 'Continue from the checkpoint in run_dir.',
+                     ('true', 'false')),
+            Argument('run_dir', default_run, 'Directory of the checkpoint and the bag.'),
+        ]
+    else:
+        arguments += [
+            Argument('checkpoint', os.path.join(default_run, 'checkpoint'),
+                     'The policy to run: a checkpoint directory or a policy.safetensors.'),
+            Argument('deterministic', 'true', 'Mean actions (true) or sampled ones.',
+                     ('true', 'false')),
+        ]
+    if robot == 'dclaw':
+        arguments.append(Argument('pixels', 'false', 'Learn from the 32 x 32 camera image.',
+                                  ('true', 'false')))
+
+    def build(values):
+        if values['hardware'] == 'real':
+            raise LaunchArgumentError(
+                'hardware:=real needs the hardware drivers (Dynamixel for the hand, the '
+                "Minitaur's motor boards), which this release does not have yet; use "
+                'hardware:=sim')
+        if _flag(values.get('pixels', 'false')):
+            raise LaunchArgumentError(
+                'pixels:=true through the graph is not available yet (the policy, collector '
+                'and trainer take flat observations); learn from pixels with sac-robot train '
+                '--env sac_robot/DClawTurnPixels-v0')
+        namespace = values['robot']
+        # The package's defaults, then the user's file over them.
+        files = (config_file(f'{robot}_train.yaml'),) + (
+            (os.path.abspath(values['config']),) if values['config'] else ())
+        max_steps, seed = int(values['max_steps']), int(values['seed'])
+        common = {'robot': robot}
+        run_dir = values.get('run_dir') or os.path.dirname(values['checkpoint'].rstrip('/'))
+        nodes = [
+            NodeSpec('sim_driver', 'sim_driver', namespace=namespace, parameters=(
+                *files, {**common, 'clock': values['clock'], 'seed': seed,
+                         **({'pixels': _flag(values['pixels'])} if robot == 'dclaw' else {})})),
+            NodeSpec('safety', 'safety', namespace=namespace, parameters=(
+                *files, {**common, 'max_steps': max_steps, 'seed': seed,
+                         'exit_when_done': not train,
+                         # Every node of the robot side listens before the first episode.
+                         'wait_for': (['policy/steps>=2', 'reward>=2', 'episode_events>=2']
+                                      if train else ['policy/steps>=1', 'episode_events>=1']),
+                         # Lockstep has no deadline to keep: the simulation waits for the
+                         # policy (which may wait for the trainer), and a dead policy ends the
+                         # graph (required).
+                         **({'command_timeout': 0.0} if values['clock'] == 'lockstep'
+                            else {})}), required=not train),
+            NodeSpec('reward_estimator', 'reward_estimator', namespace=namespace,
+                     parameters=(*files, common)),
+        ]
+        if train:
+            nodes += [
+                NodeSpec('policy', 'policy', namespace=namespace, required=True, parameters=(
+                    *files, {**common, 'seed': seed,
+                             # A robot in real time cannot wait for the learner.
+                             **({'min_utd': 0.0} if values['clock'] == 'realtime' else {})})),
+                NodeSpec('collector', 'collector', namespace=namespace,
+                         parameters=(*files, common)),
+                NodeSpec('trainer', 'trainer', namespace=namespace, required=True, parameters=(
+                    *files, {**common, 'algorithm': values['algorithm'],
+                             'resume': _flag(values['resume']), 'max_steps': max_steps,
+                             'seed': seed,
+                             'checkpoint_dir': os.path.join(run_dir, 'checkpoint')})),
+            ]
+        else:
+            nodes.append(NodeSpec('policy', 'policy', namespace=namespace, parameters=(
+                *files, {**common, 'seed': seed, 'checkpoint': values['checkpoint'],
+                         'deterministic': _flag(values['deterministic'])})))
+        if _flag(values['status']):
+            nodes.append(NodeSpec('status_monitor', 'status_monitor', namespace=namespace,
+                                  parameters=files))
+        if _flag(values['record']):
+            bag = values['bag'] or os.path.join(run_dir, time.strftime('bag_%Y%m%d_%H%M%S'))
+            nodes.append(NodeSpec('recorder', 'recorder', namespace=namespace,
+                                  parameters=({'bag': bag},)))
+        part = values['part']
+        if part != 'all':
+            nodes = [n for n in nodes if (n.executable in ROBOT_SIDE) == (part == 'robot')]
+        return nodes
+
+    what = 'train' if train else 'evaluate a trained policy on'
+    return Graph(description=f'{what} the {robot} ({"SAC or SQL" if train else "no learning"})',
+                 arguments=arguments, build=build, environment=lambda values: SIM_ENVIRONMENT)

@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: Apache-2.0
+"""collector: policy steps + rewards + episode ends -> transitions, delivered exactly once.
+
+Joins ``policy/steps`` (observation, action, version), ``reward`` and ``episode_events`` into
+transitions ``(o_k, a_k, r_k, o_{k+1}, terminated, truncated)``. An episode's transitions are
+final once its ``END`` has come (only then is it known which step was the last, and steps the
+policy took past the end are dropped); they go out as ``experience`` chunks
+(sac_robot/Experience) of at most ``chunk_size`` transitions.
+
+Delivery: every chunk gets the next sequence number of this robot's stream. The trainer
+acknowledges on ``experience/ack`` (latched) the next sequence it expects and the newest one
+its checkpoint holds; chunks not yet acknowledged are sent again every ``resend_period``
+seconds, and a chunk is forgotten only once a checkpoint holds it, so a trainer that dies and
+resumes from its checkpoint gets everything again. Numbering starts from the trainer's first
+acknowledgement (chunks wait until then: the trainer may be away), so a restarted collector
+continues the trainer's stream.
+"""
+
+import collections
+import time
+
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from sac_robot.msg import EpisodeEvent, Experience, ExperienceAck, PolicyStep, RewardTerms
+from sac_robot.nodes import convert, qos
+from sac_robot.nodes.robots import profile as make_profile
+from sac_robot.nodes.spin import run
+
+
+def _describe(text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text)
+
+
+class _Episode:
+    def __init__(self):
+        self.steps = {}  # step -> PolicyStep
+        self.rewards = {}  # step -> reward
+        self.end = None  # EpisodeEvent END
+        self.ended_at = None  # monotonic time END arrived
+
+
+class DataCollector(Node):
+    """Assemble transitions and deliver them to the trainer with nothing lost or doubled."""
+
+    def __init__(self, **kwargs):
+        super().__init__('collector', **kwargs)
+        declare = self.declare_parameter
+        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
+        self.profile = make_profile(robot)
+        self.robot_id = declare('robot_id', '', _describe(
+            'Name of this robot in its experience (default: the namespace).')).value
+        self.robot_id = self.robot_id or self.get_namespace().strip('/') or robot
+        self.chunk_size = declare('chunk_size', 250, _describe(
+            'Most transitions in one experience message.')).value
+        self.resend_period = declare('resend_period', 2.0, _describe(
+            'Seconds after which an unacknowledged chunk is sent again.')).value
+        self.complete_wait = declare('complete_wait', 30.0, _describe(
+            "Seconds after an episode's END to wait for its last steps and rewards; what is "
+            'still missing then is dropped from the first gap on, with a warning.')).value
+
+        self.publisher = self.create_publisher(Experience, 'experience', qos.EXPERIENCE)
+        self.create_subscription(PolicyStep, 'policy/steps', self.on_step, qos.EXPERIENCE)
+        self.create_subscription(RewardTerms, 'reward', self.on_reward, qos.EXPERIENCE)
+        self.create_subscription(EpisodeEvent, 'episode_events', self.on_event, qos.EVENTS)
+        self.create_subscription(ExperienceAck, 'experience/ack', self.on_ack, qos.LATCHED)
+        self.create_timer(0.1, self.on_timer)
+
+        self.episodes = collections.OrderedDict()  # episode id -> _Episode
+        self.finished = set()  # episode ids already turned into transitions
+        self.unnumbered = collections.deque()  # chunks (dict of arrays) waiting for numbering
+        self.unacked = collections.OrderedDict()  # sequence -> [Experience, last sent time]
+        self.next_sequence = None  # unknown until the trainer's first acknowledgement
+        self.acked, self.checkpointed = 0, 0
+        self.transitions = 0  # assembled
+        self.delivered = 0  # acknowledged by the trainer
+        self.dropped = 0
+
+    def _episode(self, episode_id: int):
+        if episode_id in self.finished:
+            return None
+        return self.episodes.setdefault(episode_id, _Episode())
+
+    def on_step(self, msg: PolicyStep):
+        """Keep a policy step."""
+        if msg.robot_id != self.robot_id:
+            return
+        if (len(msg.observation) != self.profile.observation_size
+                or len(msg.action) != self.profile.action_size):
+            self.get_logger().error(
+                f'policy/steps: step {msg.step} of episode {msg.episode_id} has '
+                f'{len(msg.observation)} observations and {len(msg.action)} actions, expected '
+                f'{self.profile.observation_size} and {self.profile.action_size}')
+            return
+        episode = self._episode(msg.episode_id)
+        if episode is not None:
+            episode.steps[msg.step] = msg
+
+    def on_reward(self, msg: RewardTerms):
+        """Keep a step's reward."""
+        if msg.robot_id != self.robot_id:
+            return
+        episode = self._episode(msg.episode_id)
+        if episode is not None:
+            episode.rewards[msg.step] = msg.reward
+
+    def on_event(self, msg: EpisodeEvent):
+        """An END makes an episode's transitions final."""
+        if msg.robot_id != self.robot_id or msg.event != EpisodeEvent.END:
+            return
+        episode = self._episode(msg.episode_id)
+        if episode is not None:
+            episode.end, episode.ended_at = msg, time.monotonic()
+
+    def on_ack(self, msg: ExperienceAck):
+        """Forget checkpointed chunks; (re)start numbering where the trainer stands."""
+        if msg.robot_id != self.robot_id:
+            return
+        if self.next_sequence is None:
+            self.next_sequence = msg.next_sequence
+            self.get_logger().info(f'trainer found; experience continues at chunk '
+                                   f'{msg.next_sequence}')
+        elif msg.next_sequence < self.acked:
+            # The trainer went back to an older checkpoint: what it lost is still here.
+            self.get_logger().warning(f'trainer resumed at chunk {msg.next_sequence}; '
+                                      f'sending again from there')
+            for sequence, entry in self.unacked.items():
+                if msg.next_sequence <= sequence < self.acked:
+                    self.delivered -= entry[0].num_transitions
+                entry[1] = 0.0
+            self.acked = msg.next_sequence
+        for sequence in list(self.unacked):
+            if sequence < msg.next_sequence and sequence >= self.acked:
+                self.delivered += self.unacked[sequence][0].num_transitions
+        self.acked = msg.next_sequence
+        self.checkpointed = msg.checkpointed_sequence
+        for sequence in [s for s in self.unacked if s < self.checkpointed]:
+            del self.unacked[sequence]
+
+    def on_timer(self):
+        """Finish ended episodes, number waiting chunks, (re)send unacknowledged ones."""
+        now = time.monotonic()
+        for episode_id, episode in list(self.episodes.items()):
+            if episode.end is not None and (self._complete(episode)
+                                            or now - episode.ended_at > self.complete_wait):
+                self._finish(episode_id, episode)
+        while self.next_sequence is not None and self.unnumbered:
+            first_step, episode_id, rows, dropped = self.unnumbered.popleft()
+            msg = convert.experience(self.robot_id, self.next_sequence, episode_id, first_step,
+                                     rows, self.get_clock().now().nanoseconds, dropped)
+            self.unacked[self.next_sequence] = [msg, 0.0]
+            self.next_sequence += 1
+        for sequence, entry in self.unacked.items():
+            if sequence >= self.acked and now - entry[1] > self.resend_period:
+                self.publisher.publish(entry[0])
+                entry[1] = now
+
+    @staticmethod
+    def _complete(episode: _Episode) -> bool:
+        n = episode.end.steps
+        return all(k in episode.steps for k in range(n + 1)) and all(
+            k in episode.rewards for k in range(n))
+
+    def _finish(self, episode_id: int, episode: _Episode):
+        del self.episodes[episode_id]
+        self.finished.add(episode_id)
+        for old in [e for e in self.finished if e < episode_id - 1000]:
+            self.finished.discard(old)
+        n = episode.end.steps
+        usable = 0
+        while usable < n and usable in episode.rewards and usable + 1 in episode.steps \
+                and usable in episode.steps:
+            usable += 1
+        if usable < n:
+            self.dropped += n - usable
+            self.get_logger().warning(f'episode {episode_id}: step {usable} of {n} incomplete; '
+                                      f'{n - usable} transition(s) dropped')
+        if usable == 0:
+            self.unnumbered.append((0, episode_id, None, n))  # tell the trainer what was lost
+            return
+        steps = episode.steps
+        rows = {
+            'observations': np.stack([steps[k].observation for k in range(usable)]),
+            'actions': np.stack([steps[k].action for k in range(usable)]),
+            'rewards': np.array([episode.rewards[k] for k in range(usable)], np.float32),
+            'next_observations': np.stack([steps[k + 1].observation for k in range(usable)]),
+            'terminated': np.zeros(usable, bool), 'truncated': np.zeros(usable, bool),
+            'policy_versions': np.array([steps[k].policy_version for k in range(usable)],
+                                        np.uint64)}
+        if usable == n:
+            rows['terminated'][-1] = episode.end.terminated
+            rows['truncated'][-1] = episode.end.truncated
+        else:
+            rows['truncated'][-1] = True  # cut at the gap: not a terminal state
+        self.transitions += usable
+        starts = list(range(0, usable, self.chunk_size))
+        for start in starts:
+            chunk = {k: v[start:start + self.chunk_size] for k, v in rows.items()}
+            self.unnumbered.append((start, episode_id, chunk,
+                                    n - usable if start == starts[-1] else 0))
+
+    def pending(self) -> int:
+        """Transitions assembled but not yet acknowledged by the trainer."""
+        return self.transitions - self.delivered
+
+
+def main(args=None) -> int:
+    """Run the data collector node."""
+    return run(DataCollector, args)

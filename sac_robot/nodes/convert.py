@@ -1,0 +1,295 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Messages <-> numpy, with validation.
+
+Every reader checks sizes, names and finiteness and raises :class:`MessageError` naming the
+topic and what is wrong, so a node can log it and drop the message without stopping.
+
+Conventions: quaternions are ``[w, x, y, z]`` in numpy (MuJoCo's order) and ``x, y, z, w`` in
+geometry_msgs; times are integer nanoseconds in numpy.
+"""
+
+import hashlib
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image, Imu, JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+
+from sac_robot.msg import Experience, PolicyWeights
+
+#: Keys of a command's layout label naming the observation the command answers (see
+#: :func:`command`), e.g. ``stamp_ns=120000000;episode=3``.
+STAMP_KEY, EPISODE_KEY = 'stamp_ns', 'episode'
+
+
+class MessageError(ValueError):
+    """A message that cannot be used; the text says which topic and what is wrong."""
+
+
+def stamp_ns(stamp) -> int:
+    """A ``builtin_interfaces/Time`` as integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def to_stamp(nanoseconds: int) -> Time:
+    """Integer nanoseconds as a ``builtin_interfaces/Time``."""
+    return Time(sec=int(nanoseconds // 1_000_000_000), nanosec=int(nanoseconds % 1_000_000_000))
+
+
+def _finite(values, topic: str, field: str, size: int | None = None) -> np.ndarray:
+    array = np.asarray(values, np.float64)
+    if size is not None and array.shape != (size,):
+        raise MessageError(f'{topic}: {field} has {array.size} values, expected {size}')
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        raise MessageError(f'{topic}: {field}[{bad[0]}] is {array[bad[0]]} (not finite)')
+    return array
+
+
+# Joint states -------------------------------------------------------------------------------
+
+def joint_state(names, positions, velocities=None, efforts=None, stamp: int = 0,
+                frame_id: str = '') -> JointState:
+    """A ``sensor_msgs/JointState``."""
+    msg = JointState()
+    msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
+    msg.name = list(names)
+    msg.position = np.asarray(positions, np.float64).tolist()
+    msg.velocity = [] if velocities is None else np.asarray(velocities, np.float64).tolist()
+    msg.effort = [] if efforts is None else np.asarray(efforts, np.float64).tolist()
+    return msg
+
+
+def read_joint_state(msg: JointState, names, topic: str) -> tuple:
+    """Positions and velocities (``None`` when absent) of ``names``, in that order."""
+    index = {name: i for i, name in enumerate(msg.name)}
+    missing = [name for name in names if name not in index]
+    if missing:
+        raise MessageError(f'{topic}: joint(s) {", ".join(missing)} missing '
+                           f'(got {", ".join(msg.name) or "none"})')
+    if len(msg.position) != len(msg.name):
+        raise MessageError(f'{topic}: {len(msg.name)} names but {len(msg.position)} positions')
+    order = [index[name] for name in names]
+    positions = _finite(msg.position, topic, 'position')[order]
+    velocities = None
+    if len(msg.velocity):
+        if len(msg.velocity) != len(msg.name):
+            raise MessageError(f'{topic}: {len(msg.name)} names but {len(msg.velocity)} '
+                               'velocities')
+        velocities = _finite(msg.velocity, topic, 'velocity')[order]
+    return positions, velocities
+
+
+# IMU and motion capture ---------------------------------------------------------------------
+
+def imu(quaternion, angular_velocity, linear_acceleration, stamp: int = 0,
+        frame_id: str = 'imu') -> Imu:
+    """A ``sensor_msgs/Imu`` from a ``[w, x, y, z]`` orientation and body-frame rates."""
+    msg = Imu()
+    msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
+    w, x, y, z = (float(q) for q in quaternion)
+    msg.orientation.w, msg.orientation.x, msg.orientation.y, msg.orientation.z = w, x, y, z
+    (msg.angular_velocity.x, msg.angular_velocity.y,
+     msg.angular_velocity.z) = (float(v) for v in angular_velocity)
+    (msg.linear_acceleration.x, msg.linear_acceleration.y,
+     msg.linear_acceleration.z) = (float(v) for v in linear_acceleration)
+    return msg
+
+
+def _quaternion(q, topic: str, field: str) -> np.ndarray:
+    quat = _finite([q.w, q.x, q.y, q.z], topic, field)
+    norm = np.linalg.norm(quat)
+    if abs(norm - 1.0) > 1e-3:
+        raise MessageError(f'{topic}: {field} is not a unit quaternion (norm {norm:.4f})')
+    return quat / norm
+
+
+def roll_pitch(quaternion) -> tuple:
+    """Roll and pitch (rad, ZYX convention) of a ``[w, x, y, z]`` quaternion."""
+    w, x, y, z = (float(q) for q in quaternion)
+    return (math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
+            math.asin(min(1.0, max(-1.0, 2 * (w * y - z * x)))))
+
+
+def read_imu(msg: Imu, topic: str) -> tuple:
+    """``(quaternion [w, x, y, z], angular velocity [3])`` of a ``sensor_msgs/Imu``."""
+    quat = _quaternion(msg.orientation, topic, 'orientation')
+    av = msg.angular_velocity
+    return quat, _finite([av.x, av.y, av.z], topic, 'angular_velocity')
+
+
+def pose_stamped(position, quaternion, stamp: int = 0, frame_id: str = 'world') -> PoseStamped:
+    """A ``geometry_msgs/PoseStamped``, as vrpn_mocap publishes a tracked rigid body."""
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(p) for p in position)
+    o = msg.pose.orientation
+    o.w, o.x, o.y, o.z = (float(q) for q in quaternion)
+    return msg
+
+
+def read_pose(msg: PoseStamped, topic: str) -> tuple:
+    """``(position [3], quaternion [w, x, y, z])`` of a ``geometry_msgs/PoseStamped``."""
+    p = msg.pose.position
+    return (_finite([p.x, p.y, p.z], topic, 'pose.position'),
+            _quaternion(msg.pose.orientation, topic, 'pose.orientation'))
+
+
+# Images --------------------------------------------------------------------------------------
+
+def image(rgb: np.ndarray, stamp: int = 0, frame_id: str = 'camera') -> Image:
+    """A ``sensor_msgs/Image`` (rgb8) from an ``[H, W, 3]`` uint8 array."""
+    msg = Image()
+    msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding, msg.is_bigendian, msg.step = 'rgb8', 0, int(rgb.shape[1]) * 3
+    msg.data = np.ascontiguousarray(rgb, np.uint8).tobytes()
+    return msg
+
+
+def read_image(msg: Image, shape: tuple, topic: str) -> np.ndarray:
+    """An ``[H, W, 3]`` uint8 array from an rgb8 ``sensor_msgs/Image`` of ``shape``."""
+    if msg.encoding != 'rgb8':
+        raise MessageError(f'{topic}: encoding {msg.encoding!r}, expected rgb8')
+    if (msg.height, msg.width, 3) != tuple(shape):
+        raise MessageError(f'{topic}: image {msg.height}x{msg.width}, expected '
+                           f'{shape[0]}x{shape[1]}')
+    if msg.step != msg.width * 3 or len(msg.data) != msg.height * msg.step:
+        raise MessageError(f'{topic}: {len(msg.data)} bytes for {msg.height} rows of step '
+                           f'{msg.step}')
+    return np.frombuffer(bytes(msg.data), np.uint8).reshape(shape)
+
+
+# Commands ------------------------------------------------------------------------------------
+
+def command(targets, stamp: int | None = None, episode: int | None = None,
+            label: str = '') -> Float64MultiArray:
+    """A joint position command in ros2_control's forward-command form.
+
+    ``stamp`` (ns) and ``episode``, when given, name the observation the command answers; they
+    ride in the label of the layout's one dimension (``stamp_ns=<ns>;episode=<id>``), which
+    ros2_control's forward command controller ignores, so the same message drives a real
+    controller unchanged. The simulated driver in lockstep uses them to step exactly once per
+    observation and to drop stale commands. ``label`` replaces them (e.g. ``hold``).
+    """
+    msg = Float64MultiArray()
+    values = np.asarray(targets, np.float64)
+    if stamp is not None:
+        label = f'{STAMP_KEY}={int(stamp)}'
+        if episode is not None:
+            label += f';{EPISODE_KEY}={int(episode)}'
+    msg.layout.dim = [MultiArrayDimension(label=label, size=values.size, stride=values.size)]
+    msg.data = values.tolist()
+    return msg
+
+
+def read_command(msg: Float64MultiArray, size: int, topic: str) -> tuple:
+    """``(targets [size], label fields {key: int})`` of a command made by :func:`command`."""
+    targets = _finite(msg.data, topic, 'data', size)
+    fields = {}
+    label = msg.layout.dim[0].label if msg.layout.dim else ''
+    if label.startswith(STAMP_KEY + '='):
+        try:
+            fields = {key: int(value) for key, value in
+                      (item.split('=', 1) for item in label.split(';'))}
+        except ValueError:
+            raise MessageError(f'{topic}: malformed label {label!r}') from None
+    return targets, fields
+
+
+# Experience ----------------------------------------------------------------------------------
+
+#: Experience fields, their dtypes and per-transition shapes' names.
+_ROWS = ('observations', 'actions', 'rewards', 'next_observations', 'terminated', 'truncated',
+         'policy_versions')
+
+
+def experience(robot_id: str, sequence: int, episode_id: int, first_step: int,
+               transitions: dict | None, stamp: int = 0, dropped: int = 0) -> Experience:
+    """An ``Experience`` chunk from ``transitions`` (arrays with a leading N; see _ROWS).
+
+    ``transitions`` may be ``None`` for a chunk that only reports ``dropped`` transitions.
+    """
+    msg = Experience()
+    msg.header.stamp = to_stamp(stamp)
+    msg.robot_id, msg.sequence, msg.episode_id = robot_id, int(sequence), int(episode_id)
+    msg.dropped = int(dropped)
+    if transitions is None:
+        msg.first_step = int(first_step)
+        return msg
+    obs = np.asarray(transitions['observations'], np.float32)
+    actions = np.asarray(transitions['actions'], np.float32)
+    msg.first_step, msg.num_transitions = int(first_step), int(obs.shape[0])
+    msg.observation_size, msg.action_size = int(obs.shape[1]), int(actions.shape[1])
+    msg.observations = obs.ravel()
+    msg.actions = actions.ravel()
+    msg.rewards = np.asarray(transitions['rewards'], np.float32)
+    msg.next_observations = np.asarray(transitions['next_observations'], np.float32).ravel()
+    msg.terminated = [bool(x) for x in transitions['terminated']]
+    msg.truncated = [bool(x) for x in transitions['truncated']]
+    msg.policy_versions = np.asarray(transitions['policy_versions'], np.uint64)
+    return msg
+
+
+def read_experience(msg: Experience, observation_size: int, action_size: int,
+                    topic: str) -> dict:
+    """The transitions of an ``Experience`` chunk as arrays, checked against the task."""
+    n = msg.num_transitions
+    if n and (msg.observation_size, msg.action_size) != (observation_size, action_size):
+        raise MessageError(f'{topic}: chunk {msg.sequence} has observations of '
+                           f'{msg.observation_size} and actions of {msg.action_size}, expected '
+                           f'{observation_size} and {action_size}')
+    sizes = {'observations': n * observation_size, 'actions': n * action_size, 'rewards': n,
+             'next_observations': n * observation_size, 'terminated': n, 'truncated': n,
+             'policy_versions': n}
+    for field, size in sizes.items():
+        if len(getattr(msg, field)) != size:
+            raise MessageError(f'{topic}: chunk {msg.sequence} field {field} has '
+                               f'{len(getattr(msg, field))} values, expected {size}')
+    out = {
+        'observations': np.asarray(msg.observations, np.float32).reshape(n, observation_size),
+        'actions': np.asarray(msg.actions, np.float32).reshape(n, action_size),
+        'rewards': np.asarray(msg.rewards, np.float32),
+        'next_observations': np.asarray(msg.next_observations, np.float32).reshape(
+            n, observation_size),
+        'terminated': np.asarray(msg.terminated, bool),
+        'truncated': np.asarray(msg.truncated, bool),
+        'policy_versions': np.asarray(msg.policy_versions, np.uint64)}
+    for field in ('observations', 'actions', 'rewards', 'next_observations'):
+        bad = np.argwhere(~np.isfinite(out[field]))
+        if bad.size:
+            raise MessageError(f'{topic}: chunk {msg.sequence} {field}{list(bad[0])} is not '
+                               'finite')
+    if np.any(np.abs(out['actions']) > 1.0 + 1e-6):
+        raise MessageError(f'{topic}: chunk {msg.sequence} has actions outside [-1, 1]')
+    return out
+
+
+# Policy weights ------------------------------------------------------------------------------
+
+def policy_weights(data: bytes, version: int, algorithm: str, metadata_json: str,
+                   gradient_steps: int, env_steps: int, stamp: int = 0) -> PolicyWeights:
+    """A ``PolicyWeights`` message carrying safetensors ``data`` and its SHA-256."""
+    msg = PolicyWeights()
+    msg.header.stamp = to_stamp(stamp)
+    msg.version, msg.algorithm, msg.format = int(version), algorithm, 'safetensors'
+    msg.metadata_json, msg.gradient_steps, msg.env_steps = (
+        metadata_json, int(gradient_steps), int(env_steps))
+    msg.sha256 = hashlib.sha256(data).hexdigest()
+    msg.data = bytes(data)
+    return msg
+
+
+def read_policy_weights(msg: PolicyWeights, topic: str) -> bytes:
+    """The checked safetensors bytes of a ``PolicyWeights`` message."""
+    if msg.format != 'safetensors':
+        raise MessageError(f'{topic}: weights v{msg.version} in format {msg.format!r}, only '
+                           'safetensors is accepted')
+    data = bytes(msg.data)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != msg.sha256:
+        raise MessageError(f'{topic}: weights v{msg.version} fail their checksum '
+                           f'({digest[:12]} != {msg.sha256[:12]})')
+    return data

@@ -1,0 +1,268 @@
+# SPDX-License-Identifier: Apache-2.0
+"""policy: observation -> action -> joint command, with the newest policy weights.
+
+Subscribes to the robot's sensors (synchronised by stamp, :mod:`sac_robot.nodes.sync`),
+``episode_events`` and ``policy/weights`` (latched). For every measurement of a running episode
+it builds the observation exactly as the gymnasium task does (history stacking included; the
+same code, :mod:`sac_robot.nodes.robots`), samples an action, publishes the joint command
+(``position_controller/commands``, labelled with the observation's stamp) and then the
+``policy/steps`` message (observation, action, policy version, episode and step).
+
+Until the first weights arrive the actions are uniform random, which is SAC's warm-up
+exploration. New weights are checked (SHA-256, safetensors only, sizes) and rebuilt on a
+background thread, then swapped in between two control steps: control never waits for them.
+``deterministic`` takes the mean action (evaluation); ``checkpoint`` loads a policy from a
+checkpoint directory or an exported ``policy.safetensors`` at start.
+
+Episode boundaries come from the safety node: ``START`` says which stamp begins an episode (the
+history restarts there); after ``END`` the policy publishes the step of the final observation
+(for the collector's last transition) without commanding, then waits for the next ``START``.
+"""
+
+import os
+import threading
+import time
+
+import numpy as np
+import torch
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from sac_robot.algorithms.checkpoint import CheckpointError, import_policy
+from sac_robot.algorithms.observations import spec_from_json
+from sac_robot.msg import EpisodeEvent, PolicyStep, PolicyWeights, TrainingProgress
+from sac_robot.nodes import convert, qos
+from sac_robot.nodes.robots import profile as make_profile
+from sac_robot.nodes.spin import run
+from sac_robot.nodes.sync import SensorSync
+from std_msgs.msg import Float64MultiArray
+
+
+def _describe(text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text)
+
+
+class LoadedPolicy:
+    """A rebuilt policy network and what it maps observations with."""
+
+    def __init__(self, data: bytes, version: int, observation_size: int, action_size: int):
+        network, meta = import_policy(data)
+        spec = spec_from_json(meta['obs_spec'])
+        if spec != observation_size:
+            raise CheckpointError(f'policy v{version} takes observations of {spec}, this robot '
+                                  f'gives {observation_size}')
+        if network.action_dim != action_size:
+            raise CheckpointError(f'policy v{version} outputs {network.action_dim} actions, '
+                                  f'this robot takes {action_size}')
+        self.network, self.algorithm, self.version = network, meta['algorithm'], version
+        self.generator = torch.Generator().manual_seed(version)
+
+    @torch.no_grad()
+    def act(self, observation: np.ndarray, deterministic: bool) -> np.ndarray:
+        """One action in [-1, 1]."""
+        obs = torch.as_tensor(observation, dtype=torch.float32)[None]
+        if self.algorithm == 'sac':
+            action, _ = self.network(obs, deterministic, self.generator)
+        else:  # SQL's sampler has no mean action
+            action = self.network(obs, 1, generator=self.generator)[:, 0]
+        return action[0].numpy().astype(np.float64)
+
+
+class PolicyNode(Node):
+    """Act on every measurement of a running episode."""
+
+    def __init__(self, **kwargs):
+        super().__init__('policy', **kwargs)
+        declare = self.declare_parameter
+        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
+        self.robot_id = declare('robot_id', '', _describe(
+            'Name of this robot in the experience it produces (default: the namespace).')).value
+        self.deterministic = declare('deterministic', False, _describe(
+            'Take the mean action (evaluation) instead of sampling.')).value
+        checkpoint = declare('checkpoint', '', _describe(
+            'Load this policy at start: a checkpoint directory or a policy.safetensors file.')
+        ).value
+        seed = declare('seed', 0, _describe('Seed of the warm-up random actions.')).value
+        self.min_utd = declare('min_utd', 0.0, _describe(
+            'Lockstep simulation: hold the next action while the trainer has done fewer than '
+            'min_utd updates per step taken (beyond learning_starts and utd_slack); 0: never.')
+        ).value
+        self.utd_slack = declare('utd_slack', 0, _describe(
+            'Steps the policy may run ahead of the min_utd line (0: one episode), covering the '
+            'experience still on its way to the trainer.')).value
+        self.robot_id = self.robot_id or self.get_namespace().strip('/') or robot
+        # One thread: a control step is a small forward pass, and the other core belongs to
+        # the trainer.
+        torch.set_num_threads(1)
+        self.profile = make_profile(robot)
+        self.utd_slack = self.utd_slack or self.profile.max_episode_steps
+        self.rng = np.random.default_rng(seed)
+        self.command_publisher = self.create_publisher(
+            Float64MultiArray, 'position_controller/commands', qos.COMMAND)
+        self.step_publisher = self.create_publisher(PolicyStep, 'policy/steps', qos.EXPERIENCE)
+        # Events first: when an episode's START and its first measurement are both waiting, the
+        # executor takes the subscription made first.
+        self.create_subscription(EpisodeEvent, 'episode_events', self.on_event, qos.EVENTS)
+        self.create_subscription(PolicyWeights, 'policy/weights', self.on_weights, qos.LATCHED)
+        self.create_subscription(TrainingProgress, 'training/progress', self.on_progress,
+                                 qos.LATCHED)
+        self.sync = SensorSync(self, self.profile, self.profile.policy_sensors,
+                               self._on_sensors, on_repeat=self.on_repeat)
+
+        self.policy = None  # LoadedPolicy, swapped whole by the loader thread
+        self._loading = threading.Lock()
+        self.episode_id, self.step, self.end_step = None, 0, None
+        self.observer = self.profile.observer()
+        self.last_action = np.zeros(self.profile.action_size)
+        self.starts = {}  # stamp -> episode id, from START events not reached yet
+        self.recent = {}  # stamp -> measurement messages, the newest few
+        self.last_command = None  # (stamp, msg), sent again if the driver repeats the stamp
+        self.steps_published = 0
+        self.commands = 0  # actions sent in this run: the min_utd gate counts them
+        self.progress = None  # the trainer's newest TrainingProgress
+        self.held = None  # (stamp, msgs) of a measurement waiting for the trainer
+        self.waited = 0.0  # seconds spent waiting for the trainer, in all
+        if checkpoint:
+            self._load_checkpoint(checkpoint)
+
+    def _load_checkpoint(self, path: str):
+        file = os.path.join(path, 'policy.safetensors') if os.path.isdir(path) else path
+        if not os.path.isfile(file):
+            raise CheckpointError(f'no policy at {file} (a checkpoint directory written by the '
+                                  'trainer or sac-robot train holds policy.safetensors)')
+        with open(file, 'rb') as stream:
+            data = stream.read()
+        self.policy = LoadedPolicy(data, 1, self.profile.observation_size,
+                                   self.profile.action_size)
+        self.get_logger().info(f'policy loaded from {path}')
+
+    # Weights --------------------------------------------------------------------------------
+
+    def on_weights(self, msg: PolicyWeights):
+        """Check new weights, then rebuild them off the control path."""
+        if self.policy is not None and msg.version <= self.policy.version:
+            return
+        try:
+            data = convert.read_policy_weights(msg, 'policy/weights')
+        except convert.MessageError as error:
+            self.get_logger().error(f'weights rejected: {error}')
+            return
+        threading.Thread(target=self._build, args=(data, msg.version), daemon=True).start()
+
+    def _build(self, data: bytes, version: int):
+        with self._loading:
+            if self.policy is not None and version <= self.policy.version:
+                return
+            try:
+                policy = LoadedPolicy(data, version, self.profile.observation_size,
+                                      self.profile.action_size)
+            except CheckpointError as error:
+                self.get_logger().error(f'weights v{version} rejected: {error}')
+                return
+            self.policy = policy  # one reference assignment: the control path sees old or new
+
+    # Episodes and control -------------------------------------------------------------------
+
+    def on_event(self, msg: EpisodeEvent):
+        """Note where episodes start and end."""
+        if msg.event == EpisodeEvent.START:
+            stamp = convert.stamp_ns(msg.header.stamp)
+            self.starts[stamp] = msg.episode_id
+            if stamp in self.recent:  # its first measurement came first (perhaps used wrongly)
+                self.on_measurement(stamp, self.recent[stamp])
+        elif msg.event == EpisodeEvent.END and msg.episode_id == self.episode_id:
+            self.end_step = msg.steps
+            if self.step >= msg.steps:
+                self.episode_id = None  # already past the end: wait for the next START
+            elif self.held is not None and self._final_next():
+                stamp, msgs, _ = self.held  # the final observation: no need to wait
+                self.held = None
+                self.on_measurement(stamp, msgs)
+
+    def _on_sensors(self, stamp: int, msgs: dict):
+        self.recent[stamp] = msgs
+        for old in sorted(self.recent)[:-8]:
+            del self.recent[old]
+        if self._behind_trainer() and not self._final_next():
+            self.held = (stamp, msgs, time.monotonic())
+            return
+        self.on_measurement(stamp, msgs)
+
+    def _final_next(self) -> bool:
+        """Whether the next measurement is its episode's last (published without acting)."""
+        return (self.episode_id is not None and self.end_step is not None
+                and self.step + 1 >= self.end_step)
+
+    def _behind_trainer(self) -> bool:
+        """Whether the next action must wait for the trainer (the min_utd gate)."""
+        if not self.min_utd:
+            return False
+        if self.progress is None:  # no trainer yet: one episode's worth, then wait for it
+            return self.commands >= self.utd_slack
+        ahead = self.commands - self.progress.learning_starts - self.utd_slack
+        return ahead > 0 and self.progress.gradient_steps < self.min_utd * ahead
+
+    def on_progress(self, msg: TrainingProgress):
+        """The trainer moved on: act on a measurement held for it."""
+        self.progress = msg
+        if self.held is not None and not self._behind_trainer():
+            stamp, msgs, since = self.held
+            self.held = None
+            self.waited += time.monotonic() - since
+            self.on_measurement(stamp, msgs)
+
+    def on_measurement(self, stamp: int, msgs: dict):
+        """Observation -> action -> command, for a measurement of a running episode."""
+        if stamp in self.starts:
+            self.episode_id, self.step, self.end_step = self.starts.pop(stamp), 0, None
+            for old in [s for s in self.starts if s < stamp]:
+                del self.starts[old]
+            measurement = self.profile.measure(msgs)
+            observation = self.observer.reset(measurement)
+            self.last_action = np.zeros(self.profile.action_size)
+        elif self.episode_id is None:
+            return  # between episodes (a START naming this stamp may still come)
+        else:
+            measurement = self.profile.measure(msgs)
+            self.step += 1
+            observation = self.observer.push(measurement, self.last_action)
+        final = self.end_step is not None and self.step >= self.end_step
+        policy = self.policy
+        if final:
+            action = np.zeros(self.profile.action_size)
+        else:
+            if policy is None:
+                action = self.rng.uniform(-1.0, 1.0, self.profile.action_size)
+            else:
+                action = policy.act(observation, self.deterministic)
+            # What the experience records (float32) is exactly what the robot was sent.
+            action = action.astype(np.float32).astype(np.float64)
+            command = convert.command(self.profile.action_to_command(action), stamp,
+                                      self.episode_id)
+            self.command_publisher.publish(command)
+            self.commands += 1
+            self.last_command = (stamp, command)
+            self.last_action = action
+        self._publish_step(stamp, observation, action, 0 if policy is None else policy.version)
+        if final:
+            self.episode_id = None
+
+    def on_repeat(self, stamp: int):
+        """The driver sent the newest observation again: our command may be lost; resend."""
+        if self.last_command is not None and self.last_command[0] == stamp:
+            self.command_publisher.publish(self.last_command[1])
+
+    def _publish_step(self, stamp: int, observation, action, version: int):
+        msg = PolicyStep()
+        msg.header.stamp = convert.to_stamp(stamp)
+        msg.robot_id, msg.episode_id, msg.step = self.robot_id, self.episode_id, self.step
+        msg.observation = np.asarray(observation, np.float32)
+        msg.action = np.asarray(action, np.float32)
+        msg.policy_version, msg.deterministic = int(version), self.deterministic
+        self.step_publisher.publish(msg)
+        self.steps_published += 1
+
+
+def main(args=None) -> int:
+    """Run the policy node."""
+    return run(PolicyNode, args)

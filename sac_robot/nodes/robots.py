@@ -1,0 +1,202 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What each robot means to the graph: sensor topics, observation, command, reward, episode end.
+
+The numbers come from the same core functions as the gymnasium tasks
+(:mod:`sac_robot.tasks`, :mod:`sac_robot.rewards`), so the graph and the environments cannot
+disagree: the policy node's observation is the environment's, the reward estimator's reward is
+the environment's. A profile only reads messages and calls those.
+"""
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image, Imu, JointState
+
+from sac_robot.nodes.convert import (MessageError, read_image, read_imu, read_joint_state,
+                                     read_pose, roll_pitch)
+from sac_robot.rewards import (dclaw_safety, dclaw_turn_reward, minitaur_safety,
+                               minitaur_walk_reward)
+from sac_robot.robots import dclaw as dclaw_robot
+from sac_robot.robots import minitaur as minitaur_robot
+from sac_robot.tasks import dclaw as dclaw_task
+from sac_robot.tasks import minitaur as minitaur_task
+
+
+class MinitaurProfile:
+    """Minitaur walking: motor encoders, IMU, motion capture; 100 Hz, 500-step episodes."""
+
+    name = 'minitaur'
+    joint_names = minitaur_robot.MOTORS
+    control_period = 0.01
+    max_episode_steps = 500
+    action_size = minitaur_task.ACTION_SIZE
+    #: Sensor topics (relative to the robot's namespace) and their message types.
+    sensors = {'joints': ('joint_states', JointState), 'imu': ('imu/data', Imu),
+               'mocap': ('mocap/pose', PoseStamped)}
+    policy_sensors = ('joints', 'imu')
+    reward_sensors = ('joints', 'imu', 'mocap')
+    safety_sensors = ('joints', 'imu', 'mocap')
+
+    def __init__(self, history: int = 5, swing_range: float = 0.5,
+                 extension_range: float = 0.5, reward_weights: dict | None = None,
+                 limits: dict | None = None, pretraining: bool = False, **_):
+        self.env_settings = {'swing_range': swing_range, 'extension_range': extension_range,
+                             'history': history}
+        self.swing_range, self.extension_range = swing_range, extension_range
+        self.history = history
+        self.observation_size = ((history + 1) * minitaur_task.OBSERVATION_SIZE
+                                 + history * self.action_size)
+        self.reward_weights, self.limits, self.pretraining = reward_weights, limits, pretraining
+
+    def measure(self, msgs: dict) -> dict:
+        """A measurement from whichever of the sensor messages are present."""
+        out = {}
+        if 'joints' in msgs:
+            out['motors'], out['motor_velocities'] = read_joint_state(
+                msgs['joints'], self.joint_names, self.sensors['joints'][0])
+        if 'imu' in msgs:
+            quaternion, rates = read_imu(msgs['imu'], self.sensors['imu'][0])
+            out['roll'], out['pitch'] = roll_pitch(quaternion)
+            out['roll_rate'], out['pitch_rate'] = rates[0], rates[1]
+        if 'mocap' in msgs:
+            out['position'], out['orientation'] = read_pose(msgs['mocap'],
+                                                            self.sensors['mocap'][0])
+        return out
+
+    def observer(self):
+        """A fresh observation builder (history stacking as in the environment)."""
+        return _MinitaurObserver(self.history)
+
+    def action_to_command(self, action) -> np.ndarray:
+        """The eight motor targets (rad) for an action in [-1, 1]^8."""
+        return minitaur_task.action_to_motors(action, self.swing_range, self.extension_range)
+
+    def hold_command(self) -> np.ndarray:
+        """The standing pose's motor targets: what a stale command stream is replaced by."""
+        return self.action_to_command(np.zeros(self.action_size))
+
+    def reward_terms(self, before: dict, after: dict, actions) -> dict:
+        """Reward terms of the step from measurement ``before`` to ``after``.
+
+        ``actions``: ``[3, 8]``, the step's action then the two before it (zeros before the
+        episode's start).
+        """
+        feet = minitaur_robot.feet_forward(after['motors'])[0::2]
+        return minitaur_walk_reward(before['position'], after['position'],
+                                    self.control_period, actions, after['pitch'], feet,
+                                    self.reward_weights, self.pretraining)
+
+    def end_reason(self, measurement: dict, start: dict) -> str | None:
+        """Why the episode must end at ``measurement`` (a fall), or ``None``."""
+        drift = float(np.linalg.norm(measurement['position'][:2] - start['position'][:2]))
+        height = float(measurement['position'][2]) - minitaur_robot.MOCAP_HEIGHT
+        flags = minitaur_safety(measurement['roll'], measurement['pitch'], height, drift,
+                                self.limits)
+        if flags['tilted']:
+            return (f'fall: roll {measurement["roll"]:.2f} rad, pitch '
+                    f'{measurement["pitch"]:.2f} rad')
+        if flags['low']:
+            return f'fall: base {height:.3f} m above the ground'
+        if flags['drifted']:
+            return f'drift: {drift:.2f} m from the start'
+        return None
+
+
+class _MinitaurObserver:
+    def __init__(self, history: int):
+        self.stack = minitaur_task.HistoryStack(minitaur_task.OBSERVATION_SIZE,
+                                                minitaur_task.ACTION_SIZE, history)
+
+    @staticmethod
+    def _o(m: dict) -> np.ndarray:
+        return minitaur_task.measurement(m['motors'], m['roll'], m['pitch'], m['roll_rate'],
+                                         m['pitch_rate'])
+
+    def reset(self, measurement: dict) -> np.ndarray:
+        self.stack.reset(self._o(measurement))
+        return self.stack.observation()
+
+    def push(self, measurement: dict, action) -> np.ndarray:
+        self.stack.push(self._o(measurement), action)
+        return self.stack.observation()
+
+
+class DClawProfile:
+    """D'Claw valve turning: nine servos, the valve encoder; 10 Hz, 40-step episodes."""
+
+    name = 'dclaw'
+    joint_names = dclaw_robot.JOINTS
+    control_period = 0.1
+    max_episode_steps = 40
+    action_size = 9
+    observation_size = 21
+    sensors = {'joints': ('joint_states', JointState),
+               'valve': ('valve/joint_states', JointState),
+               'camera': ('camera/image_raw', Image)}
+    policy_sensors = ('joints', 'valve')
+    reward_sensors = ('joints', 'valve')
+    safety_sensors = ('joints',)
+
+    def __init__(self, target_angle: float = np.pi, **_):
+        self.target_angle = float(target_angle)
+        self.joint_range = dclaw_robot.JOINT_RANGE
+
+    def measure(self, msgs: dict) -> dict:
+        """A measurement from whichever of the sensor messages are present."""
+        out = {}
+        if 'joints' in msgs:
+            out['joints'], velocities = read_joint_state(msgs['joints'], self.joint_names,
+                                                         self.sensors['joints'][0])
+            out['velocities'] = np.zeros(9) if velocities is None else velocities
+        if 'valve' in msgs:
+            angle, _ = read_joint_state(msgs['valve'], ('valve',), self.sensors['valve'][0])
+            out['valve'] = float(angle[0])
+        if 'camera' in msgs:
+            out['image'] = read_image(msgs['camera'], (32, 32, 3), self.sensors['camera'][0])
+        return out
+
+    def observer(self):
+        """A fresh observation builder."""
+        return _DClawObserver(self.target_angle)
+
+    def action_to_command(self, action) -> np.ndarray:
+        """The nine joint targets (rad) for an action in [-1, 1]^9."""
+        return dclaw_task.DClawTurnEnv.action_to_targets(action)
+
+    def hold_command(self) -> np.ndarray:
+        """The reset pose: what a stale command stream is replaced by."""
+        return dclaw_robot.RESET_POSE.copy()
+
+    def reward_terms(self, before: dict, after: dict, actions) -> dict:
+        """Reward terms at measurement ``after`` (the valve-turning reward needs no history)."""
+        return dclaw_turn_reward(after['joints'], after['velocities'], after['valve'],
+                                 self.target_angle, dclaw_robot.RESET_POSE)
+
+    def end_reason(self, measurement: dict, start: dict) -> str | None:
+        """The hand has no terminal states; only the time limit ends its episodes."""
+        del start
+        flags = dclaw_safety(measurement['joints'], measurement['velocities'], self.joint_range)
+        measurement['unsafe_joints'] = int(np.sum(flags['near_limit'] | flags['too_fast']))
+        return None
+
+
+class _DClawObserver:
+    def __init__(self, target_angle: float):
+        self.target_angle = target_angle
+
+    def reset(self, measurement: dict) -> np.ndarray:
+        return dclaw_task.state_observation(measurement['joints'], measurement['valve'],
+                                            np.zeros(9), self.target_angle)
+
+    def push(self, measurement: dict, action) -> np.ndarray:
+        return dclaw_task.state_observation(measurement['joints'], measurement['valve'],
+                                            action, self.target_angle)
+
+
+PROFILES = {'minitaur': MinitaurProfile, 'dclaw': DClawProfile}
+
+
+def profile(robot: str, **settings):
+    """The profile of ``robot`` ('minitaur' or 'dclaw')."""
+    if robot not in PROFILES:
+        raise MessageError(f'unknown robot {robot!r}; known: {", ".join(PROFILES)}')
+    return PROFILES[robot](**settings)

@@ -1,0 +1,256 @@
+# SPDX-License-Identifier: Apache-2.0
+"""safety: ends episodes, runs resets, and holds the robot when its commands go stale.
+
+Watches the robot's sensors (synchronised by stamp) and decides, at every measurement of the
+running episode, whether it ends:
+
+- terminated: a fall or drift (Minitaur: |roll| or |pitch| over the limits, the base too low,
+  too far from the start; :func:`sac_robot.rewards.minitaur_safety`);
+- truncated: the episode's time limit (``max_episode_steps``), the run's ``max_steps``, or a
+  stale command stream.
+
+It then publishes ``END`` on ``episode_events`` (sac_robot/EpisodeEvent, with the step count,
+the reason and the return summed from ``reward``), calls the driver's ``reset`` service and
+publishes ``START`` with the stamp of the new episode's first measurement. After ``max_steps``
+environment steps in all it starts no new episode and reports ``done``.
+
+Command watchdog: once the policy has commanded in an episode, a gap of more than
+``command_timeout`` seconds between commands makes it publish the robot's hold pose (the
+Minitaur standing, the hand at its reset pose) on the command topic, labelled ``hold``, at the
+control rate until the policy is back; the episode ends truncated ("stale commands").
+"""
+
+import collections
+import time
+
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from std_msgs.msg import Float64MultiArray
+
+from sac_robot.msg import EpisodeEvent, RewardTerms
+from sac_robot.nodes import convert, qos
+from sac_robot.nodes.robots import profile as make_profile
+from sac_robot.nodes.sim_driver import HOLD_LABEL
+from sac_robot.nodes.spin import run
+from sac_robot.nodes.sync import SensorSync
+from sac_robot.srv import Reset
+
+
+def _describe(text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text)
+
+
+class SafetyNode(Node):
+    """Episode boundaries, resets and the command watchdog of one robot."""
+
+    def __init__(self, **kwargs):
+        super().__init__('safety', **kwargs)
+        declare = self.declare_parameter
+        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
+        self.profile = make_profile(robot)
+        self.robot_id = declare('robot_id', '', _describe(
+            'Name of this robot in its episode events (default: the namespace).')).value
+        self.robot_id = self.robot_id or self.get_namespace().strip('/') or robot
+        self.max_episode_steps = declare('max_episode_steps', self.profile.max_episode_steps,
+                                         _describe('Steps after which an episode is cut.')).value
+        self.max_steps = declare('max_steps', 0, _describe(
+            'Stop after this many environment steps in all (0: no limit).')).value
+        self.command_timeout = declare('command_timeout', 0.25, _describe(
+            'Seconds between commands after which the stream counts as stale (0: never).')
+        ).value
+        self.seed = declare('seed', 0, _describe('Seed given to the first reset.')).value
+        self.exit_when_done = declare('exit_when_done', False, _describe(
+            'End the node (and a launch that requires it) after max_steps.')).value
+        self.wait_for = [self._parse_wait(entry) for entry in declare(
+            'wait_for', [''], _describe(
+                "Before the first episode, wait until each 'topic>=N' has N subscribers, so "
+                'that no node of the graph misses its start.')).value if entry]
+        self.reward_wait = declare('reward_wait', 1.0, _describe(
+            "Seconds to wait for an ending episode's last reward before announcing the end."
+        )).value
+        limits = {k: declare(f'limits.{k}', v, _describe(f'Episode-ending {k} limit.')).value
+                  for k, v in (('roll', 0.4), ('pitch', 0.4), ('height', 0.13),
+                               ('drift', 0.0))}
+        if limits['drift'] <= 0:
+            limits['drift'] = np.inf
+        if robot == 'minitaur':
+            self.profile.limits = limits
+
+        self.events = self.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS)
+        self.hold_publisher = self.create_publisher(
+            Float64MultiArray, 'position_controller/commands', qos.COMMAND)
+        self.reset_client = self.create_client(Reset, 'reset')
+        self.sync = SensorSync(self, self.profile, self.profile.safety_sensors,
+                               self.on_measurement)
+        self.create_subscription(Float64MultiArray, 'position_controller/commands',
+                                 self.on_command, qos.COMMAND)
+        self.create_subscription(RewardTerms, 'reward', self.on_reward, qos.EXPERIENCE)
+        self.create_timer(self.profile.control_period, self.on_timer)
+
+        self.state = 'starting'  # starting, running, ending, resetting, done
+        self.episode_id, self.start_stamp, self.start = None, None, None
+        self.steps, self.total_steps, self.episodes = 0, 0, 0
+        self.returns = collections.defaultdict(float)  # episode -> summed reward
+        self.rewarded = collections.defaultdict(int)  # episode -> rewards received
+        self.recent = collections.OrderedDict()  # stamp -> measurement (start may come first)
+        self.last_command, self.holding = None, False
+        self.ending = None  # (deadline, terminated, truncated, reason)
+        self._reset_future = None
+        self._first_reset = True
+        self.exit_status = None
+
+    @staticmethod
+    def _parse_wait(entry: str) -> tuple:
+        topic, _, count = entry.partition('>=')
+        if not topic or not count.strip().isdigit():
+            raise ValueError(f"wait_for entries look like 'topic>=N', not {entry!r}")
+        return topic.strip(), int(count)
+
+    def _graph_ready(self) -> bool:
+        missing = [f'{topic} ({self.count_subscribers(topic)}/{count})'
+                   for topic, count in self.wait_for if self.count_subscribers(topic) < count]
+        if missing:
+            self.get_logger().info(f'waiting for subscribers: {", ".join(missing)}',
+                                   throttle_duration_sec=5.0)
+        return not missing
+
+    # Episodes -------------------------------------------------------------------------------
+
+    def _request_reset(self, reason: str):
+        if not self.reset_client.service_is_ready():
+            return False
+        request = Reset.Request(seed=self.seed if self._first_reset else -1, reason=reason)
+        self._first_reset = False
+        self.state = 'resetting'
+        self._reset_future = self.reset_client.call_async(request)
+        self._reset_future.add_done_callback(self._on_reset_done)
+        return True
+
+    def _on_reset_done(self, future):
+        response = future.result()
+        if response is None or not response.success:
+            message = 'no response' if response is None else response.message
+            self.get_logger().error(f'reset failed: {message}; trying again')
+            self.state = 'starting'
+            return
+        self.episode_id, self.start_stamp = response.episode_id, convert.stamp_ns(response.stamp)
+        self.steps, self.start, self.last_command, self.holding = 0, None, None, False
+        self.state = 'running'
+        self._publish_event(EpisodeEvent.START, self.start_stamp)
+        for stamp, measurement in list(self.recent.items()):
+            if stamp >= self.start_stamp:
+                self._check(stamp, measurement)
+
+    def _publish_event(self, event: int, stamp: int, terminated=False, truncated=False,
+                       reason=''):
+        msg = EpisodeEvent()
+        msg.header.stamp = convert.to_stamp(stamp)
+        msg.robot_id, msg.episode_id, msg.event = self.robot_id, self.episode_id, event
+        msg.steps, msg.terminated, msg.truncated, msg.reason = (
+            self.steps, terminated, truncated, reason)
+        msg.episode_return = float(self.returns.get(self.episode_id, 0.0))
+        self.events.publish(msg)
+
+    def _end(self, stamp: int, terminated: bool, truncated: bool, reason: str):
+        self.state = 'ending'
+        self.end_stamp = stamp
+        self.ending = (time.monotonic() + self.reward_wait, terminated, truncated, reason)
+        self._maybe_finish_end()
+
+    def _maybe_finish_end(self):
+        if self.state != 'ending':
+            return
+        deadline, terminated, truncated, reason = self.ending
+        if self.rewarded[self.episode_id] < self.steps and time.monotonic() < deadline:
+            return  # the last reward is still on its way
+        self._publish_event(EpisodeEvent.END, self.end_stamp, terminated, truncated, reason)
+        self.get_logger().info(
+            f'episode {self.episode_id} ended after {self.steps} steps ({reason}), return '
+            f'{self.returns.get(self.episode_id, 0.0):.2f}')
+        self.total_steps += self.steps
+        self.episodes += 1
+        for old in [e for e in self.returns if e < self.episode_id]:
+            self.returns.pop(old, None)
+            self.rewarded.pop(old, None)
+        if self.max_steps and self.total_steps >= self.max_steps:
+            self.state = 'done'
+            self.get_logger().info(f'{self.total_steps} environment steps: done')
+            if self.exit_when_done:
+                self.exit_status = 0
+            return
+        self.state = 'starting'
+        self._request_reset(reason)
+
+    # Callbacks ------------------------------------------------------------------------------
+
+    def on_measurement(self, stamp: int, msgs: dict):
+        """Check a measurement of the running episode."""
+        measurement = self.profile.measure(msgs)
+        self.recent[stamp] = measurement
+        while len(self.recent) > 50:
+            self.recent.popitem(last=False)
+        if self.state == 'running' and stamp >= self.start_stamp:
+            self._check(stamp, measurement)
+
+    def _check(self, stamp: int, measurement: dict):
+        if self.state != 'running':
+            return
+        if stamp == self.start_stamp:
+            self.start = measurement
+            return
+        if self.start is None:
+            return  # the episode's first measurement was lost; nothing to compare with
+        self.steps += 1
+        reason = self.profile.end_reason(measurement, self.start)
+        if reason is not None:
+            self._end(stamp, True, False, reason)
+        elif self.steps >= self.max_episode_steps:
+            self._end(stamp, False, True, 'time_limit')
+        elif self.max_steps and self.total_steps + self.steps >= self.max_steps:
+            self._end(stamp, False, True, 'max_steps')
+
+    def on_reward(self, msg: RewardTerms):
+        """Sum the episode's return."""
+        if msg.episode_id == self.episode_id and (self.state == 'running' or
+                                                  msg.step < self.steps):
+            self.returns[msg.episode_id] += msg.reward
+            self.rewarded[msg.episode_id] += 1
+            self._maybe_finish_end()
+
+    def on_command(self, msg: Float64MultiArray):
+        """Note when the policy last commanded (our own hold commands do not count)."""
+        if msg.layout.dim and msg.layout.dim[0].label == HOLD_LABEL:
+            return
+        self.last_command = time.monotonic()
+        if self.holding:
+            self.get_logger().info('commands are back: hold released')
+            self.holding = False
+
+    def on_timer(self):
+        """Start the first episode; finish ending ones; watch the command stream."""
+        if self.state == 'starting' and (not self._first_reset or self._graph_ready()):
+            self._request_reset('start' if self._first_reset else 'retry')
+        elif self.state == 'ending':
+            self._maybe_finish_end()
+        stale = (self.command_timeout > 0 and self.last_command is not None
+                 and time.monotonic() - self.last_command > self.command_timeout)
+        if stale and self.state in ('running', 'ending', 'done'):
+            if not self.holding:
+                self.get_logger().warning(
+                    f'no command for {time.monotonic() - self.last_command:.2f} s: holding')
+                self.holding = True
+                if self.state == 'running':
+                    self._end(self.start_stamp if self.start is None else max(self.recent),
+                              False, True, 'stale commands')
+            self.hold()
+
+    def hold(self):
+        """Command the robot's hold pose."""
+        self.hold_publisher.publish(convert.command(self.profile.hold_command(),
+                                                    label=HOLD_LABEL))
+
+
+def main(args=None) -> int:
+    """Run the safety node."""
+    return run(SafetyNode, args)

@@ -1,0 +1,218 @@
+# SPDX-License-Identifier: Apache-2.0
+"""sim_driver: the MuJoCo stand-in of a robot, speaking what the hardware drivers speak.
+
+Publishes (relative to the robot's namespace), every control step, all with the same stamp:
+
+- Minitaur: ``joint_states`` (sensor_msgs/JointState: the eight motors' angles, velocities,
+  torques), ``imu/data`` (sensor_msgs/Imu: orientation, body rates, acceleration),
+  ``mocap/pose`` (geometry_msgs/PoseStamped of the base in ``world``, as vrpn_mocap publishes a
+  tracked rigid body);
+- D'Claw: ``joint_states`` (the nine servos), ``valve/joint_states`` (the valve encoder, joint
+  ``valve``), and with ``pixels`` ``camera/image_raw`` (sensor_msgs/Image, rgb8, 32 x 32).
+
+Takes ``position_controller/commands`` (std_msgs/Float64MultiArray, ros2_control's forward
+command form: one target per joint, in the order of ``joint_states``) and offers ``reset``
+(sac_robot/srv/Reset).
+
+Clock modes (parameter ``clock``):
+
+- ``lockstep``: the physics advances one control period per command, as fast as commands come,
+  and ``/clock`` carries the simulated time. A command labelled with the stamp and episode of the
+  observation it answers (see :func:`sac_robot.nodes.convert.command`) steps only if that is the
+  newest observation, so stale commands (from before a reset) are dropped; an unlabelled command
+  steps at once; a ``hold`` command only sets the targets. If nothing comes for
+  ``resend_period`` seconds the newest observation is published again, so a lost sample cannot
+  stall the loop.
+- ``realtime``: a timer steps the physics every control period with the newest targets (held
+  between commands); stamps are the node's clock.
+"""
+
+import time
+
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from std_msgs.msg import Float64MultiArray
+
+from sac_robot.nodes import convert, qos
+from sac_robot.nodes.robots import profile as make_profile
+from sac_robot.nodes.spin import run
+from sac_robot.srv import Reset
+
+HOLD_LABEL = 'hold'
+
+
+def _describe(text: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text)
+
+
+class SimDriver(Node):
+    """Simulate one robot and publish its sensors; step on commands or in real time."""
+
+    def __init__(self, **kwargs):
+        super().__init__('sim_driver', **kwargs)
+        declare = self.declare_parameter
+        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
+        self.clock_mode = declare('clock', 'lockstep', _describe(
+            'lockstep: one control step per command, as fast as they come, /clock published; '
+            'realtime: a timer at the control rate')).value
+        self.seed = declare('seed', 0, _describe('Seed of resets (valve angle, randomisation).')
+                            ).value
+        latency = declare('latency', 0.0, _describe(
+            'Minitaur: command latency in seconds (whole physics steps).')).value
+        self.randomize = declare('randomize', False, _describe(
+            'Minitaur: draw masses, friction, motor strength and damping at every reset.')).value
+        self.pixels = declare('pixels', False, _describe(
+            "D'Claw: publish the 32 x 32 camera image.")).value
+        self.resend_period = declare('resend_period', 0.5, _describe(
+            'Lockstep: seconds without a command before the newest observation is sent again.')
+        ).value
+        if self.clock_mode not in ('lockstep', 'realtime'):
+            raise ValueError(f"clock must be 'lockstep' or 'realtime', not {self.clock_mode!r}")
+        self.profile = make_profile(robot)
+        self.rng = np.random.default_rng(self.seed)
+        if robot == 'minitaur':
+            from sac_robot.robots.minitaur import MinitaurSim
+            self.robot = MinitaurSim(latency=latency)
+        else:
+            from sac_robot.robots.dclaw import DClawSim
+            self.robot = DClawSim()
+        self.substeps = int(round(self.profile.control_period / self.robot.timestep))
+        self.period_ns = int(round(self.profile.control_period * 1e9))
+
+        # Reliable publishers match reliable and best-effort subscribers alike.
+        self.publishers_ = {key: self.create_publisher(msg_type, topic, qos.SENSOR_RELIABLE)
+                            for key, (topic, msg_type) in self.profile.sensors.items()
+                            if key != 'camera' or self.pixels}
+        self.clock_publisher = (self.create_publisher(Clock, '/clock', 10)
+                                if self.clock_mode == 'lockstep' else None)
+        self.create_subscription(Float64MultiArray, 'position_controller/commands',
+                                 self.on_command, qos.COMMAND)
+        self.create_service(Reset, 'reset', self.on_reset)
+
+        self.episode_id = 0
+        self.sim_time = 0  # ns, lockstep
+        self.stamp = None  # of the newest published observation
+        self.targets = self.profile.hold_command()
+        self.steps = 0
+        self.dropped = 0
+        self._last_activity = time.monotonic()
+        self._reset_robot()
+        if self.clock_mode == 'realtime':
+            self.create_timer(self.profile.control_period, self.on_tick)
+        else:
+            self.create_timer(min(self.resend_period, 0.1), self.on_resend_check)
+
+    # Simulation -----------------------------------------------------------------------------
+
+    def _reset_robot(self):
+        if self.profile.name == 'minitaur':
+            if self.randomize:
+                self.robot.randomize(self.rng)
+            self.robot.reset()
+        else:
+            self.robot.reset(valve_angle=float(self.rng.uniform(-np.pi, np.pi)))
+            self.robot.show_target(self.profile.target_angle)
+        self.targets = self.profile.hold_command()
+        self.robot.command(self.targets)
+
+    def _next_stamp(self) -> int:
+        if self.clock_mode == 'lockstep':
+            self.sim_time += self.period_ns
+            return self.sim_time
+        return self.get_clock().now().nanoseconds
+
+    def _step(self):
+        self.robot.command(self.targets)
+        self.robot.step(self.substeps)
+        self.steps += 1
+        self.publish(self._next_stamp())
+
+    def publish(self, stamp: int):
+        """Publish every sensor at ``stamp`` (ns)."""
+        self.stamp = stamp
+        self._last_activity = time.monotonic()
+        if self.clock_publisher is not None:
+            self.clock_publisher.publish(Clock(clock=convert.to_stamp(stamp)))
+        for key, msg in self.measurements(stamp).items():
+            self.publishers_[key].publish(msg)
+
+    def measurements(self, stamp: int) -> dict:
+        """The sensor messages of the current state, stamped ``stamp``."""
+        robot, names = self.robot, self.profile.joint_names
+        if self.profile.name == 'minitaur':
+            data = robot.data
+            position, orientation = robot.base_pose()
+            return {
+                'joints': convert.joint_state(names, robot.motor_angles(),
+                                              robot.motor_velocities(), robot.motor_torques(),
+                                              stamp, 'base'),
+                'imu': convert.imu(robot.base_orientation(), robot.base_angular_velocity(),
+                                   data.sensor('imu_accelerometer').data, stamp, 'imu'),
+                'mocap': convert.pose_stamped(position, orientation, stamp, 'world')}
+        msgs = {'joints': convert.joint_state(names, robot.joint_positions(),
+                                              robot.joint_velocities(), None, stamp, 'mount'),
+                'valve': convert.joint_state(('valve',), [robot.valve_angle()],
+                                             [robot.valve_velocity()], None, stamp, 'valve')}
+        if self.pixels:
+            msgs['camera'] = convert.image(robot.render(32, 32), stamp, 'valve_camera')
+        return msgs
+
+    # Callbacks ------------------------------------------------------------------------------
+
+    def on_command(self, msg: Float64MultiArray):
+        """Take new joint targets; in lockstep, step once per fresh observation."""
+        try:
+            targets, label = convert.read_command(msg, len(self.profile.joint_names),
+                                                  'position_controller/commands')
+        except convert.MessageError as error:
+            self.get_logger().error(f'command rejected: {error}', throttle_duration_sec=1.0)
+            return
+        hold = bool(msg.layout.dim) and msg.layout.dim[0].label == HOLD_LABEL
+        if self.clock_mode == 'realtime' or hold:
+            self.targets = targets
+            return
+        if self.stamp is None:
+            return  # no episode yet
+        stamp, episode = label.get(convert.STAMP_KEY), label.get(convert.EPISODE_KEY)
+        if (stamp is not None and stamp != self.stamp) or (
+                episode is not None and episode != self.episode_id):
+            self.dropped += 1  # answers an older observation (before a reset, or repeated)
+            return
+        self.targets = targets
+        self._step()
+
+    def on_tick(self):
+        """Real time: one control period with the newest targets."""
+        self._step()
+
+    def on_resend_check(self):
+        """Lockstep: publish the newest observation again when the loop has gone quiet."""
+        if self.stamp is not None and time.monotonic() - self._last_activity > self.resend_period:
+            self.publish(self.stamp)
+
+    def on_reset(self, request: Reset.Request, response: Reset.Response):
+        """Start a new episode: reset the physics and publish its first observation."""
+        if request.seed >= 0:
+            self.rng = np.random.default_rng(request.seed)
+        self._reset_robot()
+        self.episode_id += 1
+        stamp = self._next_stamp()
+        self.publish(stamp)
+        self.get_logger().debug(f'episode {self.episode_id} starts at {stamp} ns '
+                                f'({request.reason or "no reason given"})')
+        response.success, response.episode_id = True, self.episode_id
+        response.stamp = convert.to_stamp(stamp)
+        return response
+
+    def close(self):
+        """Release the renderer."""
+        close = getattr(self.robot, 'close', None)
+        if close is not None:
+            close()
+
+
+def main(args=None) -> int:
+    """Run the simulated driver node."""
+    return run(SimDriver, args)

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Exact-time synchronisation of a robot's sensor topics (message_filters' ExactTime policy).
+
+A driver publishes one message per sensor per control step, all with the same header stamp;
+:class:`SensorSync` subscribes to the ones a node needs and calls back once per stamp when all
+have arrived. Incomplete stamps older than the newest complete one are dropped (a lost
+best-effort sample must not stall the stream), and a malformed message is logged and dropped.
+"""
+
+import collections
+
+from rcl_interfaces.msg import ParameterDescriptor
+
+from sac_robot.nodes import qos
+from sac_robot.nodes.convert import MessageError, stamp_ns
+
+
+class SensorSync:
+    """Call ``callback(stamp_ns, {key: msg})`` when every sensor of a stamp has arrived."""
+
+    def __init__(self, node, profile, keys, callback, max_pending: int = 20,
+                 qos_profile=None, on_repeat=None):
+        self.node, self.profile, self.keys, self.callback = node, profile, tuple(keys), callback
+        self.on_repeat = on_repeat  # called with the stamp when the newest one comes again
+        self.max_pending = max_pending
+        self._pending = collections.OrderedDict()  # stamp -> {key: msg}
+        self._newest = -1
+        if qos_profile is None:
+            if not node.has_parameter('sensor_qos'):
+                node.declare_parameter('sensor_qos', 'reliable', ParameterDescriptor(
+                    description='reliable (lockstep simulation: nothing lost) or best_effort '
+                                '(hardware drivers and real time: what they publish).'))
+            qos_profile = qos.sensor_subscription(node.get_parameter('sensor_qos').value)
+        self.subscriptions = []
+        for key in self.keys:
+            topic, msg_type = profile.sensors[key]
+            self.subscriptions.append(node.create_subscription(
+                msg_type, topic, lambda msg, key=key: self._on_message(key, msg), qos_profile))
+
+    def _on_message(self, key, msg):
+        stamp = stamp_ns(msg.header.stamp)
+        if stamp <= self._newest:  # a late or repeated sample of a stamp already handled
+            if stamp == self._newest and key == self.keys[0] and self.on_repeat is not None:
+                self.on_repeat(stamp)
+            return
+        group = self._pending.setdefault(stamp, {})
+        group[key] = msg
+        if len(group) < len(self.keys):
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+            return
+        del self._pending[stamp]
+        for old in [s for s in self._pending if s < stamp]:
+            del self._pending[old]
+        self._newest = stamp
+        try:
+            self.callback(stamp, group)
+        except MessageError as error:
+            self.node.get_logger().error(f'dropped the measurement at {stamp} ns: {error}',
+                                         throttle_duration_sec=1.0)
+
+    def forget(self, stamp: int):
+        """Accept stamps after ``stamp`` only (a repeated stamp is ignored anyway)."""
+        self._newest = max(self._newest, stamp)

@@ -1,0 +1,274 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The simulated Minitaur: physics and named accessors, no task logic.
+
+Legs and motors, in the order every array here uses::
+
+    legs:    fl (front left), bl (back left), fr (front right), br (back right)
+    motors:  fl_a, fl_b, bl_a, bl_b, fr_a, fr_b, br_a, br_b
+
+Motor angles are measured from the upper leg pointing straight down, motor ``b`` mirrored (see
+``assets/minitaur/minitaur.xml``). A leg's swing ``s`` and extension ``e`` map to its motors as
+``a = e - s``, ``b = e + s`` (:func:`leg_to_motors`): ``e`` is the half-angle between the two
+upper legs, which sets the hip-to-foot distance (:func:`leg_length`), and ``s`` tilts the leg,
+positive swinging the foot forward. This is the same for all four legs; a hardware backend whose
+motors turn the other way maps its encoder signs onto this convention.
+"""
+
+import collections
+import math
+
+import mujoco
+import numpy as np
+
+from sac_robot.robots import asset_path
+
+LEGS = ('fl', 'bl', 'fr', 'br')
+MOTORS = tuple(f'{leg}_{side}' for leg in LEGS for side in 'ab')
+UPPER_LEG, LOWER_LEG, FOOT_RADIUS = 0.11, 0.20, 0.015
+#: Height of the motion-capture marker (site ``mocap``) above the base's centre (m).
+MOCAP_HEIGHT = 0.045
+#: The standing pose: swing 0, extension 1.3 rad on every leg (hip 0.2 m above the ground).
+STANDING_SWING, STANDING_EXTENSION = 0.0, 1.3
+
+
+def leg_to_motors(swing, extension) -> np.ndarray:
+    """Map per-leg swing and extension ``[..., 4]`` to the eight motor angles ``[..., 8]``."""
+    swing, extension = np.broadcast_arrays(np.asarray(swing, np.float64),
+                                           np.asarray(extension, np.float64))
+    motors = np.empty((*swing.shape[:-1], 8))
+    motors[..., 0::2] = extension - swing
+    motors[..., 1::2] = extension + swing
+    return motors
+
+
+def motors_to_leg(motors) -> tuple:
+    """Inverse of :func:`leg_to_motors`: ``(swing [..., 4], extension [..., 4])``."""
+    motors = np.asarray(motors, np.float64)
+    a, b = motors[..., 0::2], motors[..., 1::2]
+    return (b - a) / 2, (a + b) / 2
+
+
+def leg_length(extension):
+    """Hip-to-foot distance (m, to the foot sphere's centre) at ``extension`` (rad)."""
+    e = np.asarray(extension, np.float64)
+    return UPPER_LEG * np.cos(e) + np.sqrt(LOWER_LEG ** 2 - (UPPER_LEG * np.sin(e)) ** 2)
+
+
+def feet_forward(motors) -> np.ndarray:
+    """How far (m) each foot is ahead of its hip along the base's x axis ``[..., 4]``.
+
+    From the motor angles alone: what the hardware can compute, and what the reward uses.
+    """
+    swing, extension = motors_to_leg(motors)
+    return leg_length(extension) * np.sin(swing)
+
+
+def knee_angles(swing: float, extension: float) -> tuple:
+    """The passive knee joints' angles ``(knee_a, knee_b)`` that close the linkage."""
+    a_angle, b_angle = extension - swing, -(extension + swing)  # both about +y
+    foot = leg_length(extension) * np.array([np.sin(swing), -np.cos(swing)])  # (x, z)
+    knees = []
+    for upper in (a_angle, b_angle):
+        tip = UPPER_LEG * np.array([-np.sin(upper), -np.cos(upper)])
+        dx, dz = foot - tip
+        knees.append(np.arctan2(-dx, -dz) - upper)
+    return knees[0], -knees[1]  # knee b turns about -y
+
+
+def quat_to_rpy(quat) -> np.ndarray:
+    """Roll, pitch, yaw (rad, ZYX convention) of a ``[w, x, y, z]`` quaternion."""
+    w, x, y, z = (float(q) for q in quat)
+    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = math.asin(min(1.0, max(-1.0, 2 * (w * y - z * x))))
+    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return np.array([roll, pitch, yaw])
+
+
+class MinitaurSim:
+    """MuJoCo Minitaur on flat ground (``assets/minitaur/scene_flat.xml``).
+
+    ``latency`` (s) delays every command by that much simulated time before the servos see it,
+    rounded to whole physics steps, as the measured ~20 ms on the hardware (ROBOTS.md).
+    """
+
+    def __init__(self, scene: str | None = None, latency: float = 0.0):
+        self.model = mujoco.MjModel.from_xml_path(
+            scene or asset_path('minitaur', 'scene_flat.xml'))
+        self.data = mujoco.MjData(self.model)
+        model = self.model
+        self._motor_qpos = np.array([model.joint(m).qposadr[0] for m in MOTORS])
+        self._motor_qvel = np.array([model.joint(m).dofadr[0] for m in MOTORS])
+        self._knee_qpos = np.array([[model.joint(f'{leg}_knee_{s}').qposadr[0] for s in 'ab']
+                                    for leg in LEGS])
+        self._actuators = np.array([model.actuator(m).id for m in MOTORS])
+        self._base = model.body('base').id
+        self._feet = np.array([model.site(f'{leg}_foot').id for leg in LEGS])
+        self._hips = np.array([model.body(f'{leg}_hip').id for leg in LEGS])
+        self._gyro = self._sensor('imu_gyro')
+        self._orientation = self._sensor('imu_orientation')
+        self._mocap_position = self._sensor('mocap_position')
+        self._mocap_orientation = self._sensor('mocap_orientation')
+        self.motor_range = model.jnt_range[[model.joint(m).id for m in MOTORS]].copy()
+        self._motor_low, self._motor_high = self.motor_range.T.copy()
+        #: Nominal values the domain randomisation scales (see :meth:`randomize`).
+        self.nominal = {
+            'body_mass': model.body_mass.copy(), 'body_inertia': model.body_inertia.copy(),
+            'geom_friction': model.geom_friction.copy(),
+            'actuator_gainprm': model.actuator_gainprm.copy(),
+            'actuator_biasprm': model.actuator_biasprm.copy(),
+            'actuator_forcerange': model.actuator_forcerange.copy(),
+            'dof_damping': model.dof_damping.copy()}
+        self._foot_geoms = np.array([model.geom(f'{leg}_foot').id for leg in LEGS])
+        self.latency = latency
+        self._pending = collections.deque()
+
+    def _sensor(self, name: str) -> slice:
+        sensor = self.model.sensor(name)
+        return slice(sensor.adr[0], sensor.adr[0] + sensor.dim[0])
+
+    @property
+    def timestep(self) -> float:
+        """Physics step in seconds (2 ms)."""
+        return float(self.model.opt.timestep)
+
+    @property
+    def latency(self) -> float:
+        """Command latency in seconds (a whole number of physics steps)."""
+        return self._latency_steps * self.timestep
+
+    @latency.setter
+    def latency(self, seconds: float):
+        if not seconds >= 0:
+            raise ValueError(f'latency must be >= 0 s, got {seconds}')
+        self._latency_steps = int(round(seconds / self.timestep))
+
+    def reset(self, swing=STANDING_SWING, extension=STANDING_EXTENSION, yaw: float = 0.0):
+        """Stand the robot at the origin, at rest, feet on the ground.
+
+        The legs at ``swing``/``extension`` (scalars or one per leg), servo targets there too.
+        """
+        mujoco.mj_resetData(self.model, self.data)
+        swing = np.broadcast_to(np.asarray(swing, np.float64), (4,))
+        extension = np.broadcast_to(np.asarray(extension, np.float64), (4,))
+        motors = leg_to_motors(swing, extension)
+        self.data.qpos[self._motor_qpos] = motors
+        for leg in range(4):
+            self.data.qpos[self._knee_qpos[leg]] = knee_angles(swing[leg], extension[leg])
+        height = np.max(leg_length(extension) * np.cos(swing)) + FOOT_RADIUS
+        self.data.qpos[:7] = [0, 0, height, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        self.data.ctrl[self._actuators] = motors
+        self._pending.clear()
+        mujoco.mj_forward(self.model, self.data)
+
+    def command(self, motor_targets):
+        """Set the eight servos' position targets (rad), clipped to the motor range.
+
+        The servos see them ``latency`` seconds of simulated time from now.
+        """
+        targets = np.minimum(np.maximum(motor_targets, self._motor_low), self._motor_high)
+        if self._latency_steps == 0:
+            self.data.ctrl[self._actuators] = targets
+        else:
+            self._pending.append((self.data.time + self.latency - 0.5 * self.timestep, targets))
+
+    def step(self, substeps: int = 1):
+        """Advance the physics by ``substeps`` steps (delayed commands land in between)."""
+        if not self._pending:
+            mujoco.mj_step(self.model, self.data, nstep=substeps)
+            return
+        for _ in range(substeps):
+            while self._pending and self._pending[0][0] <= self.data.time:
+                self.data.ctrl[self._actuators] = self._pending.popleft()[1]
+            mujoco.mj_step(self.model, self.data)
+
+    # What the hardware measures -------------------------------------------------------------
+    # The IMU and motion-capture readings are MuJoCo sensors, computed at the start of the last
+    # physics step (2 ms old), as a real sensor pipeline's would be.
+
+    def motor_angles(self) -> np.ndarray:
+        """The eight motor angles (rad), as the encoders report them."""
+        return self.data.qpos[self._motor_qpos].copy()
+
+    def motor_velocities(self) -> np.ndarray:
+        """The eight motor velocities (rad/s)."""
+        return self.data.qvel[self._motor_qvel].copy()
+
+    def motor_torques(self) -> np.ndarray:
+        """The eight motors' torques (N m), after saturation."""
+        return self.data.actuator_force[self._actuators].copy()
+
+    def base_orientation(self) -> np.ndarray:
+        """The IMU's orientation quaternion ``[w, x, y, z]`` (world frame)."""
+        return self.data.sensordata[self._orientation].copy()
+
+    def base_rpy(self) -> np.ndarray:
+        """Base roll, pitch, yaw (rad); yaw drifts on the real IMU, so tasks do not use it."""
+        return quat_to_rpy(self.base_orientation())
+
+    def base_roll_pitch(self) -> tuple:
+        """Base roll and pitch (rad), as :meth:`base_rpy` without the yaw."""
+        w, x, y, z = self.data.sensordata[self._orientation].tolist()
+        return (math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
+                math.asin(min(1.0, max(-1.0, 2 * (w * y - z * x)))))
+
+    def base_angular_velocity(self) -> np.ndarray:
+        """The IMU gyro's reading (rad/s, base frame): roll, pitch, yaw rates."""
+        return self.data.sensordata[self._gyro].copy()
+
+    def base_pose(self) -> tuple:
+        """``(position [3], quaternion [w, x, y, z])`` of the motion-capture marker, world."""
+        return (self.data.sensordata[self._mocap_position].copy(),
+                self.data.sensordata[self._mocap_orientation].copy())
+
+    def base_height(self) -> float:
+        """Height of the base's centre above the ground (m)."""
+        return float(self.data.xpos[self._base][2])
+
+    def foot_positions(self) -> np.ndarray:
+        """The four feet's centres ``[4, 3]`` (m, world frame)."""
+        return self.data.site_xpos[self._feet].copy()
+
+    def feet_relative_to_hips(self) -> np.ndarray:
+        """Each foot's position relative to its hip in the base frame ``[4, 3]`` (m)."""
+        rotation = self.data.xmat[self._base].reshape(3, 3)
+        offsets = self.data.site_xpos[self._feet] - self.data.xpos[self._hips]
+        return offsets @ rotation
+
+
+    def total_mass(self) -> float:
+        """The robot's mass (kg)."""
+        return float(np.sum(self.model.body_mass))  # the scene's only moving bodies
+
+    # Simulation only ------------------------------------------------------------------------
+
+    def push(self, force, seconds: float = 0.1):
+        """Apply ``force`` (N, world frame) to the base's centre for ``seconds``."""
+        self.data.xfrc_applied[self._base, :3] = force
+        self.step(max(1, int(round(seconds / self.timestep))))
+        self.data.xfrc_applied[self._base, :3] = 0.0
+
+    def randomize(self, rng: np.random.Generator, mass=(0.8, 1.2), friction=(0.8, 1.5),
+                  strength=(0.88, 1.0), damping=(0.0, 0.01)):
+        """Draw new physical parameters around the nominal ones (ROBOTS.md's sim-to-real ranges).
+
+        Every body's mass (and inertia) scaled by ``U(mass)``, foot friction ``U(friction)``,
+        motor strength (gain and torque limit; battery 14.8-16.8 V of 16.8 V) ``U(strength)``,
+        motor damping ``U(damping)`` N m s/rad. ``None`` leaves a parameter nominal.
+        """
+        model, nominal = self.model, self.nominal
+        for key, value in nominal.items():
+            getattr(model, key)[:] = value
+        if mass is not None:
+            scale = rng.uniform(*mass, size=model.nbody)
+            scale[0] = 1.0  # the world
+            model.body_mass[:] *= scale
+            model.body_inertia[:] *= scale[:, None]
+        if friction is not None:
+            model.geom_friction[self._foot_geoms, 0] = rng.uniform(*friction, size=4)
+        if strength is not None:
+            scale = rng.uniform(*strength, size=8)
+            model.actuator_gainprm[self._actuators, 0] *= scale
+            model.actuator_biasprm[self._actuators, 1] *= scale
+            model.actuator_forcerange[self._actuators] *= scale[:, None]
+        if damping is not None:
+            model.dof_damping[self._motor_qvel] = rng.uniform(*damping, size=8)

@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Minitaur walking (SAC paper Section 7.2): walk forward, from proprioception only.
+
+``sac_robot/MinitaurWalk-v0``: control at 100 Hz (5 physics steps of 2 ms), at most 500 steps
+(5 s). The robot starts standing at the origin facing +x.
+
+Action (8 numbers in [-1, 1]): swing and extension residuals of each leg around the standing
+pose, ``swing = swing_range * a``, ``extension = 1.3 + extension_range * a`` (rad; 0.5 and 0.5 by
+default), mapped to the leg's two motors as ``a = e - s``, ``b = e + s``
+(:func:`sac_robot.robots.minitaur.leg_to_motors`) and tracked by the PD servos:
+
+=====  ===========================
+index  value
+=====  ===========================
+0-3    swing of legs fl, bl, fr, br
+4-7    extension of legs fl, bl, fr, br
+=====  ===========================
+
+Observation (112 numbers): the current observation ``o_t``, the past five observations
+``o_{t-1} .. o_{t-5}`` and the past five actions ``a_{t-1} .. a_{t-5}``, in that order; at the
+start of an episode the past is filled with ``o_0`` and zero (standing) actions. Each ``o`` is:
+
+=====  =====================================================  =====
+index  value                                                  unit
+=====  =====================================================  =====
+0-7    motor angles fl_a, fl_b, bl_a, bl_b, fr_a, fr_b, ...   rad
+8, 9   base roll, pitch (IMU)                                 rad
+10,11  base roll rate, pitch rate (gyro)                      rad/s
+=====  =====================================================  =====
+
+Yaw is left out: it drifts on the real IMU. Reward: the named terms of
+:func:`sac_robot.rewards.minitaur_walk_reward` (forward velocity from consecutive motion-capture
+positions, minus penalties for action acceleration, pitch and front legs under the body) in
+``info['reward_terms']``. Termination: |roll| or |pitch| over 0.4 rad or the base below 0.13 m.
+
+Options: ``latency`` (s) of the commands, ``randomize`` (domain randomisation at every reset:
+``True`` for ROBOTS.md's ranges or a dict of keyword arguments to
+:meth:`~sac_robot.robots.minitaur.MinitaurSim.randomize`, plus ``latency=(low, high)``), and
+``pretraining`` for the SQL paper's pretraining reward (speed in any direction).
+"""
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from sac_robot.rewards import minitaur_safety, minitaur_walk_reward
+from sac_robot.robots.minitaur import (STANDING_EXTENSION, STANDING_SWING, MinitaurSim,
+                                       feet_forward, leg_to_motors)
+
+OBSERVATION_SIZE, ACTION_SIZE = 12, 8
+
+
+def measurement(motor_angles, roll: float, pitch: float, roll_rate: float,
+                pitch_rate: float) -> np.ndarray:
+    """One observation ``o`` (12 numbers) from what the robot measures."""
+    measured = np.empty(OBSERVATION_SIZE)
+    measured[:8] = motor_angles
+    measured[8:] = roll, pitch, roll_rate, pitch_rate
+    return measured
+
+
+def action_to_motors(action, swing_range: float = 0.5,
+                     extension_range: float = 0.5) -> np.ndarray:
+    """Map actions in [-1, 1]^8 (``[..., 8]``) to the eight motor targets (rad)."""
+    action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+    swing = STANDING_SWING + swing_range * action[..., :4]
+    extension = STANDING_EXTENSION + extension_range * action[..., 4:]
+    return leg_to_motors(swing, extension)
+
+
+class HistoryStack:
+    """The policy's input ``[o_t .. o_{t-h}, a_{t-1} .. a_{t-h}]``, shifted in place.
+
+    The environment and the policy node both build observations with this class, so the two
+    cannot disagree.
+    """
+
+    def __init__(self, observation_size: int, action_size: int, history: int):
+        self.observation_size, self.action_size, self.history = (
+            observation_size, action_size, history)
+        self._split = (history + 1) * observation_size
+        self.vector = np.zeros(self._split + history * action_size)
+
+    def reset(self, observation):
+        """Start an episode: the past is ``observation`` repeated and zero actions."""
+        self.vector[:self._split] = np.tile(observation, self.history + 1)
+        self.vector[self._split:] = 0.0
+
+    def push(self, observation, action):
+        """Append ``observation`` ``o_t``, reached after ``action`` ``a_{t-1}``."""
+        v, o, h, a = self.vector, self.observation_size, self._split, self.action_size
+        v[o:h] = v[:h - o]
+        v[:o] = observation
+        if self.history:
+            v[h + a:] = v[h:-a]
+            v[h:h + a] = action
+
+    def observation(self) -> np.ndarray:
+        """A float32 copy of the stacked vector."""
+        return self.vector.astype(np.float32)
+
+
+class MinitaurWalkEnv(gymnasium.Env):
+    """Walk forward as fast as possible without falling."""
+
+    metadata = {'render_modes': ['rgb_array'], 'render_fps': 100}
+
+    def __init__(self, control_dt: float = 0.01, swing_range: float = 0.5,
+                 extension_range: float = 0.5, history: int = 5, latency: float = 0.0,
+                 randomize: bool | dict = False, pretraining: bool = False,
+                 reward_weights: dict | None = None, limits: dict | None = None,
+                 render_mode: str | None = None):
+        self.robot = MinitaurSim(latency=latency)
+        self.substeps = int(round(control_dt / self.robot.timestep))
+        if self.substeps < 1 or abs(self.substeps * self.robot.timestep - control_dt) > 1e-9:
+            raise ValueError(f'control_dt {control_dt} s is not a whole number of physics steps '
+                             f'of {self.robot.timestep} s')
+        self.control_dt = control_dt
+        self.swing_range, self.extension_range = swing_range, extension_range
+        self.history, self.latency = history, latency
+        self.randomization = ({} if randomize is True else dict(randomize)) if randomize else None
+        self.pretraining, self.reward_weights, self.limits = pretraining, reward_weights, limits
+        self.render_mode = render_mode
+        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_SIZE,), np.float32)
+        size = (history + 1) * OBSERVATION_SIZE + history * ACTION_SIZE
+        self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
+        self._stack = HistoryStack(OBSERVATION_SIZE, ACTION_SIZE, history)
+        self._previous_actions = np.zeros((2, ACTION_SIZE))
+        # action_to_motors is affine: motors = offset + map @ action (precomputed for step()).
+        self._motor_offset = self.action_to_motors(np.zeros(ACTION_SIZE))
+        self._motor_map = np.stack([self.action_to_motors(unit) - self._motor_offset
+                                    for unit in np.eye(ACTION_SIZE)], axis=1)
+
+    def action_to_motors(self, action) -> np.ndarray:
+        """Map an action in [-1, 1]^8 to the eight motor targets (rad)."""
+        return action_to_motors(action, self.swing_range, self.extension_range)
+
+    def _measure(self) -> np.ndarray:
+        rates = self.robot.base_angular_velocity()
+        return measurement(self.robot.motor_angles(), *self.robot.base_roll_pitch(), rates[0],
+                           rates[1])
+
+    def reset(self, *, seed=None, options=None):
+        """Stand at the origin (after drawing new physics when randomising)."""
+        super().reset(seed=seed)
+        if self.randomization is not None:
+            kwargs = dict(self.randomization)
+            latency = kwargs.pop('latency', (0.0, 0.02))
+            self.robot.randomize(self.np_random, **kwargs)
+            self.robot.latency = (self.latency if latency is None
+                                  else float(self.np_random.uniform(*latency)))
+        self.robot.reset()
+        self._stack.reset(self._measure())
+        self._previous_actions[:] = 0.0  # a_{t-1}, a_{t-2}, for the acceleration penalty
+        self._start, _ = self.robot.base_pose()
+        self._position = self._start
+        return self._stack.observation(), self._info({}, False)
+
+    def step(self, action):
+        """Send the motor targets, let the servos track them for one control period."""
+        action = np.minimum(np.maximum(np.asarray(action, np.float64), -1.0), 1.0)
+        self.robot.command(self._motor_offset + self._motor_map @ action)
+        self.robot.step(self.substeps)
+        previous = self._position
+        self._position, _ = self.robot.base_pose()
+        measured = self._measure()
+        recent = np.stack([action, *self._previous_actions])
+        terms = minitaur_walk_reward(previous, self._position, self.control_dt, recent,
+                                     measured[9], feet_forward(measured[:8])[0::2],
+                                     self.reward_weights, self.pretraining)
+        self._previous_actions[1] = self._previous_actions[0]
+        self._previous_actions[0] = action
+        self._stack.push(measured, action)
+        drift = np.linalg.norm(self._position[:2] - self._start[:2])
+        safety = minitaur_safety(measured[8], measured[9], self.robot.base_height(), drift,
+                                 self.limits)
+        terminated = bool(safety['tilted'] or safety['low'] or safety['drifted'])
+        info = self._info(terms, terminated, safety)
+        reward = float(sum(info['reward_terms'].values()))
+        return self._stack.observation(), reward, terminated, False, info
+
+    def _info(self, terms: dict, terminated: bool, safety: dict | None = None) -> dict:
+        info = {'reward_terms': {k: float(v) for k, v in terms.items()},
+                'position': self._position.copy(), 'fell': terminated}
+        if safety is not None:
+            info.update({k: bool(v) for k, v in safety.items()})
+        return info
+
+    def render(self):
+        """Return a 480 x 640 view from the camera that follows the robot."""
+        from sac_robot.robots.rendering import make_renderer
+        if getattr(self, '_renderer', None) is None:
+            self._renderer = make_renderer(self.robot.model, 480, 640)
+        self._renderer.update_scene(self.robot.data, 'track')
+        return self._renderer.render()
+
+    def close(self):
+        """Release the renderer."""
+        if getattr(self, '_renderer', None) is not None:
+            self._renderer.close()
+            self._renderer = None

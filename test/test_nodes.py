@@ -1,0 +1,221 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The graph's nodes in-process, each against its neighbours, in a context of the test's own.
+
+Lockstep stepping, the command watchdog, bad input rejected with the node still running,
+exactly-once experience delivery.
+"""
+
+import numpy as np
+import pytest
+from conftest import spin_until
+from rclpy.parameter import Parameter
+
+from sac_robot.msg import EpisodeEvent, Experience, ExperienceAck, PolicyStep, PolicyWeights
+from sac_robot.nodes import convert, qos
+
+
+def params(**values):
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+@pytest.fixture
+def probe(ros_context, executor):
+    """A plain node of the test's context for publishing and listening."""
+    from rclpy.node import Node
+    node = Node('probe', namespace='/minitaur', context=ros_context)
+    executor.add_node(node)
+    yield node
+    node.destroy_node()
+
+
+def listen(node, msg_type, topic, profile):
+    received = []
+    node.create_subscription(msg_type, topic, received.append, profile)
+    return received
+
+
+def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, executor, probe):
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from sac_robot.nodes.sim_driver import SimDriver
+    from sac_robot.srv import Reset
+    driver = SimDriver(context=ros_context, namespace='/minitaur')
+    executor.add_node(driver)
+    states = listen(probe, JointState, 'joint_states', qos.SENSOR_DEEP)
+    commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                      qos.COMMAND)
+    client = probe.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=3, reason='test'))
+    assert spin_until(executor, future.done)
+    start = convert.stamp_ns(future.result().stamp)
+    episode = future.result().episode_id
+    assert spin_until(executor, lambda: states and convert.stamp_ns(
+        states[-1].header.stamp) == start)
+    assert spin_until(executor, lambda: commands.get_subscription_count() >= 1)
+    targets = np.full(8, 1.4)
+
+    commands.publish(convert.command(targets, start, episode))
+    assert spin_until(executor, lambda: driver.steps == 1)
+    assert spin_until(executor, lambda: convert.stamp_ns(states[-1].header.stamp) > start)
+    assert convert.stamp_ns(states[-1].header.stamp) - start == 10_000_000  # one 10 ms period
+
+    # (Commands are depth 1, newest only: one at a time.)
+    commands.publish(convert.command(targets, start, episode))  # answers an old observation
+    assert spin_until(executor, lambda: driver.dropped == 1)
+    commands.publish(convert.command(targets, driver.stamp, episode + 1))  # another episode
+    assert spin_until(executor, lambda: driver.dropped == 2)
+    bad = convert.command(targets, driver.stamp, episode)
+    bad.data[3] = float('nan')
+    commands.publish(bad)
+    spin_until(executor, lambda: False, timeout=0.3)
+    commands.publish(convert.command(targets[:5], driver.stamp, episode))
+    spin_until(executor, lambda: False, timeout=0.3)
+    assert driver.steps == 1  # neither stepped
+    commands.publish(convert.command(targets, driver.stamp, episode))
+    assert spin_until(executor, lambda: driver.steps == 2)  # and the node runs on
+    driver.destroy_node()
+
+
+def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor, probe):
+    from std_msgs.msg import Float64MultiArray
+
+    from sac_robot.nodes.safety import SafetyNode
+    from sac_robot.nodes.sim_driver import HOLD_LABEL, SimDriver
+    driver = SimDriver(context=ros_context, namespace='/minitaur',
+                       parameter_overrides=params(clock='realtime'))
+    safety = SafetyNode(context=ros_context, namespace='/minitaur',
+                        parameter_overrides=params(command_timeout=0.1))
+    executor.add_node(driver)
+    executor.add_node(safety)
+    seen = listen(probe, Float64MultiArray, 'position_controller/commands', qos.COMMAND)
+    events = listen(probe, EpisodeEvent, 'episode_events', qos.EVENTS)
+    commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                      qos.COMMAND)
+    assert spin_until(executor, lambda: safety.state == 'running')
+    for _ in range(10):  # a policy commanding at 100 Hz for a moment, then gone
+        commands.publish(convert.command(np.full(8, 1.5)))
+        spin_until(executor, lambda: False, timeout=0.01)
+    assert not safety.holding
+    assert spin_until(executor, lambda: any(
+        m.layout.dim and m.layout.dim[0].label == HOLD_LABEL for m in seen), timeout=5)
+    hold = next(m for m in seen if m.layout.dim and m.layout.dim[0].label == HOLD_LABEL)
+    assert np.allclose(hold.data, safety.profile.hold_command())
+    assert spin_until(executor, lambda: np.allclose(driver.targets,
+                                                    safety.profile.hold_command()))
+    assert spin_until(executor, lambda: any(e.event == EpisodeEvent.END for e in events))
+    end = next(e for e in events if e.event == EpisodeEvent.END)
+    assert end.truncated and not end.terminated and end.reason == 'stale commands'
+    commands.publish(convert.command(np.full(8, 1.5)))
+    assert spin_until(executor, lambda: not safety.holding)
+    safety.destroy_node()
+    driver.destroy_node()
+
+
+def test_policy_takes_good_weights_and_rejects_bad_ones(ros_context, executor, probe):
+    from sac_robot.algorithms.checkpoint import export_policy
+    from sac_robot.algorithms.sac import SAC, SACConfig
+    from sac_robot.nodes.policy import PolicyNode
+    policy = PolicyNode(context=ros_context, namespace='/minitaur')
+    executor.add_node(policy)
+    weights = probe.create_publisher(PolicyWeights, 'policy/weights', qos.LATCHED)
+
+    data = export_policy(SAC(112, 8, SACConfig(hidden=(32, 32)), seed=0), 1)
+    corrupt = convert.policy_weights(data, 1, 'sac', '{}', 10, 100)
+    corrupt.sha256 = '0' * 64
+    weights.publish(corrupt)
+    wrong_size = convert.policy_weights(export_policy(SAC(21, 9, SACConfig(hidden=(8,))), 2),
+                                        2, 'sac', '{}', 10, 100)
+    weights.publish(wrong_size)
+    spin_until(executor, lambda: False, timeout=1.0)
+    assert policy.policy is None  # both rejected (checksum; observation size)
+    weights.publish(convert.policy_weights(data, 3, 'sac', '{}', 10, 100))
+    assert spin_until(executor, lambda: policy.policy is not None)
+    assert policy.policy.version == 3
+    action = policy.policy.act(np.zeros(112, np.float32), deterministic=True)
+    assert action.shape == (8,) and np.all(np.abs(action) <= 1)
+    policy.destroy_node()
+
+
+def _experience(sequence, n, obs_size=112, action_size=8, first=0, value=0.0):
+    rows = {'observations': np.full((n, obs_size), value + np.arange(n)[:, None], np.float32),
+            'actions': np.zeros((n, action_size), np.float32),
+            'rewards': np.ones(n, np.float32),
+            'next_observations': np.zeros((n, obs_size), np.float32),
+            'terminated': np.zeros(n, bool), 'truncated': np.zeros(n, bool),
+            'policy_versions': np.zeros(n, np.uint64)}
+    return convert.experience('minitaur', sequence, 1, first, rows)
+
+
+def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, executor, probe,
+                                                                tmp_path):
+    from sac_robot.nodes.trainer import Trainer
+    trainer = Trainer(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+        checkpoint_dir=str(tmp_path / 'checkpoint'), checkpoint_period=0.0,
+        **{'agent.learning_starts': 10_000, 'agent.hidden': [16, 16]}))
+    executor.add_node(trainer)
+    acks = listen(probe, ExperienceAck, 'experience/ack', qos.LATCHED)
+    experience = probe.create_publisher(Experience, 'experience', qos.EXPERIENCE)
+    assert spin_until(executor, lambda: experience.get_subscription_count() >= 1)
+    experience.publish(_experience(1, 5, value=100))  # before 0: waits for the gap
+    spin_until(executor, lambda: False, timeout=0.3)
+    assert len(trainer.buffer) == 0
+    experience.publish(_experience(0, 3))
+    assert spin_until(executor, lambda: len(trainer.buffer) == 8)
+    experience.publish(_experience(0, 3))  # a resend: ignored
+    bad = _experience(2, 4)
+    bad.rewards = [1.0, float('nan'), 1.0, 1.0]
+    experience.publish(bad)
+    experience.publish(_experience(3, 2, obs_size=21))  # another robot's size
+    spin_until(executor, lambda: False, timeout=0.5)
+    assert len(trainer.buffer) == 8 and trainer.next_sequence == 2
+    assert acks[-1].next_sequence == 2
+    obs = trainer.buffer.storage['obs'][:8, 0]
+    assert list(obs) == [0, 1, 2, 100, 101, 102, 103, 104]  # in sequence order
+    trainer.checkpoint()
+    assert spin_until(executor, lambda: acks[-1].checkpointed_sequence == 2)
+    trainer.close()
+    trainer.destroy_node()
+
+
+def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
+        ros_context, executor, probe):
+    from sac_robot.msg import RewardTerms
+    from sac_robot.nodes.collector import DataCollector
+    collector = DataCollector(context=ros_context, namespace='/minitaur',
+                              parameter_overrides=params(resend_period=0.3))
+    executor.add_node(collector)
+    delivered = listen(probe, Experience, 'experience', qos.EXPERIENCE)
+    steps = probe.create_publisher(PolicyStep, 'policy/steps', qos.EXPERIENCE)
+    rewards = probe.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE)
+    events = probe.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS)
+    acks = probe.create_publisher(ExperienceAck, 'experience/ack', qos.LATCHED)
+    assert spin_until(executor, lambda: steps.get_subscription_count() >= 1)
+    for k in range(5):  # four transitions; the policy ran one step past the end
+        step = PolicyStep(robot_id='minitaur', episode_id=7, step=k, policy_version=2)
+        step.observation = np.full(112, k, np.float32)
+        step.action = np.full(8, 0.1 * k, np.float32)
+        steps.publish(step)
+        rewards.publish(RewardTerms(robot_id='minitaur', episode_id=7, step=k,
+                                    reward=float(k)))
+    end = EpisodeEvent(robot_id='minitaur', episode_id=7, event=EpisodeEvent.END, steps=3,
+                       terminated=True)
+    events.publish(end)
+    spin_until(executor, lambda: False, timeout=0.5)
+    assert not delivered  # no trainer has acknowledged yet: nothing numbered, nothing sent
+    acks.publish(ExperienceAck(robot_id='minitaur', next_sequence=40))
+    assert spin_until(executor, lambda: delivered)
+    chunk = convert.read_experience(delivered[0], 112, 8, 'experience')
+    assert delivered[0].sequence == 40 and delivered[0].num_transitions == 3
+    assert list(chunk['rewards']) == [0, 1, 2]
+    assert list(chunk['next_observations'][:, 0]) == [1, 2, 3]
+    assert list(chunk['terminated']) == [False, False, True]
+    assert spin_until(executor, lambda: len(delivered) >= 2, timeout=3)  # resent: no ack
+    assert delivered[1].sequence == 40
+    acks.publish(ExperienceAck(robot_id='minitaur', next_sequence=41, checkpointed_sequence=41))
+    assert spin_until(executor, lambda: collector.delivered == 3)
+    count = len(delivered)
+    spin_until(executor, lambda: False, timeout=1.0)
+    assert len(delivered) == count and not collector.unacked  # acknowledged: quiet, forgotten
+    collector.destroy_node()
