@@ -7,12 +7,16 @@
 ``sac-robot train --env <gymnasium id> --algo sac|sql --steps N --out DIR [--set key=value]``
     Train without ROS, with a progress bar, evaluations, a CSV log, a learning-curve PNG and
     checkpoints (``--resume`` continues).
+``sac-robot bag summary|plot|to-buffer <bag>``
+    A recorded bag's topic statistics and episodes; its learning curves as a PNG; a replay
+    buffer of its experience (the trainer's ``replay_file`` starts from it).
 ``sac-robot multigoal --out DIR [--steps N]``
     The SQL paper's multi-goal experiment for SQL and SAC: goals reached, and a figure.
 """
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -58,6 +62,25 @@ def _train(options) -> int:
         'done: %s; results in %s', ', '.join(f'{k} {v:.4g}' if isinstance(v, float)
                                              else f'{k} {v}' for k, v in final.items()),
         run.out)
+    return 0
+
+
+def _bag(options) -> int:
+    from sac_robot import bagtools
+
+    try:
+        if options.action == 'summary':
+            print(bagtools.summary(options.bag))
+        elif options.action == 'plot':
+            out = options.out or os.path.join(options.bag, 'learning_curves.png')
+            print(f'figure: {bagtools.plot(options.bag, out)}')
+        else:
+            out = options.out or os.path.join(options.bag, 'replay.safetensors')
+            buffer = bagtools.to_buffer(options.bag, out, options.robot)
+            print(f'{len(buffer)} transitions -> {out}')
+    except bagtools.BagError as error:
+        logging.getLogger('sac_robot.bag').error('%s', error)
+        return 2
     return 0
 
 
@@ -110,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help='one algorithm setting, e.g. --set utd_ratio=10 (repeatable)')
     train.add_argument('--no-progress', action='store_true', help='no progress bar')
     train.set_defaults(run=_train)
+
+    bag = commands.add_parser('bag', help='offline tools for recorded bags (no ROS needed)')
+    bag.add_argument('action', choices=('summary', 'plot', 'to-buffer'),
+                     help='summary: topics and episodes; plot: learning curves (PNG); '
+                          'to-buffer: a replay buffer of the experience')
+    bag.add_argument('bag', help='the bag directory (with metadata.yaml)')
+    bag.add_argument('-o', '--out', help='output file (default: inside the bag directory)')
+    bag.add_argument('--robot', help='to-buffer: only this robot_id')
+    bag.set_defaults(run=_bag)
 
     multigoal = commands.add_parser(
         'multigoal', help="the SQL paper's multi-goal experiment (Figure 1) for SQL and SAC")

@@ -6,6 +6,8 @@ all call these, so the reward is defined once. Each returns a dict ``term -> arr
 values sum to the reward (ROBEL's convention).
 """
 
+import math
+
 import numpy as np
 
 
@@ -69,6 +71,22 @@ def minitaur_walk_reward(previous_position, position, dt, actions, pitch, front_
       relative to their hips, base frame) reach more than 5 cm behind the hip, under the body.
     """
     w = MINITAUR_WEIGHTS if weights is None else {**MINITAUR_WEIGHTS, **weights}
+    if np.ndim(pitch) == 0:  # one step (the environment at 100 Hz): the same terms on floats
+        dx = float(position[0]) - float(previous_position[0])
+        dy = float(position[1]) - float(previous_position[1])
+        a = actions
+        acceleration = a[0] - 2 * a[1] + a[2]
+        f0, f1 = front_feet_x
+        return {
+            'forward_velocity': w['forward_velocity'] * float(
+                math.hypot(dx, dy) if pretraining else dx) / dt,
+            'alive': float(w['alive']),
+            'action_acceleration': -w['action_acceleration'] * float(
+                acceleration @ acceleration),
+            'pitch': -w['pitch'] * float(pitch) ** 2,
+            'front_legs_under': -w['front_legs_under'] * float(
+                max(0.0, -f0 - 0.05) + max(0.0, -f1 - 0.05)),
+        }
     displacement = np.subtract(position, previous_position)
     if pretraining:
         velocity = np.hypot(displacement[..., 0], displacement[..., 1]) / dt
@@ -86,13 +104,20 @@ def minitaur_walk_reward(previous_position, position, dt, actions, pitch, front_
     }
 
 
+#: Default limits of :func:`minitaur_safety`: rad, rad, m, m.
+MINITAUR_LIMITS = {'roll': 0.4, 'pitch': 0.4, 'height': 0.13, 'drift': np.inf}
+
+
 def minitaur_safety(roll, pitch, height, drift, limits: dict | None = None) -> dict:
     """Minitaur fall and drift flags (ROBOTS.md), batched like the rewards.
 
     ``tilted``: |roll| or |pitch| over the limit (rad); ``low``: base height under the limit (m);
     ``drifted``: horizontal distance from the start over the limit (m).
     """
-    lim = {'roll': 0.4, 'pitch': 0.4, 'height': 0.13, 'drift': np.inf, **(limits or {})}
+    lim = MINITAUR_LIMITS if limits is None else {**MINITAUR_LIMITS, **limits}
+    if np.ndim(roll) == 0:  # one step: plain comparisons
+        return {'tilted': abs(roll) > lim['roll'] or abs(pitch) > lim['pitch'],
+                'low': height < lim['height'], 'drifted': drift > lim['drift']}
     return {'tilted': (np.abs(roll) > lim['roll']) | (np.abs(pitch) > lim['pitch']),
             'low': np.asarray(height) < lim['height'],
             'drifted': np.asarray(drift) > lim['drift']}

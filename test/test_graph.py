@@ -104,7 +104,7 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
     # The bag holds every topic of the graph and reads back.
     from rosbags.rosbag2 import Reader
 
-    from sac_robot.nodes.recorder import typestore_with_package_types
+    from sac_robot.bagtools import typestore_with_package_types
     bags = [d for d in os.listdir(run_dir) if d.startswith('bag_')]
     assert len(bags) == 1
     typestore = typestore_with_package_types()
@@ -122,6 +122,26 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
     episode_one = [s for s in steps if s.episode_id == 1 and s.step < 500]
     np.testing.assert_allclose(np.stack([s.action for s in episode_one]),
                                buffer.storage['action'][:500])
+
+    # The trained policy runs without training, and the evaluation ends by itself.
+    result = launch('minitaur_eval.launch.py', f'checkpoint:={run_dir}/checkpoint',
+                    'max_steps:=150', 'status:=false')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'policy loaded from' in result.stdout + result.stderr
+    assert '150 environment steps: done' in result.stdout + result.stderr
+
+    # The offline tools: a summary, learning curves, and the trainer's buffer again.
+    from sac_robot import bagtools
+    bag = os.path.join(run_dir, bags[0])
+    text = bagtools.summary(bag)
+    assert '/minitaur/policy/steps' in text and 'episodes: 3, 1200 steps' in text
+    png = bagtools.plot(bag, str(tmp_path / 'curves.png'))
+    assert os.path.getsize(png) > 10_000
+    rebuilt = bagtools.to_buffer(bag, str(tmp_path / 'replay.safetensors'))
+    assert len(rebuilt) == 1200
+    for field in ('obs', 'action', 'reward', 'next_obs', 'terminated', 'truncated'):
+        np.testing.assert_array_equal(rebuilt.storage[field][:1200],
+                                      buffer.storage[field][:1200], err_msg=field)
 
 
 def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
@@ -165,3 +185,38 @@ def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
     assert len(buffer) == 3000 and meta['extra']['dropped'] == 0
     assert unique_transitions(buffer) == 3000  # nothing twice
     assert meta['gradient_steps'] >= first_meta['gradient_steps']
+
+
+@pytest.mark.parametrize('robot', ['minitaur', 'dclaw'])
+def test_launch_files_describe_the_graphs(robot, tmp_path):
+    import yaml
+
+    from sac_robot.bringup.graph import LaunchArgumentError, config_file
+    from sac_robot.bringup.launcher import find_launch_file, load_graph
+    train = load_graph(find_launch_file(f'{robot}_train.launch.py'))
+    names = [n.executable for n in train.nodes({})]
+    assert names == ['sim_driver', 'safety', 'reward_estimator', 'policy', 'collector',
+                     'trainer', 'status_monitor']
+    assert [n.executable for n in train.nodes({'record': 'true'})][-1] == 'recorder'
+    robot_side = {n.executable for n in train.nodes({'part': 'robot'})}
+    workstation = {n.executable for n in train.nodes({'part': 'workstation', 'record': 'true'})}
+    assert robot_side == {'sim_driver', 'safety', 'reward_estimator', 'policy', 'collector'}
+    assert workstation == {'trainer', 'status_monitor', 'recorder'}
+    trainer = next(n for n in train.nodes({'max_steps': '99', 'resume': 'true',
+                                           'config': str(tmp_path / 'mine.yaml')})
+                   if n.executable == 'trainer')
+    assert trainer.required and trainer.parameters[0] == config_file(f'{robot}_train.yaml')
+    assert trainer.parameters[1] == str(tmp_path / 'mine.yaml')  # the user's file over it
+    assert trainer.parameters[2]['max_steps'] == 99 and trainer.parameters[2]['resume']
+    with pytest.raises(LaunchArgumentError, match='hardware drivers'):
+        train.nodes({'hardware': 'real'})
+    evaluate = load_graph(find_launch_file(f'{robot}_eval.launch.py'))
+    policy = next(n for n in evaluate.nodes({'checkpoint': 'x/checkpoint'})
+                  if n.executable == 'policy')
+    assert policy.parameters[-1]['checkpoint'] == 'x/checkpoint'
+    assert 'trainer' not in [n.executable for n in evaluate.nodes({})]
+    # Every node of the graph has a section in the package's config, and it parses.
+    with open(config_file(f'{robot}_train.yaml')) as stream:
+        sections = yaml.safe_load(stream)
+    for name in names:
+        assert 'ros__parameters' in sections[f'/**/{name}'], name

@@ -156,7 +156,7 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
         **{'agent.learning_starts': 10_000, 'agent.hidden': [16, 16]}))
     executor.add_node(trainer)
     acks = listen(probe, ExperienceAck, 'experience/ack', qos.LATCHED)
-    experience = probe.create_publisher(Experience, 'experience', qos.EXPERIENCE)
+    experience = probe.create_publisher(Experience, 'experience', qos.CHUNKS)
     assert spin_until(executor, lambda: experience.get_subscription_count() >= 1)
     experience.publish(_experience(1, 5, value=100))  # before 0: waits for the gap
     spin_until(executor, lambda: False, timeout=0.3)
@@ -186,7 +186,7 @@ def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
     collector = DataCollector(context=ros_context, namespace='/minitaur',
                               parameter_overrides=params(resend_period=0.3))
     executor.add_node(collector)
-    delivered = listen(probe, Experience, 'experience', qos.EXPERIENCE)
+    delivered = listen(probe, Experience, 'experience', qos.CHUNKS)
     steps = probe.create_publisher(PolicyStep, 'policy/steps', qos.EXPERIENCE)
     rewards = probe.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE)
     events = probe.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS)
@@ -219,3 +219,25 @@ def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
     spin_until(executor, lambda: False, timeout=1.0)
     assert len(delivered) == count and not collector.unacked  # acknowledged: quiet, forgotten
     collector.destroy_node()
+
+
+def test_trainer_starts_from_a_replay_file(ros_context, tmp_path):
+    from sac_robot.algorithms.replay import ReplayBuffer
+    from sac_robot.nodes.trainer import Trainer
+    recorded = ReplayBuffer(112, 8, 50)
+    rows = convert.read_experience(_experience(0, 50, value=7), 112, 8, 'test')
+    recorded.add(rows['observations'], rows['actions'], rows['rewards'],
+                 rows['next_observations'], rows['terminated'], rows['truncated'])
+    recorded.save(str(tmp_path / 'replay.safetensors'))
+    trainer = Trainer(context=ros_context, parameter_overrides=params(
+        checkpoint_dir=str(tmp_path / 'checkpoint'), checkpoint_period=0.0,
+        replay_file=str(tmp_path / 'replay.safetensors'),
+        **{'agent.learning_starts': 10_000, 'agent.hidden': [16, 16]}))
+    assert len(trainer.buffer) == 50 and trainer.buffer.storage['obs'][3, 0] == 10
+    trainer.close()
+    trainer.destroy_node()
+    with pytest.raises(Exception, match='replay buffer'):  # a corrupt file: a clear error
+        (tmp_path / 'bad.safetensors').write_bytes(b'not a buffer')
+        Trainer(context=ros_context, parameter_overrides=params(
+            checkpoint_dir=str(tmp_path / 'checkpoint'),
+            replay_file=str(tmp_path / 'bad.safetensors')))

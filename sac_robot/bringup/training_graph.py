@@ -99,8 +99,10 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             nodes += [
                 NodeSpec('policy', 'policy', namespace=namespace, required=True, parameters=(
                     *files, {**common, 'seed': seed,
-                             # A robot in real time cannot wait for the learner.
-                             **({'min_utd': 0.0} if values['clock'] == 'realtime' else {})})),
+                             # A robot in real time cannot wait for the learner, and acts on
+                             # the newest measurement only (a queue would only add latency).
+                             **({'min_utd': 0.0, 'sensor_qos': 'best_effort'}
+                                if values['clock'] == 'realtime' else {})})),
                 NodeSpec('collector', 'collector', namespace=namespace,
                          parameters=(*files, common)),
                 NodeSpec('trainer', 'trainer', namespace=namespace, required=True, parameters=(

@@ -60,7 +60,7 @@ class DataCollector(Node):
             "Seconds after an episode's END to wait for its last steps and rewards; what is "
             'still missing then is dropped from the first gap on, with a warning.')).value
 
-        self.publisher = self.create_publisher(Experience, 'experience', qos.EXPERIENCE)
+        self.publisher = self.create_publisher(Experience, 'experience', qos.CHUNKS)
         self.create_subscription(PolicyStep, 'policy/steps', self.on_step, qos.EXPERIENCE)
         self.create_subscription(RewardTerms, 'reward', self.on_reward, qos.EXPERIENCE)
         self.create_subscription(EpisodeEvent, 'episode_events', self.on_event, qos.EVENTS)

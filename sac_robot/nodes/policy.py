@@ -185,6 +185,11 @@ class PolicyNode(Node):
             del self.recent[old]
         if self._behind_trainer() and not self._final_next():
             self.held = (stamp, msgs, time.monotonic())
+            progress = self.progress
+            self.get_logger().info(
+                f'waiting for the trainer (min_utd {self.min_utd}): {self.commands} steps taken, '
+                + ('no trainer yet' if progress is None else
+                   f'{progress.gradient_steps} updates'), throttle_duration_sec=10.0)
             return
         self.on_measurement(stamp, msgs)
 

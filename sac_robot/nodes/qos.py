@@ -8,7 +8,10 @@
   node watches the stream's age itself (COMMAND_TIMEOUT);
 - latched state (the newest policy weights): reliable + transient local, so a late joiner (a
   restarted inference node) receives the newest message at once;
-- experience: reliable and deep, nothing may be dropped while the trainer catches up;
+- experience (policy steps, rewards, experience chunks): reliable, deep and transient local:
+  nothing may be dropped while a reader catches up, and a reader that matches a writer late
+  (discovery is per writer-reader pair, so a node can see a topic's subscriber before the
+  writer does) still gets the recent history; readers ignore what they already have;
 - events and statistics: reliable, modest depth, transient local: a node that starts late (the
   policy importing torch) still learns which episode is running.
 """
@@ -24,7 +27,7 @@ SENSOR = qos_profile_sensor_data
 #: hardware or in real time the nodes use SENSOR instead (parameter ``sensor_qos``).
 SENSOR_DEEP = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=500, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE)
+    durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def sensor_subscription(name: str) -> QoSProfile:
@@ -42,11 +45,12 @@ COMMAND = QoSProfile(
 
 #: Sensor streams of the simulated driver: reliable and deep. In lockstep the loop runs as fast
 #: as the policy answers, and a subscriber further behind than the writer's history (the reward
-#: estimator, descheduled for a moment) would lose samples. A best-effort subscriber (Foxglove)
-#: still matches it.
+#: estimator, descheduled for a moment) would lose samples; transient local, so a reader that
+#: matches late still gets the episode's first samples. Best-effort and volatile subscribers
+#: (Foxglove) still match it.
 SENSOR_RELIABLE = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=500, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE)
+    durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 LATCHED = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -54,6 +58,13 @@ LATCHED = QoSProfile(
 
 EXPERIENCE = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+#: Experience chunks (collector -> trainer): reliable, volatile, modest depth. Unlike the other
+#: experience topics no history is kept for late readers (chunks are large): the collector sends
+#: every unacknowledged chunk again until the trainer has it.
+CHUNKS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE)
 
 EVENTS = QoSProfile(

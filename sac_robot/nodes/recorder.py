@@ -9,7 +9,6 @@ definitions (custom sac_robot types included), so ``ros2 bag info/play``, Foxglo
 ``sac-robot bag`` read the bag. The bag is closed (its metadata.yaml written) on shutdown.
 """
 
-import glob
 import importlib
 import os
 import time
@@ -18,6 +17,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from sac_robot.bagtools import typestore_with_package_types
 from sac_robot.nodes.spin import run
 
 
@@ -25,22 +25,6 @@ def message_class(type_name: str):
     """The Python class of ``pkg/msg/Name``."""
     package, _, name = type_name.split('/')
     return getattr(importlib.import_module(f'{package}.msg'), name)
-
-
-def typestore_with_package_types():
-    """A rosbags typestore of ROS 2 Kilted plus this package's message definitions."""
-    from rosbags.typesys import Stores, get_typestore, get_types_from_msg
-
-    from sac_robot.bringup.graph import share_directory
-
-    typestore = get_typestore(Stores.ROS2_KILTED)
-    types = {}
-    for path in sorted(glob.glob(os.path.join(share_directory(), 'msg', '*.msg'))):
-        name = os.path.splitext(os.path.basename(path))[0]
-        with open(path, encoding='utf-8') as stream:
-            types.update(get_types_from_msg(stream.read(), f'sac_robot/msg/{name}'))
-    typestore.register(types)
-    return typestore
 
 
 class Recorder(Node):

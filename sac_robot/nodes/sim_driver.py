@@ -27,6 +27,7 @@ Clock modes (parameter ``clock``):
   between commands); stamps are the node's clock.
 """
 
+import collections
 import time
 
 import numpy as np
@@ -68,6 +69,9 @@ class SimDriver(Node):
         self.resend_period = declare('resend_period', 0.5, _describe(
             'Lockstep: seconds without a command before the newest observation is sent again.')
         ).value
+        self.latency_log = declare('latency_log', '', _describe(
+            'Real time: on shutdown, write the observation-to-command latency (ms) of every '
+            'command and the count of missed deadlines to this CSV file.')).value
         if self.clock_mode not in ('lockstep', 'realtime'):
             raise ValueError(f"clock must be 'lockstep' or 'realtime', not {self.clock_mode!r}")
         self.profile = make_profile(robot)
@@ -97,6 +101,9 @@ class SimDriver(Node):
         self.targets = self.profile.hold_command()
         self.steps = 0
         self.dropped = 0
+        self.latencies = []  # real time: observation-to-command latency of each command, ms
+        self.answered, self.missed = None, 0
+        self.published = collections.deque(maxlen=2)  # the two newest observation stamps
         self._last_activity = time.monotonic()
         self._reset_robot()
         if self.clock_mode == 'realtime':
@@ -132,6 +139,7 @@ class SimDriver(Node):
     def publish(self, stamp: int):
         """Publish every sensor at ``stamp`` (ns)."""
         self.stamp = stamp
+        self.published.append(stamp)
         self._last_activity = time.monotonic()
         if self.clock_publisher is not None:
             self.clock_publisher.publish(Clock(clock=convert.to_stamp(stamp)))
@@ -172,6 +180,10 @@ class SimDriver(Node):
         hold = bool(msg.layout.dim) and msg.layout.dim[0].label == HOLD_LABEL
         if self.clock_mode == 'realtime' or hold:
             self.targets = targets
+            stamp = label.get(convert.STAMP_KEY)
+            if stamp is not None and not hold:
+                self.answered = stamp
+                self.latencies.append((self.get_clock().now().nanoseconds - stamp) / 1e6)
             return
         if self.stamp is None:
             return  # no episode yet
@@ -185,6 +197,8 @@ class SimDriver(Node):
 
     def on_tick(self):
         """Real time: one control period with the newest targets."""
+        if len(self.published) == 2 and self.answered == self.published[0]:
+            self.missed += 1  # the policy commands, but its answer to the last one is late
         self._step()
 
     def on_resend_check(self):
@@ -207,7 +221,12 @@ class SimDriver(Node):
         return response
 
     def close(self):
-        """Release the renderer."""
+        """Write the latency log; release the renderer."""
+        if self.latency_log:
+            with open(self.latency_log, 'w', encoding='utf-8') as stream:
+                stream.write(f'# steps {self.steps}, missed deadlines {self.missed}\n'
+                             'latency_ms\n')
+                stream.writelines(f'{value:.4f}\n' for value in self.latencies)
         close = getattr(self.robot, 'close', None)
         if close is not None:
             close()

@@ -4,8 +4,14 @@
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+try:  # rclpy's C++ events executor (Kilted; Jazzy backports): a fraction of the per-callback
+    # cost of the wait-set executors, which is what an observation-to-command round trip pays.
+    from rclpy.experimental import EventsExecutor
+except ImportError:  # older rclpy
+    EventsExecutor = SingleThreadedExecutor
 
-def run(node_class, args=None, executor_class=SingleThreadedExecutor) -> int:
+
+def run(node_class, args=None, executor_class=EventsExecutor) -> int:
     """Create ``node_class()`` and spin it until Ctrl-C, SIGTERM or ``rclpy.shutdown``.
 
     Spins with ``spin_once`` in a loop rather than ``rclpy.spin``: the latter can sit in

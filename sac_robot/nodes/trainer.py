@@ -91,6 +91,9 @@ class Trainer(Node):
                 'Directory of the checkpoint (written atomically).')).value))
         resume = declare('resume', False, _describe(
             'Continue from the checkpoint in checkpoint_dir, if there is one.')).value
+        replay_file = declare('replay_file', '', _describe(
+            'Start (when not resuming) with the transitions of this replay buffer, e.g. one '
+            'made from a bag by sac-robot bag to-buffer.')).value
         self.max_steps = declare('max_steps', 0, _describe(
             'Checkpoint and exit after this many transitions (0: no limit).')).value
         self.min_utd = declare('min_utd', 0.0, _describe(
@@ -119,9 +122,19 @@ class Trainer(Node):
         self.waiting = {}  # sequence -> Experience that came before a gap was filled
         self.env_steps, self.episodes, self.policy_version = 0, 0, 0
         self.dropped = 0  # transitions the collector reported lost
+        self.data_wait = 0.0  # seconds the training thread waited for experience (max_utd)
         self.metrics = {}
 
-        if resume and os.path.isfile(os.path.join(self.checkpoint_dir, 'agent.json')):
+        self.preloaded = 0  # transitions from replay_file: they count for max_utd
+        resuming = resume and os.path.isfile(os.path.join(self.checkpoint_dir, 'agent.json'))
+        if replay_file and not resuming:
+            preload = ReplayBuffer.load(os.path.expanduser(replay_file), obs_size, action_size)
+            n = len(preload)
+            self.buffer.add(*(preload.storage[k][:n] for k in (
+                'obs', 'action', 'reward', 'next_obs', 'terminated', 'truncated')))
+            self.preloaded = n
+            self.get_logger().info(f'{n} transitions from {replay_file}')
+        if resuming:
             meta = read_checkpoint_meta(self.checkpoint_dir)
             if meta['algorithm'] != self.algorithm:
                 raise ValueError(f'{self.checkpoint_dir} holds a {meta["algorithm"]} agent, '
@@ -144,7 +157,7 @@ class Trainer(Node):
         self.stats_publisher = self.create_publisher(TrainingStats, 'training_stats', qos.EVENTS)
         self.progress_publisher = self.create_publisher(TrainingProgress, 'training/progress',
                                                         qos.LATCHED)
-        self.create_subscription(Experience, 'experience', self.on_experience, qos.EXPERIENCE)
+        self.create_subscription(Experience, 'experience', self.on_experience, qos.CHUNKS)
         self.create_timer(stats_period, self.publish_stats)
         if self.checkpoint_period > 0:
             self.create_timer(self.checkpoint_period, self.checkpoint)
@@ -154,8 +167,8 @@ class Trainer(Node):
             self.publish_policy()  # the policy node gets the resumed weights at once
 
         self._stop = threading.Event()
-        self._rate_mark = (time.monotonic(), self.agent.gradient_steps, self.env_steps)
-        self.rates = (0.0, 0.0)
+        self._rate_mark = (time.monotonic(), self.agent.gradient_steps, self.env_steps, 0.0)
+        self.rates, self.wait_fraction = (0.0, 0.0), 0.0
         self.thread = threading.Thread(target=self._train, name='training', daemon=True)
         self.thread.start()
         self.exit_status = None
@@ -215,9 +228,12 @@ class Trainer(Node):
     def _train(self):
         starts = max(self.config.learning_starts, self.config.batch_size)
         while not self._stop.is_set():
-            if len(self.buffer) < starts or (
-                    self.agent.gradient_steps >= self.max_utd * self.env_steps):
+            if len(self.buffer) < starts:
                 time.sleep(0.002)
+                continue
+            if self.agent.gradient_steps >= self.max_utd * (self.env_steps + self.preloaded):
+                time.sleep(0.002)  # training waits for collection (max_utd reached)
+                self.data_wait += 0.002
                 continue
             with self.lock:
                 batch = self.buffer.sample(self.config.batch_size, self.agent.device)
@@ -264,10 +280,11 @@ class Trainer(Node):
     def publish_stats(self):
         """Publish training statistics (and warn when training falls behind min_utd)."""
         now, updates, steps = time.monotonic(), self.agent.gradient_steps, self.env_steps
-        then, updates0, steps0 = self._rate_mark
+        then, updates0, steps0, wait0 = self._rate_mark
         if now > then:
             self.rates = ((updates - updates0) / (now - then), (steps - steps0) / (now - then))
-        self._rate_mark = (now, updates, steps)
+            self.wait_fraction = (self.data_wait - wait0) / (now - then)
+        self._rate_mark = (now, updates, steps, self.data_wait)
         utd = updates / max(steps, 1)
         if self.min_utd and steps > self.config.learning_starts and utd < self.min_utd:
             self.get_logger().warning(f'{utd:.2f} updates per transition, below min_utd '
@@ -278,7 +295,8 @@ class Trainer(Node):
         msg.episodes, msg.buffer_size = self.episodes, len(self.buffer)
         msg.policy_version = self.policy_version
         msg.updates_per_second, msg.env_steps_per_second = self.rates
-        metrics = dict(self.metrics, utd=utd)
+        metrics = dict(self.metrics, utd=utd, data_wait_fraction=self.wait_fraction,
+                       data_wait_seconds=self.data_wait)
         msg.names = list(metrics)
         msg.values = [float(v) for v in metrics.values()]
         self.stats_publisher.publish(msg)

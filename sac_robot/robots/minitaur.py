@@ -63,6 +63,18 @@ def feet_forward(motors) -> np.ndarray:
     return leg_length(extension) * np.sin(swing)
 
 
+def front_feet_forward(motors) -> tuple:
+    """:func:`feet_forward` of the two front legs (fl, fr) of one reading, on floats (fast)."""
+    out = []
+    for a, b in ((motors[0], motors[1]), (motors[4], motors[5])):
+        swing, extension = (b - a) / 2, (a + b) / 2
+        sin_e = math.sin(extension)
+        length = UPPER_LEG * math.cos(extension) + math.sqrt(
+            LOWER_LEG ** 2 - UPPER_LEG ** 2 * sin_e * sin_e)
+        out.append(length * math.sin(swing))
+    return out[0], out[1]
+
+
 def knee_angles(swing: float, extension: float) -> tuple:
     """The passive knee joints' angles ``(knee_a, knee_b)`` that close the linkage."""
     a_angle, b_angle = extension - swing, -(extension + swing)  # both about +y
@@ -187,11 +199,11 @@ class MinitaurSim:
 
     def motor_angles(self) -> np.ndarray:
         """The eight motor angles (rad), as the encoders report them."""
-        return self.data.qpos[self._motor_qpos].copy()
+        return self.data.qpos[self._motor_qpos]  # fancy indexing: already a copy
 
     def motor_velocities(self) -> np.ndarray:
         """The eight motor velocities (rad/s)."""
-        return self.data.qvel[self._motor_qvel].copy()
+        return self.data.qvel[self._motor_qvel]
 
     def motor_torques(self) -> np.ndarray:
         """The eight motors' torques (N m), after saturation."""
@@ -219,6 +231,10 @@ class MinitaurSim:
         """``(position [3], quaternion [w, x, y, z])`` of the motion-capture marker, world."""
         return (self.data.sensordata[self._mocap_position].copy(),
                 self.data.sensordata[self._mocap_orientation].copy())
+
+    def base_position(self) -> np.ndarray:
+        """The motion-capture marker's position (m, world), without the orientation."""
+        return self.data.sensordata[self._mocap_position].copy()
 
     def base_height(self) -> float:
         """Height of the base's centre above the ground (m)."""

@@ -39,13 +39,15 @@ Options: ``latency`` (s) of the commands, ``randomize`` (domain randomisation at
 ``pretraining`` for the SQL paper's pretraining reward (speed in any direction).
 """
 
+import math
+
 import gymnasium
 import numpy as np
 from gymnasium import spaces
 
 from sac_robot.rewards import minitaur_safety, minitaur_walk_reward
 from sac_robot.robots.minitaur import (STANDING_EXTENSION, STANDING_SWING, MinitaurSim,
-                                       feet_forward, leg_to_motors)
+                                       front_feet_forward, leg_to_motors)
 
 OBSERVATION_SIZE, ACTION_SIZE = 12, 8
 
@@ -125,7 +127,7 @@ class MinitaurWalkEnv(gymnasium.Env):
         size = (history + 1) * OBSERVATION_SIZE + history * ACTION_SIZE
         self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
         self._stack = HistoryStack(OBSERVATION_SIZE, ACTION_SIZE, history)
-        self._previous_actions = np.zeros((2, ACTION_SIZE))
+        self._recent = np.zeros((3, ACTION_SIZE))
         # action_to_motors is affine: motors = offset + map @ action (precomputed for step()).
         self._motor_offset = self.action_to_motors(np.zeros(ACTION_SIZE))
         self._motor_map = np.stack([self.action_to_motors(unit) - self._motor_offset
@@ -151,7 +153,7 @@ class MinitaurWalkEnv(gymnasium.Env):
                                   else float(self.np_random.uniform(*latency)))
         self.robot.reset()
         self._stack.reset(self._measure())
-        self._previous_actions[:] = 0.0  # a_{t-1}, a_{t-2}, for the acceleration penalty
+        self._recent[:] = 0.0  # a_t, a_{t-1}, a_{t-2}, for the acceleration penalty
         self._start, _ = self.robot.base_pose()
         self._position = self._start
         return self._stack.observation(), self._info({}, False)
@@ -162,17 +164,17 @@ class MinitaurWalkEnv(gymnasium.Env):
         self.robot.command(self._motor_offset + self._motor_map @ action)
         self.robot.step(self.substeps)
         previous = self._position
-        self._position, _ = self.robot.base_pose()
+        self._position = self.robot.base_position()
         measured = self._measure()
-        recent = np.stack([action, *self._previous_actions])
+        recent = self._recent  # [a_t, a_{t-1}, a_{t-2}] for the acceleration penalty
+        recent[2], recent[1], recent[0] = recent[1], recent[0], action
         terms = minitaur_walk_reward(previous, self._position, self.control_dt, recent,
-                                     measured[9], feet_forward(measured[:8])[0::2],
+                                     float(measured[9]), front_feet_forward(measured.tolist()),
                                      self.reward_weights, self.pretraining)
-        self._previous_actions[1] = self._previous_actions[0]
-        self._previous_actions[0] = action
         self._stack.push(measured, action)
-        drift = np.linalg.norm(self._position[:2] - self._start[:2])
-        safety = minitaur_safety(measured[8], measured[9], self.robot.base_height(), drift,
+        (x, y), (x0, y0) = self._position[:2].tolist(), self._start[:2].tolist()
+        roll, pitch = measured[8:10].tolist()
+        safety = minitaur_safety(roll, pitch, self.robot.base_height(), math.hypot(x - x0, y - y0),
                                  self.limits)
         terminated = bool(safety['tilted'] or safety['low'] or safety['drifted'])
         info = self._info(terms, terminated, safety)
@@ -180,10 +182,10 @@ class MinitaurWalkEnv(gymnasium.Env):
         return self._stack.observation(), reward, terminated, False, info
 
     def _info(self, terms: dict, terminated: bool, safety: dict | None = None) -> dict:
-        info = {'reward_terms': {k: float(v) for k, v in terms.items()},
+        info = {'reward_terms': terms,
                 'position': self._position.copy(), 'fell': terminated}
         if safety is not None:
-            info.update({k: bool(v) for k, v in safety.items()})
+            info.update(safety)
         return info
 
     def render(self):

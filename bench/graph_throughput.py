@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Collection rate through the whole graph against the same SAC in one process, without ROS.
+
+Both train SAC (paper defaults) on the simulated Minitaur for ``--steps`` environment steps,
+``--learning-starts`` of them random warm-up, at one update per step:
+
+- in-process: ``sac_robot.training.train`` (collect a step, update, repeat);
+- graph: ``sac-robot launch minitaur_train.launch.py`` in lockstep (driver, safety, reward
+  estimator, policy, collector and trainer as separate processes over Fast DDS), the trainer on
+  its own thread with ``max_utd`` 1 and the policy's ``min_utd`` hold at 1. A probe node in this
+  process counts ``policy/steps`` and reads ``training_stats``.
+
+Rates are measured over the steady state (after the warm-up). Reported: environment steps per
+second of each, the trainer's updates per second while collection runs, and the share of time
+the trainer waited for experience. Goal: the graph >= 80 % of the in-process rate, and the
+trainer (almost) never waiting.
+
+    .venv/bin/python bench/graph_throughput.py [--steps 4000] [--learning-starts 1000]
+
+The last line is ``graph_vs_inprocess_collection_ratio: X``.
+"""
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
+
+SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
+
+
+def in_process(steps: int, learning_starts: int, out: str) -> float:
+    """Steady-state environment steps per second of in-process SAC."""
+    from sac_robot.training import RunConfig, train
+    train(RunConfig(env='sac_robot/MinitaurWalk-v0', steps=steps, out=out, eval_every=0,
+                    checkpoint_every=0, progress=False, threads=1),
+          {'learning_starts': learning_starts})
+    with open(os.path.join(out, 'progress.csv')) as stream:
+        rows = [(int(r['env_steps']), float(r['wall_time'])) for r in csv.DictReader(stream)
+                if r['episode_return']]
+    rows = [r for r in rows if r[0] > learning_starts]
+    (s0, t0), (s1, t1) = rows[0], rows[-1]
+    return (s1 - s0) / (t1 - t0)
+
+
+def graph(steps: int, learning_starts: int, out: str) -> dict:
+    """Steady-state rates of the graph, measured by a probe node."""
+    import rclpy
+    from rclpy.node import Node
+
+    from sac_robot.msg import PolicyStep, TrainingStats
+    from sac_robot.nodes import qos
+
+    os.makedirs(out, exist_ok=True)
+    config = os.path.join(out, 'config.yaml')
+    with open(config, 'w') as stream:
+        stream.write('/**/trainer:\n  ros__parameters:\n    checkpoint_period: 0.0\n'
+                     f'    agent:\n      learning_starts: {learning_starts}\n')
+    rclpy.init()
+    probe = Node('throughput_probe', namespace='/minitaur')
+    marks, stats = [], []
+    probe.create_subscription(PolicyStep, 'policy/steps',
+                              lambda m: marks.append(time.monotonic()), qos.EXPERIENCE)
+    probe.create_subscription(TrainingStats, 'training_stats',
+                              lambda m: stats.append((time.monotonic(), m)), qos.EVENTS)
+    process = subprocess.Popen(
+        [SAC_ROBOT, 'launch', 'minitaur_train.launch.py', f'max_steps:={steps}',
+         f'run_dir:={out}', f'config:={config}', 'status:=false'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [rclpy.spin_once(probe, timeout_sec=0.1)
+                                               for _ in iter(stop.is_set, True)], daemon=True)
+    spinner.start()
+    status = process.wait()
+    stop.set()
+    spinner.join()
+    probe.destroy_node()
+    rclpy.shutdown()
+    start = learning_starts + 500  # past the warm-up and the first episode of updates
+    if status != 0 or len(marks) < start + 1000:
+        raise RuntimeError(f'graph run failed (status {status}, {len(marks)} steps seen)')
+    # (The probe may miss a few of the first steps, before discovery: it measures a rate.)
+    rate = (len(marks) - 1 - start) / (marks[-1] - marks[start])
+    window = [m for t, m in stats if marks[start] <= t <= marks[-1]]
+    updates = sum(m.updates_per_second for m in window) / max(len(window), 1)
+    waits = [dict(zip(m.names, m.values)).get('data_wait_fraction', 0.0) for m in window]
+    return {'rate': rate, 'updates_per_second': updates,
+            'data_wait': sum(waits) / max(len(waits), 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--steps', type=int, default=4000)
+    parser.add_argument('--learning-starts', type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix='graph_throughput_') as out:
+        print('in-process SAC ...', flush=True)
+        inside = in_process(args.steps, args.learning_starts, os.path.join(out, 'inprocess'))
+        print(f'in-process: {inside:.1f} env steps/s (= updates/s)', flush=True)
+        print('graph ...', flush=True)
+        result = graph(args.steps, args.learning_starts, os.path.join(out, 'graph'))
+    print(f'graph: {result["rate"]:.1f} env steps/s, trainer {result["updates_per_second"]:.1f} '
+          f'updates/s, trainer waiting for experience {100 * result["data_wait"]:.1f} % of '
+          'the time')
+    print(f'graph_vs_inprocess_collection_ratio: {result["rate"] / inside:.2f}')
+
+
+if __name__ == '__main__':
+    main()
