@@ -71,6 +71,7 @@ def unique_transitions(buffer) -> int:
     return len(np.unique(rows, axis=0))
 
 
+@pytest.mark.timeout(600)
 def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_path, config,
                                                                           ros_domain):
     run_dir = str(tmp_path / 'run')
@@ -144,6 +145,7 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
                                       buffer.storage[field][:1200], err_msg=field)
 
 
+@pytest.mark.timeout(600)
 def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
     config = tmp_path / 'train.yaml'
     config.write_text(CONFIG.format(checkpoint_period=1.0))

@@ -241,3 +241,29 @@ def test_trainer_starts_from_a_replay_file(ros_context, tmp_path):
         Trainer(context=ros_context, parameter_overrides=params(
             checkpoint_dir=str(tmp_path / 'checkpoint'),
             replay_file=str(tmp_path / 'bad.safetensors')))
+
+
+def test_policy_min_utd_gate_never_holds_the_data_the_trainer_waits_for(ros_context):
+    from sac_robot.msg import TrainingProgress
+    from sac_robot.nodes.policy import PolicyNode
+    policy = PolicyNode(context=ros_context, parameter_overrides=params(min_utd=1.0))
+    assert policy.utd_slack == 500  # one Minitaur episode
+    policy.commands, policy.step = 499, 499
+    assert not policy._behind_trainer()  # no trainer yet: one episode's worth is free
+    policy.commands = 500
+    assert policy._behind_trainer()
+    # learning_starts 5000, 4500 delivered, the 10th episode running: the trainer cannot update
+    # until it ends, so the policy must not hold it, however many steps it took past earlier
+    # episodes' ends (those never become data).
+    policy.progress = TrainingProgress(gradient_steps=0, env_steps=4500, learning_starts=5000)
+    policy.commands = 5501
+    for step in range(0, 501):
+        policy.step = step
+        assert not policy._behind_trainer(), step
+    # Learning: at most one episode (the slack) ahead of one update per transition.
+    policy.progress = TrainingProgress(gradient_steps=1000, env_steps=7000, learning_starts=5000)
+    policy.step = 100
+    assert policy._behind_trainer()  # 7000 + 100 - 5000 - 500 = 1600 > 1000 updates
+    policy.progress = TrainingProgress(gradient_steps=1600, env_steps=7000, learning_starts=5000)
+    assert not policy._behind_trainer()
+    policy.destroy_node()

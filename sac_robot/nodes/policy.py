@@ -89,7 +89,8 @@ class PolicyNode(Node):
         ).value
         self.utd_slack = declare('utd_slack', 0, _describe(
             'Steps the policy may run ahead of the min_utd line (0: one episode), covering the '
-            'experience still on its way to the trainer.')).value
+            'experience still on its way to the trainer; at least one episode, or the gate '
+            'could hold the episode the trainer needs to start.')).value
         self.robot_id = self.robot_id or self.get_namespace().strip('/') or robot
         # One thread: a control step is a small forward pass, and the other core belongs to
         # the trainer.
@@ -187,8 +188,9 @@ class PolicyNode(Node):
             self.held = (stamp, msgs, time.monotonic())
             progress = self.progress
             self.get_logger().info(
-                f'waiting for the trainer (min_utd {self.min_utd}): {self.commands} steps taken, '
+                f'waiting for the trainer (min_utd {self.min_utd}): '
                 + ('no trainer yet' if progress is None else
+                   f'{progress.env_steps} transitions delivered + {self.step} in this episode, '
                    f'{progress.gradient_steps} updates'), throttle_duration_sec=10.0)
             return
         self.on_measurement(stamp, msgs)
@@ -199,13 +201,20 @@ class PolicyNode(Node):
                 and self.step + 1 >= self.end_step)
 
     def _behind_trainer(self) -> bool:
-        """Whether the next action must wait for the trainer (the min_utd gate)."""
+        """Whether the next action must wait for the trainer (the min_utd gate).
+
+        Counts the transitions the trainer has received plus the steps of the running episode
+        (steps taken past an episode's end never become data and do not count). The slack of
+        one episode covers experience still on its way; without it the gate could hold an
+        episode the trainer needs to reach ``learning_starts``.
+        """
         if not self.min_utd:
             return False
         if self.progress is None:  # no trainer yet: one episode's worth, then wait for it
             return self.commands >= self.utd_slack
-        ahead = self.commands - self.progress.learning_starts - self.utd_slack
-        return ahead > 0 and self.progress.gradient_steps < self.min_utd * ahead
+        progress = self.progress
+        ahead = progress.env_steps + self.step - progress.learning_starts - self.utd_slack
+        return ahead > 0 and progress.gradient_steps < self.min_utd * ahead
 
     def on_progress(self, msg: TrainingProgress):
         """The trainer moved on: act on a measurement held for it."""
