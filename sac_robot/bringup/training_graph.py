@@ -80,6 +80,11 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         nodes = [
             NodeSpec('sim_driver', 'sim_driver', namespace=namespace, parameters=(
                 *files, {**common, 'clock': values['clock'], 'seed': seed,
+                         # Its readers: policy, reward estimator, safety (as they subscribe).
+                         'wait_for_readers': (
+                             ['joint_states>=3', 'imu/data>=3', 'mocap/pose>=2']
+                             if robot == 'minitaur' else
+                             ['joint_states>=3', 'valve/joint_states>=2']),
                          **({'pixels': _flag(values['pixels'])} if robot == 'dclaw' else {})})),
             NodeSpec('safety', 'safety', namespace=namespace, parameters=(
                 *files, {**common, 'max_steps': max_steps, 'seed': seed,

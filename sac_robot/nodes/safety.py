@@ -131,7 +131,9 @@ class SafetyNode(Node):
         response = future.result()
         if response is None or not response.success:
             message = 'no response' if response is None else response.message
-            self.get_logger().error(f'reset failed: {message}; trying again')
+            self.get_logger().warning(f'reset failed: {message}; trying again',
+                                      throttle_duration_sec=5.0)
+            self._first_reset = self.episode_id is None
             self.state = 'starting'
             return
         self.episode_id, self.start_stamp = response.episode_id, convert.stamp_ns(response.stamp)

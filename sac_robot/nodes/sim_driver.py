@@ -72,6 +72,10 @@ class SimDriver(Node):
         self.latency_log = declare('latency_log', '', _describe(
             'Real time: on shutdown, write the observation-to-command latency (ms) of every '
             'command and the count of missed deadlines to this CSV file.')).value
+        self.wait_for_readers = [entry for entry in declare('wait_for_readers', [''], _describe(
+            "Before the first episode, refuse resets until each sensor topic ('topic>=N') has "
+            'N matched readers, so that no node of the graph misses its first measurements.')
+        ).value if entry]
         if self.clock_mode not in ('lockstep', 'realtime'):
             raise ValueError(f"clock must be 'lockstep' or 'realtime', not {self.clock_mode!r}")
         self.profile = make_profile(robot)
@@ -206,8 +210,25 @@ class SimDriver(Node):
         if self.stamp is not None and time.monotonic() - self._last_activity > self.resend_period:
             self.publish(self.stamp)
 
+    def _missing_readers(self) -> list:
+        by_topic = {topic: self.publishers_[key] for key, (topic, _) in
+                    self.profile.sensors.items() if key in self.publishers_}
+        missing = []
+        for entry in self.wait_for_readers:
+            topic, _, count = entry.partition('>=')
+            publisher = by_topic.get(topic.strip())
+            if publisher is not None and publisher.get_subscription_count() < int(count):
+                missing.append(f'{topic.strip()} ({publisher.get_subscription_count()}/{count})')
+        return missing
+
     def on_reset(self, request: Reset.Request, response: Reset.Response):
         """Start a new episode: reset the physics and publish its first observation."""
+        if self.episode_id == 0 and self.wait_for_readers:
+            missing = self._missing_readers()  # matched readers, as this writer sees them
+            if missing:
+                response.success = False
+                response.message = f'waiting for readers: {", ".join(missing)}'
+                return response
         if request.seed >= 0:
             self.rng = np.random.default_rng(request.seed)
         self._reset_robot()
