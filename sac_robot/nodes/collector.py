@@ -20,17 +20,13 @@ import collections
 import time
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from sac_robot.msg import EpisodeEvent, Experience, ExperienceAck, PolicyStep, RewardTerms
 from sac_robot.nodes import convert, qos
+from sac_robot.nodes.params import declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
-
-
-def _describe(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 class _Episode:
@@ -47,16 +43,14 @@ class DataCollector(Node):
     def __init__(self, **kwargs):
         super().__init__('collector', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
+        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
         self.profile = make_profile(robot)
-        self.robot_id = declare('robot_id', '', _describe(
-            'Name of this robot in its experience (default: the namespace).')).value
-        self.robot_id = self.robot_id or self.get_namespace().strip('/') or robot
-        self.chunk_size = declare('chunk_size', 250, _describe(
+        self.robot_id = declare_robot_id(self, robot, 'Name of this robot in its experience')
+        self.chunk_size = declare('chunk_size', 250, describe(
             'Most transitions in one experience message.')).value
-        self.resend_period = declare('resend_period', 2.0, _describe(
+        self.resend_period = declare('resend_period', 2.0, describe(
             'Seconds after which an unacknowledged chunk is sent again.')).value
-        self.complete_wait = declare('complete_wait', 30.0, _describe(
+        self.complete_wait = declare('complete_wait', 30.0, describe(
             "Seconds after an episode's END to wait for its last steps and rewards; what is "
             'still missing then is dropped from the first gap on, with a warning.')).value
 

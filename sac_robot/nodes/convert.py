@@ -9,7 +9,6 @@ geometry_msgs; times are integer nanoseconds in numpy.
 """
 
 import hashlib
-import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -104,13 +103,6 @@ def _quaternion(q, topic: str, field: str) -> np.ndarray:
     if abs(norm - 1.0) > 1e-3:
         raise MessageError(f'{topic}: {field} is not a unit quaternion (norm {norm:.4f})')
     return quat / norm
-
-
-def roll_pitch(quaternion) -> tuple:
-    """Roll and pitch (rad, ZYX convention) of a ``[w, x, y, z]`` quaternion."""
-    w, x, y, z = (float(q) for q in quaternion)
-    return (math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
-            math.asin(min(1.0, max(-1.0, 2 * (w * y - z * x)))))
 
 
 def read_imu(msg: Imu, topic: str) -> tuple:

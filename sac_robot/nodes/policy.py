@@ -25,21 +25,17 @@ import time
 
 import numpy as np
 import torch
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from sac_robot.algorithms.checkpoint import CheckpointError, import_policy
 from sac_robot.algorithms.observations import spec_from_json
 from sac_robot.msg import EpisodeEvent, PolicyStep, PolicyWeights, TrainingProgress
 from sac_robot.nodes import convert, qos
+from sac_robot.nodes.params import declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
 from std_msgs.msg import Float64MultiArray
-
-
-def _describe(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 class LoadedPolicy:
@@ -74,24 +70,23 @@ class PolicyNode(Node):
     def __init__(self, **kwargs):
         super().__init__('policy', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
-        self.robot_id = declare('robot_id', '', _describe(
-            'Name of this robot in the experience it produces (default: the namespace).')).value
-        self.deterministic = declare('deterministic', False, _describe(
+        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        self.robot_id = declare_robot_id(self, robot,
+                                         'Name of this robot in the experience it produces')
+        self.deterministic = declare('deterministic', False, describe(
             'Take the mean action (evaluation) instead of sampling.')).value
-        checkpoint = declare('checkpoint', '', _describe(
+        checkpoint = declare('checkpoint', '', describe(
             'Load this policy at start: a checkpoint directory or a policy.safetensors file.')
         ).value
-        seed = declare('seed', 0, _describe('Seed of the warm-up random actions.')).value
-        self.min_utd = declare('min_utd', 0.0, _describe(
+        seed = declare('seed', 0, describe('Seed of the warm-up random actions.')).value
+        self.min_utd = declare('min_utd', 0.0, describe(
             'Lockstep simulation: hold the next action while the trainer has done fewer than '
             'min_utd updates per step taken (beyond learning_starts and utd_slack); 0: never.')
         ).value
-        self.utd_slack = declare('utd_slack', 0, _describe(
+        self.utd_slack = declare('utd_slack', 0, describe(
             'Steps the policy may run ahead of the min_utd line (0: one episode), covering the '
             'experience still on its way to the trainer; at least one episode, or the gate '
             'could hold the episode the trainer needs to start.')).value
-        self.robot_id = self.robot_id or self.get_namespace().strip('/') or robot
         # One thread: a control step is a small forward pass, and the other core belongs to
         # the trainer.
         torch.set_num_threads(1)

@@ -12,7 +12,7 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image, Imu, JointState
 
 from sac_robot.nodes.convert import (MessageError, read_image, read_imu, read_joint_state,
-                                     read_pose, roll_pitch)
+                                     read_pose)
 from sac_robot.rewards import (dclaw_safety, dclaw_turn_reward, minitaur_safety,
                                minitaur_walk_reward)
 from sac_robot.robots import dclaw as dclaw_robot
@@ -55,7 +55,7 @@ class MinitaurProfile:
                 msgs['joints'], self.joint_names, self.sensors['joints'][0])
         if 'imu' in msgs:
             quaternion, rates = read_imu(msgs['imu'], self.sensors['imu'][0])
-            out['roll'], out['pitch'] = roll_pitch(quaternion)
+            out['roll'], out['pitch'] = minitaur_robot.roll_pitch(quaternion)
             out['roll_rate'], out['pitch_rate'] = rates[0], rates[1]
         if 'mocap' in msgs:
             out['position'], out['orientation'] = read_pose(msgs['mocap'],

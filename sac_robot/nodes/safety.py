@@ -24,21 +24,17 @@ import collections
 import time
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
 from sac_robot.msg import EpisodeEvent, RewardTerms
 from sac_robot.nodes import convert, qos
+from sac_robot.nodes.params import declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.sim_driver import HOLD_LABEL
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
 from sac_robot.srv import Reset
-
-
-def _describe(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 class SafetyNode(Node):
@@ -47,29 +43,27 @@ class SafetyNode(Node):
     def __init__(self, **kwargs):
         super().__init__('safety', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
+        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
         self.profile = make_profile(robot)
-        self.robot_id = declare('robot_id', '', _describe(
-            'Name of this robot in its episode events (default: the namespace).')).value
-        self.robot_id = self.robot_id or self.get_namespace().strip('/') or robot
+        self.robot_id = declare_robot_id(self, robot, 'Name of this robot in its episode events')
         self.max_episode_steps = declare('max_episode_steps', self.profile.max_episode_steps,
-                                         _describe('Steps after which an episode is cut.')).value
-        self.max_steps = declare('max_steps', 0, _describe(
+                                         describe('Steps after which an episode is cut.')).value
+        self.max_steps = declare('max_steps', 0, describe(
             'Stop after this many environment steps in all (0: no limit).')).value
-        self.command_timeout = declare('command_timeout', 0.25, _describe(
+        self.command_timeout = declare('command_timeout', 0.25, describe(
             'Seconds between commands after which the stream counts as stale (0: never).')
         ).value
-        self.seed = declare('seed', 0, _describe('Seed given to the first reset.')).value
-        self.exit_when_done = declare('exit_when_done', False, _describe(
+        self.seed = declare('seed', 0, describe('Seed given to the first reset.')).value
+        self.exit_when_done = declare('exit_when_done', False, describe(
             'End the node (and a launch that requires it) after max_steps.')).value
         self.wait_for = [self._parse_wait(entry) for entry in declare(
-            'wait_for', [''], _describe(
+            'wait_for', [''], describe(
                 "Before the first episode, wait until each 'topic>=N' has N subscribers, so "
                 'that no node of the graph misses its start.')).value if entry]
-        self.reward_wait = declare('reward_wait', 1.0, _describe(
+        self.reward_wait = declare('reward_wait', 1.0, describe(
             "Seconds to wait for an ending episode's last reward before announcing the end."
         )).value
-        limits = {k: declare(f'limits.{k}', v, _describe(f'Episode-ending {k} limit.')).value
+        limits = {k: declare(f'limits.{k}', v, describe(f'Episode-ending {k} limit.')).value
                   for k, v in (('roll', 0.4), ('pitch', 0.4), ('height', 0.13),
                                ('drift', 0.0))}
         if limits['drift'] <= 0:

@@ -31,21 +31,17 @@ import collections
 import time
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 
 from sac_robot.nodes import convert, qos
+from sac_robot.nodes.params import describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.srv import Reset
 
 HOLD_LABEL = 'hold'
-
-
-def _describe(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 class SimDriver(Node):
@@ -54,25 +50,25 @@ class SimDriver(Node):
     def __init__(self, **kwargs):
         super().__init__('sim_driver', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
-        self.clock_mode = declare('clock', 'lockstep', _describe(
+        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        self.clock_mode = declare('clock', 'lockstep', describe(
             'lockstep: one control step per command, as fast as they come, /clock published; '
             'realtime: a timer at the control rate')).value
-        self.seed = declare('seed', 0, _describe('Seed of resets (valve angle, randomisation).')
+        self.seed = declare('seed', 0, describe('Seed of resets (valve angle, randomisation).')
                             ).value
-        latency = declare('latency', 0.0, _describe(
+        latency = declare('latency', 0.0, describe(
             'Minitaur: command latency in seconds (whole physics steps).')).value
-        self.randomize = declare('randomize', False, _describe(
+        self.randomize = declare('randomize', False, describe(
             'Minitaur: draw masses, friction, motor strength and damping at every reset.')).value
-        self.pixels = declare('pixels', False, _describe(
+        self.pixels = declare('pixels', False, describe(
             "D'Claw: publish the 32 x 32 camera image.")).value
-        self.resend_period = declare('resend_period', 0.5, _describe(
+        self.resend_period = declare('resend_period', 0.5, describe(
             'Lockstep: seconds without a command before the newest observation is sent again.')
         ).value
-        self.latency_log = declare('latency_log', '', _describe(
+        self.latency_log = declare('latency_log', '', describe(
             'Real time: on shutdown, write the observation-to-command latency (ms) of every '
             'command and the count of missed deadlines to this CSV file.')).value
-        self.wait_for_readers = [entry for entry in declare('wait_for_readers', [''], _describe(
+        self.wait_for_readers = [entry for entry in declare('wait_for_readers', [''], describe(
             "Before the first episode, refuse resets until each sensor topic ('topic>=N') has "
             'N matched readers, so that no node of the graph misses its first measurements.')
         ).value if entry]

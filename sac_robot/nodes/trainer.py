@@ -28,7 +28,6 @@ import time
 
 import numpy as np
 import torch
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from sac_robot.algorithms.checkpoint import (export_policy, load_checkpoint, policy_metadata,
@@ -39,15 +38,12 @@ from sac_robot.algorithms.sql import SQLConfig
 from sac_robot.msg import (Experience, ExperienceAck, PolicyWeights, TrainingProgress,
                            TrainingStats)
 from sac_robot.nodes import convert, qos
+from sac_robot.nodes.params import declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.training import build_agent
 
 CONFIGS = {'sac': SACConfig, 'sql': SQLConfig}
-
-
-def _describe(text: str) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text)
 
 
 def declare_agent_settings(node: Node, config_class) -> dict:
@@ -62,7 +58,7 @@ def declare_agent_settings(node: Node, config_class) -> dict:
             default = math.nan
         elif isinstance(default, tuple):
             default = list(default)
-        value = node.declare_parameter(f'agent.{field.name}', default, _describe(
+        value = node.declare_parameter(f'agent.{field.name}', default, describe(
             f'{config_class.__name__}.{field.name} (see sac_robot/algorithms/)')).value
         if isinstance(value, float) and math.isnan(value):
             value = None
@@ -78,36 +74,34 @@ class Trainer(Node):
     def __init__(self, **kwargs):
         super().__init__('trainer', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', _describe('minitaur or dclaw')).value
-        self.algorithm = declare('algorithm', 'sac', _describe('sac or sql')).value
+        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        self.algorithm = declare('algorithm', 'sac', describe('sac or sql')).value
         if self.algorithm not in CONFIGS:
             raise ValueError(f"algorithm must be 'sac' or 'sql', not {self.algorithm!r}")
-        self.robot_id = declare('robot_id', '', _describe(
-            'The robot whose experience stream this trainer acknowledges (default: the '
-            'namespace).')).value
-        self.robot_id = self.robot_id or self.get_namespace().strip('/') or robot
+        self.robot_id = declare_robot_id(
+            self, robot, 'The robot whose experience stream this trainer acknowledges')
         self.checkpoint_dir = os.path.abspath(os.path.expanduser(declare(
-            'checkpoint_dir', 'runs/train/checkpoint', _describe(
+            'checkpoint_dir', 'runs/train/checkpoint', describe(
                 'Directory of the checkpoint (written atomically).')).value))
-        resume = declare('resume', False, _describe(
+        resume = declare('resume', False, describe(
             'Continue from the checkpoint in checkpoint_dir, if there is one.')).value
-        replay_file = declare('replay_file', '', _describe(
+        replay_file = declare('replay_file', '', describe(
             'Start (when not resuming) with the transitions of this replay buffer, e.g. one '
             'made from a bag by sac-robot bag to-buffer.')).value
-        self.max_steps = declare('max_steps', 0, _describe(
+        self.max_steps = declare('max_steps', 0, describe(
             'Checkpoint and exit after this many transitions (0: no limit).')).value
-        self.min_utd = declare('min_utd', 0.0, _describe(
+        self.min_utd = declare('min_utd', 0.0, describe(
             'Warn when updates per transition fall below this.')).value
-        self.max_utd = declare('max_utd', 1.0, _describe(
+        self.max_utd = declare('max_utd', 1.0, describe(
             'Most updates per received transition.')).value
-        self.publish_every = declare('publish_every', 100, _describe(
+        self.publish_every = declare('publish_every', 100, describe(
             'Updates between published policies.')).value
-        self.checkpoint_period = declare('checkpoint_period', 120.0, _describe(
+        self.checkpoint_period = declare('checkpoint_period', 120.0, describe(
             'Seconds between checkpoints.')).value
-        stats_period = declare('stats_period', 1.0, _describe(
+        stats_period = declare('stats_period', 1.0, describe(
             'Seconds between training_stats messages.')).value
-        seed = declare('seed', 0, _describe('Seed of the agent and the replay sampling.')).value
-        threads = declare('threads', 0, _describe('Torch threads (0: torch default).')).value
+        seed = declare('seed', 0, describe('Seed of the agent and the replay sampling.')).value
+        threads = declare('threads', 0, describe('Torch threads (0: torch default).')).value
         settings = declare_agent_settings(self, CONFIGS[self.algorithm])
         if threads:
             torch.set_num_threads(threads)

@@ -87,13 +87,18 @@ def knee_angles(swing: float, extension: float) -> tuple:
     return knees[0], -knees[1]  # knee b turns about -y
 
 
+def roll_pitch(quat) -> tuple:
+    """Roll and pitch (rad, ZYX convention) of a ``[w, x, y, z]`` quaternion, as floats."""
+    w, x, y, z = (float(q) for q in quat)
+    return (math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
+            math.asin(min(1.0, max(-1.0, 2 * (w * y - z * x)))))
+
+
 def quat_to_rpy(quat) -> np.ndarray:
     """Roll, pitch, yaw (rad, ZYX convention) of a ``[w, x, y, z]`` quaternion."""
     w, x, y, z = (float(q) for q in quat)
-    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = math.asin(min(1.0, max(-1.0, 2 * (w * y - z * x))))
     yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    return np.array([roll, pitch, yaw])
+    return np.array([*roll_pitch(quat), yaw])
 
 
 class MinitaurSim:
@@ -219,9 +224,7 @@ class MinitaurSim:
 
     def base_roll_pitch(self) -> tuple:
         """Base roll and pitch (rad), as :meth:`base_rpy` without the yaw."""
-        w, x, y, z = self.data.sensordata[self._orientation].tolist()
-        return (math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
-                math.asin(min(1.0, max(-1.0, 2 * (w * y - z * x)))))
+        return roll_pitch(self.data.sensordata[self._orientation].tolist())
 
     def base_angular_velocity(self) -> np.ndarray:
         """The IMU gyro's reading (rad/s, base frame): roll, pitch, yaw rates."""
