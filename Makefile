@@ -73,7 +73,7 @@ train: setup
 	ROS_LOG_DIR=$${ROS_LOG_DIR:-$(CURDIR)/$(TRAIN_RUN)/ros_log} \
 	  $(VENV)/bin/sac-robot launch minitaur_train.launch.py run_dir:=$(TRAIN_RUN) \
 	  record:=true max_steps:=$(TRAIN_STEPS) \
-	  resume:=$(if $(wildcard $(TRAIN_RUN)/checkpoint/agent.json),true,false)
+	  resume:=$(if $(wildcard $(TRAIN_RUN)/checkpoint/agent.json $(TRAIN_RUN)/checkpoint.old/agent.json),true,false)
 
 lock: setup
 	(echo '# Every package of the .venv, pinned (make lock). Used as pip constraints by make setup.'; \

@@ -10,6 +10,7 @@ previous observation. Reports median, p99 and maximum latency and the missed dea
 Goal: p99 <= 2 ms and no missed deadline at 100 Hz.
 
     .venv/bin/python bench/control_latency.py [--seconds 600]
+        [--variants "compose:=robot" "compose:=none"]
 
 The last line is ``p99_latency_ms: X``.
 """
@@ -30,40 +31,54 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--seconds', type=float, default=600.0)
-    parser.add_argument('--learning-starts', type=int, default=1000)
-    args = parser.parse_args()
+def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
+    """Run the real-time graph for ``seconds``; return its latencies (ms) and missed deadlines."""
     with tempfile.TemporaryDirectory(prefix='control_latency_') as out:
         log = os.path.join(out, 'latency.csv')
         config = os.path.join(out, 'config.yaml')
         with open(config, 'w') as stream:
             stream.write(f'/**/sim_driver:\n  ros__parameters:\n    latency_log: {log}\n'
                          '/**/trainer:\n  ros__parameters:\n    checkpoint_period: 0.0\n'
-                         f'    agent:\n      learning_starts: {args.learning_starts}\n')
+                         f'    agent:\n      learning_starts: {learning_starts}\n')
         process = subprocess.Popen(
             [SAC_ROBOT, 'launch', 'minitaur_train.launch.py', 'clock:=realtime',
-             f'run_dir:={out}', f'config:={config}', 'status:=false'],
+             f'run_dir:={out}', f'config:={config}', 'status:=false', *launch_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         start = time.monotonic()
-        while time.monotonic() - start < args.seconds and process.poll() is None:
+        while time.monotonic() - start < seconds and process.poll() is None:
             time.sleep(1.0)
             elapsed = time.monotonic() - start
             if int(elapsed) % 30 == 0:
-                print(f'{elapsed:5.0f} s of {args.seconds:.0f}', flush=True)
+                print(f'{elapsed:5.0f} s of {seconds:.0f}', flush=True)
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=60)
         with open(log) as stream:
             header = stream.readline()
             latencies = np.loadtxt(stream, skiprows=1, ndmin=1)
     steps, missed = (int(x) for x in header.replace(',', '').split()[2::3])
-    print(f'{steps} control steps at 100 Hz over {args.seconds:.0f} s, {len(latencies)} '
-          f'commands timed')
-    print(f'latency ms: median {np.median(latencies):.3f}, p99 '
-          f'{np.percentile(latencies, 99):.3f}, max {latencies.max():.3f}; missed deadlines '
-          f'{missed}')
-    print(f'p99_latency_ms: {np.percentile(latencies, 99):.3f}')
+    return {'steps': steps, 'missed': missed, 'latencies': latencies}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seconds', type=float, default=600.0)
+    parser.add_argument('--learning-starts', type=int, default=1000)
+    parser.add_argument('--variants', nargs='+', default=['compose:=robot'],
+                        help='graph variants, each a space-separated set of launch arguments '
+                             '(e.g. "compose:=robot" "compose:=none"); the last line reports '
+                             'the first')
+    args = parser.parse_args()
+    results = {}
+    for variant in args.variants:
+        print(f'{variant}:', flush=True)
+        result = results[variant] = run(args.seconds, args.learning_starts, variant.split())
+        latencies = result['latencies']
+        print(f'{variant}: {result["steps"]} control steps at 100 Hz over {args.seconds:.0f} s, '
+              f'{len(latencies)} commands timed; latency ms: median {np.median(latencies):.3f}, '
+              f'p99 {np.percentile(latencies, 99):.3f}, max {latencies.max():.3f}; missed '
+              f'deadlines {result["missed"]}', flush=True)
+    first = results[args.variants[0]]['latencies']
+    print(f'p99_latency_ms: {np.percentile(first, 99):.3f}')
 
 
 if __name__ == '__main__':

@@ -5,8 +5,9 @@ Both train SAC (paper defaults) on the simulated Minitaur for ``--steps`` enviro
 ``--learning-starts`` of them random warm-up, at one update per step:
 
 - in-process: ``sac_robot.training.train`` (collect a step, update, repeat);
-- graph: ``sac-robot launch minitaur_train.launch.py`` in lockstep (driver, safety, reward
-  estimator, policy, collector and trainer as separate processes over Fast DDS), the trainer on
+- graph: ``sac-robot launch minitaur_train.launch.py`` in lockstep (driver and policy in one
+  process, safety, reward estimator, collector and trainer in their own, over Fast DDS; each
+  variant's launch arguments on top), the trainer on
   its own thread with ``max_utd`` 1 and the policy's ``min_utd`` hold at 1. A probe node in this
   process counts ``policy/steps`` and reads ``training_stats``.
 
@@ -16,6 +17,7 @@ the trainer waited for experience. Goal: the graph >= 80 % of the in-process rat
 trainer (almost) never waiting.
 
     .venv/bin/python bench/graph_throughput.py [--steps 4000] [--learning-starts 1000]
+        [--variants "compose:=robot" "compose:=none"]
 
 The last line is ``graph_vs_inprocess_collection_ratio: X``.
 """
@@ -49,7 +51,7 @@ def in_process(steps: int, learning_starts: int, out: str) -> float:
     return (s1 - s0) / (t1 - t0)
 
 
-def graph(steps: int, learning_starts: int, out: str) -> dict:
+def graph(steps: int, learning_starts: int, out: str, launch_args=()) -> dict:
     """Steady-state rates of the graph, measured by a probe node."""
     import rclpy
     from rclpy.node import Node
@@ -71,7 +73,7 @@ def graph(steps: int, learning_starts: int, out: str) -> dict:
                               lambda m: stats.append((time.monotonic(), m)), qos.EVENTS)
     process = subprocess.Popen(
         [SAC_ROBOT, 'launch', 'minitaur_train.launch.py', f'max_steps:={steps}',
-         f'run_dir:={out}', f'config:={config}', 'status:=false'],
+         f'run_dir:={out}', f'config:={config}', 'status:=false', *launch_args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop = threading.Event()
     spinner = threading.Thread(target=lambda: [rclpy.spin_once(probe, timeout_sec=0.1)
@@ -98,17 +100,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--steps', type=int, default=4000)
     parser.add_argument('--learning-starts', type=int, default=1000)
+    parser.add_argument('--variants', nargs='+', default=['compose:=robot'],
+                        help='graph variants, each a space-separated set of launch arguments '
+                             '(e.g. "compose:=robot" "compose:=none"); the last line reports '
+                             'the first')
     args = parser.parse_args()
+    results = {}
     with tempfile.TemporaryDirectory(prefix='graph_throughput_') as out:
         print('in-process SAC ...', flush=True)
         inside = in_process(args.steps, args.learning_starts, os.path.join(out, 'inprocess'))
         print(f'in-process: {inside:.1f} env steps/s (= updates/s)', flush=True)
-        print('graph ...', flush=True)
-        result = graph(args.steps, args.learning_starts, os.path.join(out, 'graph'))
-    print(f'graph: {result["rate"]:.1f} env steps/s, trainer {result["updates_per_second"]:.1f} '
-          f'updates/s, trainer waiting for experience {100 * result["data_wait"]:.1f} % of '
-          'the time')
-    print(f'graph_vs_inprocess_collection_ratio: {result["rate"] / inside:.2f}')
+        for index, variant in enumerate(args.variants):
+            print(f'graph ({variant}) ...', flush=True)
+            result = graph(args.steps, args.learning_starts, os.path.join(out, f'graph{index}'),
+                           variant.split())
+            results[variant] = result
+            print(f'graph ({variant}): {result["rate"]:.1f} env steps/s = '
+                  f'{result["rate"] / inside:.2f}x in-process, trainer '
+                  f'{result["updates_per_second"]:.1f} updates/s, trainer waiting for '
+                  f'experience {100 * result["data_wait"]:.1f} % of the time', flush=True)
+    first = results[args.variants[0]]
+    print(f'graph_vs_inprocess_collection_ratio: {first["rate"] / inside:.2f}')
 
 
 if __name__ == '__main__':

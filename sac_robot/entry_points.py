@@ -16,6 +16,7 @@ import sys
 #: Node executables, ``name -> "module:function"``, installed into ``lib/sac_robot``.
 NODES = {
     'collector': 'sac_robot.nodes.collector:main',
+    'container': 'sac_robot.nodes.container:main',
     'policy': 'sac_robot.nodes.policy:main',
     'recorder': 'sac_robot.nodes.recorder:main',
     'reward_estimator': 'sac_robot.nodes.reward_estimator:main',

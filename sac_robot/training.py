@@ -19,8 +19,8 @@ import gymnasium
 import numpy as np
 import torch
 
-from sac_robot.algorithms.checkpoint import load_checkpoint, read_checkpoint_meta, \
-    save_checkpoint
+from sac_robot.algorithms.checkpoint import (load_checkpoint, read_checkpoint_meta,
+                                             recover_checkpoint, save_checkpoint)
 from sac_robot.algorithms.observations import spec_from_space
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SAC, SACConfig
@@ -116,7 +116,7 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
                           seed=run.seed)
     checkpoint_dir = os.path.join(run.out, 'checkpoint')
     start_step, episodes = 0, 0
-    if run.resume and os.path.isdir(checkpoint_dir):
+    if run.resume and recover_checkpoint(checkpoint_dir):
         meta = read_checkpoint_meta(checkpoint_dir)
         restored, extra = load_checkpoint(checkpoint_dir, agent)
         buffer = restored if restored is not None else buffer

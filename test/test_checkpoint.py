@@ -50,6 +50,23 @@ def test_resume_gives_identical_next_updates(tmp_path, algo):
     assert restored.gradient_steps == agent.gradient_steps == 8
 
 
+def test_a_replacement_cut_short_keeps_the_previous_checkpoint(tmp_path):
+    agent, buffer = trained('sac')
+    directory = str(tmp_path / 'ckpt')
+    save_checkpoint(directory, agent, buffer, {'env_steps': 60})
+    agent.update(buffer.sample(16))
+    save_checkpoint(directory, agent, buffer, {'env_steps': 61})
+    # Killed between save_checkpoint's two renames: the previous one aside, the new one not in.
+    os.replace(directory, directory + '.old')
+    os.makedirs(directory + '.tmp')  # a half-written next one, never to be trusted
+    restored = SAC(4, 2, SMALL['sac'][1], seed=9)
+    _, extra = load_checkpoint(directory, restored)
+    assert extra == {'env_steps': 61} and restored.gradient_steps == agent.gradient_steps
+    assert not os.path.exists(directory + '.old')
+    save_checkpoint(directory, agent, buffer, {'env_steps': 62})  # and saving goes on
+    assert load_checkpoint(directory, restored)[1] == {'env_steps': 62}
+
+
 def test_corrupt_tensor_file_is_rejected_and_agent_untouched(tmp_path):
     agent, buffer = trained('sac')
     directory = str(tmp_path / 'ckpt')

@@ -34,9 +34,26 @@ CONFIG = """
 
 
 def launch(*arguments, timeout=240, **popen):
-    """Run ``sac-robot launch`` with ``arguments``; return the completed process."""
-    return subprocess.run([SAC_ROBOT, 'launch', *arguments], capture_output=True, text=True,
-                          timeout=timeout, **popen)
+    """Run ``sac-robot launch`` with ``arguments``; return the completed process.
+
+    Past ``timeout`` the launcher gets SIGINT, so that it stops its nodes (each runs in a
+    session of its own: killing the launcher would leave them running), and the test fails
+    with what it printed.
+    """
+    process = subprocess.Popen([SAC_ROBOT, 'launch', *arguments], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        pytest.fail(f'sac-robot launch {" ".join(arguments)} did not finish in {timeout} s:\n'
+                    f'{stdout[-20000:]}\n{stderr[-5000:]}')
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture
@@ -82,7 +99,7 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
 
     # Every transition the robot side produced is in the trainer's buffer, once.
     meta, buffer = read_checkpoint(run_dir)
-    assert len(buffer) == 1200 and meta['extra']['env_steps'] == 1200
+    assert len(buffer) == 1200 and meta['extra']['env_steps'] == 1200, result.stdout[-20000:]
     assert meta['extra']['dropped'] == 0
     assert meta['extra']['policy_version'] >= 1 and meta['gradient_steps'] > 0
     assert unique_transitions(buffer) == 1200
@@ -145,6 +162,13 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
                                       buffer.storage[field][:1200], err_msg=field)
 
 
+def read_lines(process) -> list:
+    """Collect a process's output lines in a thread (an unread pipe would fill and stall it)."""
+    lines = []
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
+    return lines
+
+
 @pytest.mark.timeout(600)
 def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
     config = tmp_path / 'train.yaml'
@@ -155,14 +179,12 @@ def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
     robot = subprocess.Popen([SAC_ROBOT, 'launch', *common, 'part:=robot'],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
+    robot_output = read_lines(robot)
     try:
         workstation = subprocess.Popen([SAC_ROBOT, 'launch', *common, 'part:=workstation'],
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                        text=True, start_new_session=True)
-        output = []
-        reader = threading.Thread(target=lambda: output.extend(workstation.stdout),
-                                  daemon=True)
-        reader.start()
+        output = read_lines(workstation)
         deadline = time.monotonic() + 120
         while checkpointed_steps(run_dir) == 0 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -172,19 +194,23 @@ def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
                        if 'process started' in line and line.rstrip().endswith(': trainer'))
         os.kill(trainer, signal.SIGKILL)  # the trainer dies without a word
         assert workstation.wait(timeout=30) != 0  # its launch ends: a required node died
-        reader.join(timeout=5)
+        time.sleep(0.5)  # its last lines
         first_meta, _ = read_checkpoint(run_dir)
         killed_at = first_meta['extra']['env_steps']
         assert 0 < killed_at < 3000
 
-        result = launch(*common, 'part:=workstation', 'resume:=true', timeout=240)
+        try:
+            result = launch(*common, 'part:=workstation', 'resume:=true', timeout=240)
+        except pytest.fail.Exception:
+            print('robot side:\n' + ''.join(robot_output)[-20000:])
+            raise
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert 'resumed from' in result.stdout + result.stderr
     finally:
         os.killpg(robot.pid, signal.SIGINT)
         robot.wait(timeout=30)
     meta, buffer = read_checkpoint(run_dir)
-    assert len(buffer) == 3000 and meta['extra']['dropped'] == 0
+    assert len(buffer) == 3000 and meta['extra']['dropped'] == 0, ''.join(robot_output)
     assert unique_transitions(buffer) == 3000  # nothing twice
     assert meta['gradient_steps'] >= first_meta['gradient_steps']
 
@@ -196,26 +222,50 @@ def test_launch_files_describe_the_graphs(robot, tmp_path):
     from sac_robot.bringup.graph import LaunchArgumentError, config_file
     from sac_robot.bringup.launcher import find_launch_file, load_graph
     train = load_graph(find_launch_file(f'{robot}_train.launch.py'))
-    names = [n.executable for n in train.nodes({})]
+    names = [n.executable for n in train.nodes({'compose': 'none'})]
     assert names == ['sim_driver', 'safety', 'reward_estimator', 'policy', 'collector',
                      'trainer', 'status_monitor']
+    # Lockstep: the whole robot side in one process, the policy served first.
+    composed = train.nodes({})
+    assert [n.executable for n in composed] == ['container', 'trainer', 'status_monitor']
+    robot_process = composed[0]
+    assert robot_process.members == ('policy', 'sim_driver', 'safety', 'reward_estimator',
+                                      'collector') and robot_process.required
+    assert robot_process.arguments == robot_process.members
+    own = {p.node: dict(p.values) for p in robot_process.parameters if hasattr(p, 'node')}
+    assert own['sim_driver']['wait_for_readers'] and 'seed' in own['policy']
+    assert own['safety']['command_timeout'] == 0.0  # lockstep
+    # compose:=control: the driver and the policy only (the control loop).
+    control = train.nodes({'compose': 'control'})
+    assert control[0].members == ('policy', 'sim_driver')
+    assert [n.executable for n in control[1:]] == ['safety', 'reward_estimator', 'collector',
+                                                   'trainer', 'status_monitor']
     assert [n.executable for n in train.nodes({'record': 'true'})][-1] == 'recorder'
-    robot_side = {n.executable for n in train.nodes({'part': 'robot'})}
+    robot_side = {n.executable for n in train.nodes({'part': 'robot', 'compose': 'none'})}
     workstation = {n.executable for n in train.nodes({'part': 'workstation', 'record': 'true'})}
     assert robot_side == {'sim_driver', 'safety', 'reward_estimator', 'policy', 'collector'}
     assert workstation == {'trainer', 'status_monitor', 'recorder'}
+    assert 'container' in {n.executable for n in train.nodes({'part': 'robot'})}
     trainer = next(n for n in train.nodes({'max_steps': '99', 'resume': 'true',
                                            'config': str(tmp_path / 'mine.yaml')})
                    if n.executable == 'trainer')
     assert trainer.required and trainer.parameters[0] == config_file(f'{robot}_train.yaml')
     assert trainer.parameters[1] == str(tmp_path / 'mine.yaml')  # the user's file over it
     assert trainer.parameters[2]['max_steps'] == 99 and trainer.parameters[2]['resume']
+    assert trainer.nice == 10 and all(n.nice == 0 for n in composed if n.name != 'trainer')
+    with pytest.raises(LaunchArgumentError, match='niceness'):
+        train.nodes({'trainer_nice': '20'})
     with pytest.raises(LaunchArgumentError, match='hardware drivers'):
         train.nodes({'hardware': 'real'})
     evaluate = load_graph(find_launch_file(f'{robot}_eval.launch.py'))
-    policy = next(n for n in evaluate.nodes({'checkpoint': 'x/checkpoint'})
+    policy = next(n for n in evaluate.nodes({'checkpoint': 'x/checkpoint', 'compose': 'none'})
                   if n.executable == 'policy')
     assert policy.parameters[-1]['checkpoint'] == 'x/checkpoint'
+    control = evaluate.nodes({'checkpoint': 'x/checkpoint'})[0]
+    assert control.members == ('policy', 'sim_driver', 'safety', 'reward_estimator')
+    assert control.required  # the safety node ends an evaluation
+    assert [p.values for p in control.parameters
+            if getattr(p, 'node', None) == 'policy'][0]['checkpoint'] == 'x/checkpoint'
     assert 'trainer' not in [n.executable for n in evaluate.nodes({})]
     # Every node of the graph has a section in the package's config, and it parses.
     with open(config_file(f'{robot}_train.yaml')) as stream:

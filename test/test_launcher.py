@@ -80,6 +80,31 @@ def test_package_launch_file_command_lines(tmp_path):
         assert 'period: 0.5' in stream.read()
 
 
+def test_composed_and_niced_command_lines(tmp_path):
+    """The robot container keeps its nodes' names; each gets its own values by name."""
+    import yaml
+    graph = load_graph(find_launch_file('minitaur_train.launch.py'))
+    commands = {spec.name: command for spec, command in
+                Launcher(graph, {'seed': '7'}).commands(str(tmp_path))}
+    control = commands['robot']
+    assert control[0].endswith(os.path.join('lib', 'sac_robot', 'container'))
+    assert control[1:6] == ['policy', 'sim_driver', 'safety', 'reward_estimator', 'collector']
+    assert control[6] == '--ros-args'
+    assert not any(token.startswith('__node:=') for token in control)  # would rename both
+    files = [control[i + 1] for i, token in enumerate(control) if token == '--params-file']
+    assert files[0].endswith(os.path.join('config', 'minitaur_train.yaml'))
+    own = {}
+    for path in files[1:]:
+        with open(path) as stream:
+            own.update(yaml.safe_load(stream))
+    assert set(own) == {'/**/sim_driver', '/**/policy', '/**/safety', '/**/reward_estimator',
+                        '/**/collector'}
+    assert own['/**/sim_driver']['ros__parameters']['seed'] == 7
+    assert own['/**/policy']['ros__parameters']['seed'] == 7
+    assert commands['trainer'][:3] == ['nice', '-n', '10']
+    assert set(commands) == {'robot', 'trainer', 'status_monitor'}
+
+
 def test_required_node_ends_the_graph_cleanly(demo_prefix, capfd):
     launcher = Launcher(load_graph(DEMO_LAUNCH), {'scenario': 'chat', 'count': '5'})
     assert launcher.run() == 0
@@ -125,6 +150,35 @@ def test_sigint_to_the_launcher_stops_every_node(demo_prefix):
     assert process.returncode == 0, text
     assert 'talker stopping on SIGINT' in text
     assert 'SIGINT received' in text
+
+
+def _ended(pid: int) -> bool:
+    try:
+        with open(f'/proc/{pid}/status') as stream:
+            return any(line.startswith('State:') and 'Z' in line for line in stream)
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
+def test_nodes_end_when_the_launcher_is_killed(demo_prefix):
+    process = subprocess.Popen(
+        [SAC_ROBOT, 'launch', DEMO_LAUNCH, 'count:=1000000'], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    pids = []
+    for line in process.stdout:
+        if 'process started' in line:
+            pids.append(int(line.split('pid [')[1].split(']')[0]))
+        if len(pids) == 2:
+            break
+    time.sleep(1.0)
+    assert not any(_ended(pid) for pid in pids)
+    process.kill()  # no chance to stop its nodes
+    process.wait()
+    deadline = time.monotonic() + 15
+    while not all(_ended(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(_ended(pid) for pid in pids)
 
 
 def test_cli_reports_bad_arguments():

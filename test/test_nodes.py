@@ -138,6 +138,39 @@ def test_policy_takes_good_weights_and_rejects_bad_ones(ros_context, executor, p
     policy.destroy_node()
 
 
+@pytest.mark.parametrize('algorithm', ['sac', 'sql'])
+def test_loaded_policy_acts_as_the_trained_network(algorithm):
+    """The numpy inference path computes the torch network's function."""
+    import torch
+
+    from sac_robot.algorithms.checkpoint import export_policy
+    from sac_robot.algorithms.sac import SAC, SACConfig
+    from sac_robot.algorithms.sql import SQL, SQLConfig
+    from sac_robot.nodes.policy import LoadedPolicy
+    agent = (SAC(112, 8, SACConfig(hidden=(32, 32)), seed=1) if algorithm == 'sac' else
+             SQL(112, 8, SQLConfig(hidden=(32, 32)), seed=1))
+    policy = LoadedPolicy(export_policy(agent, 1), 1, 112, 8)
+    assert policy.layers is not None
+    observations = np.random.default_rng(0).normal(size=(5, 112)).astype(np.float32)
+    with torch.no_grad():
+        if algorithm == 'sac':
+            expected = torch.tanh(agent.actor.distribution(torch.as_tensor(observations))[0])
+            got = np.stack([policy.act(o, deterministic=True) for o in observations])
+            np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+        noise = np.random.default_rng(1).normal(size=8).astype(np.float32)
+        policy.rng = np.random.default_rng(1)
+        action = policy.act(observations[0], deterministic=False)
+        if algorithm == 'sql':
+            expected = agent.sampler(torch.as_tensor(observations[:1]), noise=torch.as_tensor(
+                noise[None]))[0, 0]
+        else:
+            mean, log_std = agent.actor.distribution(torch.as_tensor(observations[:1]))
+            expected = torch.tanh(mean + log_std.exp() * torch.as_tensor(noise))[0]
+        np.testing.assert_allclose(action, expected.numpy(), atol=1e-5)
+    samples = np.stack([policy.act(observations[0], deterministic=False) for _ in range(50)])
+    assert np.all(np.abs(samples) <= 1) and samples.std(axis=0).min() > 0
+
+
 def _experience(sequence, n, obs_size=112, action_size=8, first=0, value=0.0):
     rows = {'observations': np.full((n, obs_size), value + np.arange(n)[:, None], np.float32),
             'actions': np.zeros((n, action_size), np.float32),
@@ -248,22 +281,68 @@ def test_policy_min_utd_gate_never_holds_the_data_the_trainer_waits_for(ros_cont
     from sac_robot.nodes.policy import PolicyNode
     policy = PolicyNode(context=ros_context, parameter_overrides=params(min_utd=1.0))
     assert policy.utd_slack == 500  # one Minitaur episode
-    policy.commands, policy.step = 499, 499
-    assert not policy._behind_trainer()  # no trainer yet: one episode's worth is free
+    policy.commands, policy.step, policy.episode_id = 499, 499, 1
+    assert not policy._behind_trainer(0)  # no trainer yet: one episode's worth is free
     policy.commands = 500
-    assert policy._behind_trainer()
+    assert policy._behind_trainer(0)
     # learning_starts 5000, 4500 delivered, the 10th episode running: the trainer cannot update
     # until it ends, so the policy must not hold it, however many steps it took past earlier
     # episodes' ends (those never become data).
     policy.progress = TrainingProgress(gradient_steps=0, env_steps=4500, learning_starts=5000)
-    policy.commands = 5501
+    policy.commands, policy.episode_id = 5501, 10
     for step in range(0, 501):
         policy.step = step
-        assert not policy._behind_trainer(), step
+        assert not policy._behind_trainer(0), step
     # Learning: at most one episode (the slack) ahead of one update per transition.
     policy.progress = TrainingProgress(gradient_steps=1000, env_steps=7000, learning_starts=5000)
     policy.step = 100
-    assert policy._behind_trainer()  # 7000 + 100 - 5000 - 500 = 1600 > 1000 updates
+    assert policy._behind_trainer(0)  # 7000 + 100 - 5000 - 500 = 1600 > 1000 updates
     policy.progress = TrainingProgress(gradient_steps=1600, env_steps=7000, learning_starts=5000)
-    assert not policy._behind_trainer()
+    assert not policy._behind_trainer(0)
+    policy.starts[5] = 11  # a measurement that begins an episode is its step 0
+    policy.progress = TrainingProgress(gradient_steps=1550, env_steps=7000, learning_starts=5000)
+    assert policy._behind_trainer(0) and not policy._behind_trainer(5)  # 1600 vs 1500
+    policy.destroy_node()
+
+
+def test_policy_acts_once_on_a_held_measurement_that_begins_an_episode(ros_context):
+    """A held first measurement of an episode is acted on once, as step 0, in time.
+
+    Held for the trainer before its START came, it is acted on exactly once, when the trainer
+    catches up: not at the START (which must not bypass the hold), and not again after.
+    """
+    from sac_robot.msg import TrainingProgress
+    from sac_robot.nodes.policy import PolicyNode
+    from sac_robot.robots.minitaur import STANDING_EXTENSION
+    policy = PolicyNode(context=ros_context, parameter_overrides=params(min_utd=1.0))
+    names = policy.profile.joint_names
+
+    def measurement(stamp):
+        return {'joints': convert.joint_state(names, [STANDING_EXTENSION] * 8, [0.0] * 8,
+                                              None, stamp),
+                'imu': convert.imu([1, 0, 0, 0], [0, 0, 0], [0, 0, 9.81], stamp)}
+
+    def start(episode, stamp):
+        event = EpisodeEvent(event=EpisodeEvent.START, episode_id=episode, robot_id='minitaur')
+        event.header.stamp = convert.to_stamp(stamp)
+        return event
+
+    steps = []
+    policy._publish_step = lambda stamp, obs, action, version: steps.append(
+        (policy.episode_id, policy.step, stamp))
+    policy.progress = TrainingProgress(gradient_steps=0, env_steps=2000, learning_starts=300)
+    policy._on_sensors(100, measurement(100))  # before its START: held (the trainer is behind)
+    assert policy.held is not None and not steps
+    policy.on_event(start(1, 100))
+    assert policy.held is not None and not steps  # still behind: the START does not bypass it
+    policy.on_progress(TrainingProgress(gradient_steps=1200, env_steps=2000,
+                                        learning_starts=300))
+    assert steps == [(1, 0, 100)] and policy.held is None and policy.commands == 1
+    policy.on_progress(TrainingProgress(gradient_steps=1300, env_steps=2000,
+                                        learning_starts=300))
+    policy.on_event(start(1, 100))  # the event again (a late copy): no restart
+    policy._on_sensors(100, measurement(100))  # the measurement again: nothing
+    assert steps == [(1, 0, 100)]
+    policy._on_sensors(110, measurement(110))
+    assert steps == [(1, 0, 100), (1, 1, 110)] and policy.commands == 2
     policy.destroy_node()

@@ -107,7 +107,9 @@ def save_checkpoint(directory: str, agent, replay_buffer=None, extra: dict | Non
     # The policy alone, for evaluation and deployment (the policy node's ``checkpoint``).
     with open(os.path.join(tmp, 'policy.safetensors'), 'wb') as stream:
         stream.write(export_policy(agent))
-    # Replace the previous checkpoint only once the new one is complete.
+    # Replace the previous checkpoint only once the new one is complete. A process killed
+    # between the two renames leaves only ``.old``: recover_checkpoint puts it back.
+    recover_checkpoint(directory)
     old = directory.rstrip('/') + '.old'
     shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(directory):
@@ -116,8 +118,22 @@ def save_checkpoint(directory: str, agent, replay_buffer=None, extra: dict | Non
     shutil.rmtree(old, ignore_errors=True)
 
 
+def recover_checkpoint(directory: str) -> bool:
+    """Finish a replacement cut short: restore ``directory`` from ``directory.old``.
+
+    :func:`save_checkpoint` moves the previous checkpoint aside before moving the new one in;
+    a process killed between the two renames leaves no ``directory``, only the complete
+    previous checkpoint beside it. Returns whether ``directory`` now holds a checkpoint.
+    """
+    old = directory.rstrip('/') + '.old'
+    if not os.path.exists(directory) and os.path.isfile(os.path.join(old, 'agent.json')):
+        os.replace(old, directory)
+    return os.path.isfile(os.path.join(directory, 'agent.json'))
+
+
 def read_checkpoint_meta(directory: str) -> dict:
     """Return the JSON metadata of a checkpoint, checked for format."""
+    recover_checkpoint(directory)
     path = os.path.join(directory, 'agent.json')
     try:
         with open(path, encoding='utf-8') as stream:

@@ -49,6 +49,48 @@ class NodeSpec:
     required: bool = False
     #: Environment variables set for this process only.
     env: tuple = ()
+    #: For a ``container`` process (:func:`compose`): the names of the nodes it runs. Such a
+    #: process gets no ``__node`` remapping (it would rename every node in it).
+    members: tuple = ()
+    #: CPU niceness of the process (0: as the launcher's; higher yields the CPU to the others).
+    nice: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeParameters:
+    """Parameter values for the node called ``node`` only (one node of a container)."""
+
+    node: str
+    values: Mapping
+
+    def as_yaml_dict(self) -> dict:
+        """The parameter-file form: ``{'/**/<node>': {'ros__parameters': values}}``."""
+        return {f'/**/{self.node}': {'ros__parameters': dict(self.values)}}
+
+
+def compose(name: str, specs: Sequence[NodeSpec]) -> NodeSpec:
+    """One ``container`` process running the nodes of ``specs`` (one namespace, no remaps).
+
+    Parameter files are given once, in order; each node's own values are addressed to it by
+    name. The container is required when any of its nodes is.
+    """
+    namespaces = {spec.namespace for spec in specs}
+    if len(namespaces) != 1 or any(spec.remappings or spec.arguments or spec.members
+                                   for spec in specs):
+        raise ValueError('compose: the nodes must share one namespace and have no remappings '
+                         'or arguments')
+    files, values = [], []
+    for spec in specs:
+        for parameters in spec.parameters:
+            if isinstance(parameters, Mapping):
+                values.append(NodeParameters(spec.name, parameters))
+            elif parameters not in files:
+                files.append(parameters)
+    return NodeSpec('container', name, namespace=specs[0].namespace,
+                    parameters=(*files, *values), arguments=tuple(s.executable for s in specs),
+                    required=any(spec.required for spec in specs),
+                    env=tuple(item for spec in specs for item in spec.env),
+                    members=tuple(spec.name for spec in specs))
 
 
 @dataclasses.dataclass(frozen=True)

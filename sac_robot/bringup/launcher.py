@@ -22,7 +22,8 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from sac_robot.bringup.graph import Graph, NodeSpec, parse_launch_arguments, share_directory
+from sac_robot.bringup.graph import (Graph, NodeParameters, NodeSpec, parse_launch_arguments,
+                                     share_directory)
 from sac_robot.entry_points import NODES
 
 log = logging.getLogger('sac_robot.launch')
@@ -92,20 +93,33 @@ def executable_command(spec: NodeSpec) -> list:
 
 def ros_arguments(spec: NodeSpec, scratch: str) -> list:
     """Return the ``--ros-args`` that give ``spec`` its name, namespace, parameters, remaps."""
-    args = ['--ros-args', '-r', f'__node:={spec.name}']
+    args = ['--ros-args'] + ([] if spec.members else ['-r', f'__node:={spec.name}'])
     if spec.namespace:
         args += ['-r', f'__ns:=/{spec.namespace.strip("/")}']
     for index, parameters in enumerate(spec.parameters):
-        if isinstance(parameters, Mapping):
+        if isinstance(parameters, (Mapping, NodeParameters)):
             # As launch_ros does: a dict becomes a temporary parameter file for this node.
             path = os.path.join(scratch, f'{spec.name}_{index}.yaml')
             with open(path, 'w', encoding='utf-8') as stream:
-                yaml.safe_dump({'/**': {'ros__parameters': dict(parameters)}}, stream)
+                yaml.safe_dump(parameters.as_yaml_dict() if isinstance(parameters, NodeParameters)
+                               else {'/**': {'ros__parameters': dict(parameters)}}, stream)
             parameters = path
         args += ['--params-file', str(parameters)]
     for source, target in spec.remappings:
         args += ['-r', f'{source}:={target}']
     return args
+
+
+def _end_with_parent():
+    """In the child before exec (Linux): SIGTERM when the launcher dies, even by SIGKILL.
+
+    A node in a session of its own outlives a launcher killed without warning; this way it
+    shuts down cleanly instead of running on unsupervised. Launched from the main thread, which
+    lives as long as the launcher.
+    """
+    if sys.platform.startswith('linux'):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class _Process:
@@ -118,7 +132,7 @@ class _Process:
         # Ctrl-C in the terminal is not delivered twice.
         self.popen = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_end_with_parent)
         self.label = f'{spec.name}-{self.popen.pid}'
         self.reader = threading.Thread(target=self._forward, daemon=True)
         self.reader.start()
@@ -154,7 +168,8 @@ class Launcher:
 
     def commands(self, scratch: str) -> list:
         """Return ``(spec, command)`` for every node, without starting anything."""
-        return [(spec, executable_command(spec) + list(spec.arguments)
+        return [(spec, (['nice', '-n', str(spec.nice)] if spec.nice else [])
+                 + executable_command(spec) + list(spec.arguments)
                  + ros_arguments(spec, scratch)) for spec in self.specs]
 
     def request_shutdown(self, reason: str):

@@ -8,7 +8,7 @@ values are known. Required nodes shut the launch down when they exit. ``launch``
 ``launch_ros`` are imported here only, so the graph descriptions load without them.
 """
 
-from sac_robot.bringup.graph import Graph
+from sac_robot.bringup.graph import Graph, NodeParameters
 
 
 def launch_description(graph: Graph):
@@ -24,6 +24,22 @@ def launch_description(graph: Graph):
     return LaunchDescription(declared + [OpaqueFunction(function=_nodes, args=[graph])])
 
 
+def _parameters(parameters):
+    """A parameter entry as launch_ros takes it (a file or a dict for every node).
+
+    Values for one node of a container go in a parameter file that names it.
+    """
+    if not isinstance(parameters, NodeParameters):
+        return parameters
+    import tempfile
+
+    import yaml
+    with tempfile.NamedTemporaryFile('w', prefix=f'{parameters.node}_', suffix='.yaml',
+                                     delete=False) as stream:
+        yaml.safe_dump(parameters.as_yaml_dict(), stream)
+    return stream.name
+
+
 def _nodes(context, graph: Graph):
     import os
 
@@ -36,10 +52,14 @@ def _nodes(context, graph: Graph):
                for name, value in graph.env(values, os.environ).items()]
     for spec in graph.nodes(values):
         actions.append(Node(
-            package=spec.package, executable=spec.executable, name=spec.name,
-            namespace=spec.namespace or None, parameters=list(spec.parameters),
+            package=spec.package, executable=spec.executable,
+            # A container's nodes keep their own names (a name would rename them all).
+            name=None if spec.members else spec.name,
+            namespace=spec.namespace or None,
+            parameters=[_parameters(p) for p in spec.parameters],
             remappings=list(spec.remappings), arguments=list(spec.arguments),
             additional_env=dict(spec.env) or None, output='screen', emulate_tty=True,
+            prefix=f'nice -n {spec.nice}' if spec.nice else None,
             on_exit=Shutdown(reason=f'required node {spec.name} exited')
             if spec.required else None))
     return actions

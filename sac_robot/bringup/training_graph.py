@@ -12,9 +12,9 @@ import os
 import time
 
 from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArgumentError,
-                                     NodeSpec, config_file)
+                                     NodeSpec, compose, config_file)
 
-ROBOT_SIDE = ('sim_driver', 'safety', 'reward_estimator', 'policy', 'collector')
+ROBOT_SIDE = ('sim_driver', 'safety', 'reward_estimator', 'policy', 'collector', 'container')
 
 
 def _flag(value: str) -> bool:
@@ -40,6 +40,11 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         Argument('part', 'all', 'Which machine this is: all, robot or workstation.',
                  ('all', 'robot', 'workstation')),
         Argument('status', 'true', 'Print a live status line.', ('true', 'false')),
+        Argument('compose', 'robot', 'Which nodes share a process. robot: the whole robot side '
+                 '(driver, policy, safety, reward estimator, collector) in one, as on a robot '
+                 'computer (in lockstep the simulation cannot outrun the nodes that must see '
+                 'every step; in real time the lowest latency); control: the driver and the '
+                 'policy; none: a process per node.', ('robot', 'control', 'none')),
     ]
     if train:
         arguments += [
@@ -47,6 +52,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             Argument('resume', 'false', 'Continue from the checkpoint in run_dir.',
                      ('true', 'false')),
             Argument('run_dir', default_run, 'Directory of the checkpoint and the bag.'),
+            Argument('trainer_nice', '10', 'CPU niceness of the trainer (0-19): where it shares '
+                     'cores with the robot side, the control loop goes first.'),
         ]
     else:
         arguments += [
@@ -75,16 +82,24 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         files = (config_file(f'{robot}_train.yaml'),) + (
             (os.path.abspath(values['config']),) if values['config'] else ())
         max_steps, seed = int(values['max_steps']), int(values['seed'])
+        recording = int(_flag(values['record']))
+        nice = values.get('trainer_nice', '0')
+        if not nice.isdigit() or int(nice) > 19:
+            raise LaunchArgumentError(f'trainer_nice:={nice!r} is not a niceness from 0 to 19')
         common = {'robot': robot}
         run_dir = values.get('run_dir') or os.path.dirname(values['checkpoint'].rstrip('/'))
         nodes = [
             NodeSpec('sim_driver', 'sim_driver', namespace=namespace, parameters=(
                 *files, {**common, 'clock': values['clock'], 'seed': seed,
-                         # Its readers: policy, reward estimator, safety (as they subscribe).
-                         'wait_for_readers': (
-                             ['joint_states>=3', 'imu/data>=3', 'mocap/pose>=2']
-                             if robot == 'minitaur' else
-                             ['joint_states>=3', 'valve/joint_states>=2']),
+                         # Its readers: policy, reward estimator, safety (as they subscribe),
+                         # and the recorder, so that a bag holds the run from its first step.
+                         'wait_for_readers': [
+                             f'{topic}>={count + recording}' for topic, count in (
+                                 (('joint_states', 3), ('imu/data', 3), ('mocap/pose', 2))
+                                 if robot == 'minitaur' else
+                                 (('joint_states', 3), ('valve/joint_states', 2)))]
+                         + (['/clock>=1'] if recording and values['clock'] == 'lockstep'
+                            else []),
                          **({'pixels': _flag(values['pixels'])} if robot == 'dclaw' else {})})),
             NodeSpec('safety', 'safety', namespace=namespace, parameters=(
                 *files, {**common, 'max_steps': max_steps, 'seed': seed,
@@ -114,7 +129,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                     *files, {**common, 'algorithm': values['algorithm'],
                              'resume': _flag(values['resume']), 'max_steps': max_steps,
                              'seed': seed,
-                             'checkpoint_dir': os.path.join(run_dir, 'checkpoint')})),
+                             'checkpoint_dir': os.path.join(run_dir, 'checkpoint')}),
+                         nice=int(nice)),
             ]
         else:
             nodes.append(NodeSpec('policy', 'policy', namespace=namespace, parameters=(
@@ -127,6 +143,17 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             bag = values['bag'] or os.path.join(run_dir, time.strftime('bag_%Y%m%d_%H%M%S'))
             nodes.append(NodeSpec('recorder', 'recorder', namespace=namespace,
                                   parameters=({'bag': bag},)))
+        mode = values['compose']
+        if mode != 'none':
+            # The policy first: after each measurement the executor serves its callbacks
+            # before the others' (the command goes out sooner).
+            members = ('policy', 'sim_driver') if mode == 'control' else (
+                'policy', 'sim_driver', 'safety', 'reward_estimator', 'collector')
+            chosen = [next(n for n in nodes if n.executable == name) for name in members
+                      if any(n.executable == name for n in nodes)]
+            first = min(nodes.index(n) for n in chosen)
+            rest = [n for n in nodes if n not in chosen]
+            nodes = rest[:first] + [compose(mode, chosen)] + rest[first:]
         part = values['part']
         if part != 'all':
             nodes = [n for n in nodes if (n.executable in ROBOT_SIDE) == (part == 'robot')]

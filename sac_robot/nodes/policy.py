@@ -28,6 +28,7 @@ import torch
 from rclpy.node import Node
 
 from sac_robot.algorithms.checkpoint import CheckpointError, import_policy
+from sac_robot.algorithms.networks import LOG_STD_MAX, LOG_STD_MIN
 from sac_robot.algorithms.observations import spec_from_json
 from sac_robot.msg import EpisodeEvent, PolicyStep, PolicyWeights, TrainingProgress
 from sac_robot.nodes import convert, qos
@@ -39,9 +40,15 @@ from std_msgs.msg import Float64MultiArray
 
 
 class LoadedPolicy:
-    """A rebuilt policy network and what it maps observations with."""
+    """A rebuilt policy network and what it maps observations with.
 
-    def __init__(self, data: bytes, version: int, observation_size: int, action_size: int):
+    For flat observations the fully connected layers are copied out as float32 numpy arrays and
+    one action is computed with three small matrix-vector products: a fraction of a torch
+    forward pass's per-call overhead, which is on every control step's latency path. Images
+    (the D'Claw's camera) go through the torch network.
+    """
+
+    def __init__(self, data: bytes, version: int, observation_size, action_size: int):
         network, meta = import_policy(data)
         spec = spec_from_json(meta['obs_spec'])
         if spec != observation_size:
@@ -51,15 +58,47 @@ class LoadedPolicy:
             raise CheckpointError(f'policy v{version} outputs {network.action_dim} actions, '
                                   f'this robot takes {action_size}')
         self.network, self.algorithm, self.version = network, meta['algorithm'], version
+        self.action_size = action_size
         self.generator = torch.Generator().manual_seed(version)
+        self.rng = np.random.default_rng(version)
+        self.layers = None  # [(weight [in, out], bias [out])], when the observation is flat
+        if isinstance(spec, int):
+            self.layers = [(layer.weight.detach().numpy().T.astype(np.float32).copy(),
+                            layer.bias.detach().numpy().astype(np.float32).copy())
+                           for layer in network.net if isinstance(layer, torch.nn.Linear)]
+
+    def _mlp(self, x: np.ndarray) -> np.ndarray:
+        for weight, bias in self.layers[:-1]:
+            x = np.maximum(x @ weight + bias, 0.0)
+        weight, bias = self.layers[-1]
+        return x @ weight + bias
+
+    def act(self, observation, deterministic: bool) -> np.ndarray:
+        """One action in [-1, 1]."""
+        if self.layers is None:
+            return self._act_torch(observation, deterministic)
+        obs = np.asarray(observation, np.float32)
+        if self.algorithm == 'sac':  # a = tanh(mu + sigma * eps) (SAC paper Eq. 8, App. C)
+            mean, log_std = np.split(self._mlp(obs), 2)
+            if deterministic:
+                return np.tanh(mean).astype(np.float64)
+            std = np.exp(np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX))
+            return np.tanh(mean + std * self.rng.standard_normal(self.action_size)).astype(
+                np.float64)
+        # SQL's sampler a = tanh(f(s, xi)); it has no mean action.
+        noise = self.rng.standard_normal(self.action_size).astype(np.float32)
+        return np.tanh(self._mlp(np.concatenate([obs, noise]))).astype(np.float64)
 
     @torch.no_grad()
-    def act(self, observation: np.ndarray, deterministic: bool) -> np.ndarray:
-        """One action in [-1, 1]."""
-        obs = torch.as_tensor(observation, dtype=torch.float32)[None]
+    def _act_torch(self, observation, deterministic: bool) -> np.ndarray:
+        if isinstance(observation, dict):
+            obs = {key: torch.as_tensor(np.asarray(value))[None]
+                   for key, value in observation.items()}
+        else:
+            obs = torch.as_tensor(observation, dtype=torch.float32)[None]
         if self.algorithm == 'sac':
             action, _ = self.network(obs, deterministic, self.generator)
-        else:  # SQL's sampler has no mean action
+        else:
             action = self.network(obs, 1, generator=self.generator)[:, 0]
         return action[0].numpy().astype(np.float64)
 
@@ -116,7 +155,9 @@ class PolicyNode(Node):
         self.steps_published = 0
         self.commands = 0  # actions sent in this run: the min_utd gate counts them
         self.progress = None  # the trainer's newest TrainingProgress
-        self.held = None  # (stamp, msgs) of a measurement waiting for the trainer
+        self.held = None  # (stamp, msgs, since) of a measurement waiting for the trainer
+        self.last_stamp = -1  # of the newest measurement acted on
+        self.last_started = 0  # id of the newest episode begun
         self.waited = 0.0  # seconds spent waiting for the trainer, in all
         if checkpoint:
             self._load_checkpoint(checkpoint)
@@ -162,10 +203,12 @@ class PolicyNode(Node):
     def on_event(self, msg: EpisodeEvent):
         """Note where episodes start and end."""
         if msg.event == EpisodeEvent.START:
+            if msg.episode_id <= self.last_started:
+                return  # this episode has begun already (the event came again)
             stamp = convert.stamp_ns(msg.header.stamp)
             self.starts[stamp] = msg.episode_id
             if stamp in self.recent:  # its first measurement came first (perhaps used wrongly)
-                self.on_measurement(stamp, self.recent[stamp])
+                self._act_or_hold(stamp, self.recent[stamp])
         elif msg.event == EpisodeEvent.END and msg.episode_id == self.episode_id:
             self.end_step = msg.steps
             if self.step >= msg.steps:
@@ -177,9 +220,13 @@ class PolicyNode(Node):
 
     def _on_sensors(self, stamp: int, msgs: dict):
         self.recent[stamp] = msgs
-        for old in sorted(self.recent)[:-8]:
-            del self.recent[old]
-        if self._behind_trainer() and not self._final_next():
+        if len(self.recent) > 8:
+            del self.recent[min(self.recent)]
+        self._act_or_hold(stamp, msgs)
+
+    def _act_or_hold(self, stamp: int, msgs: dict):
+        """Act on a measurement, or hold it while the trainer is behind (min_utd)."""
+        if self._behind_trainer(stamp) and not self._final_next():
             self.held = (stamp, msgs, time.monotonic())
             progress = self.progress
             self.get_logger().info(
@@ -195,26 +242,28 @@ class PolicyNode(Node):
         return (self.episode_id is not None and self.end_step is not None
                 and self.step + 1 >= self.end_step)
 
-    def _behind_trainer(self) -> bool:
-        """Whether the next action must wait for the trainer (the min_utd gate).
+    def _behind_trainer(self, stamp: int) -> bool:
+        """Whether acting on the measurement at ``stamp`` must wait for the trainer (min_utd).
 
         Counts the transitions the trainer has received plus the steps of the running episode
-        (steps taken past an episode's end never become data and do not count). The slack of
-        one episode covers experience still on its way; without it the gate could hold an
-        episode the trainer needs to reach ``learning_starts``.
+        (steps taken past an episode's end never become data and do not count; a measurement
+        that starts an episode is its step 0). The slack of one episode covers experience still
+        on its way; without it the gate could hold an episode the trainer needs to reach
+        ``learning_starts``.
         """
         if not self.min_utd:
             return False
         if self.progress is None:  # no trainer yet: one episode's worth, then wait for it
             return self.commands >= self.utd_slack
         progress = self.progress
-        ahead = progress.env_steps + self.step - progress.learning_starts - self.utd_slack
+        step = 0 if stamp in self.starts or self.episode_id is None else self.step
+        ahead = progress.env_steps + step - progress.learning_starts - self.utd_slack
         return ahead > 0 and progress.gradient_steps < self.min_utd * ahead
 
     def on_progress(self, msg: TrainingProgress):
         """The trainer moved on: act on a measurement held for it."""
         self.progress = msg
-        if self.held is not None and not self._behind_trainer():
+        if self.held is not None and not self._behind_trainer(self.held[0]):
             stamp, msgs, since = self.held
             self.held = None
             self.waited += time.monotonic() - since
@@ -222,8 +271,11 @@ class PolicyNode(Node):
 
     def on_measurement(self, stamp: int, msgs: dict):
         """Observation -> action -> command, for a measurement of a running episode."""
+        if self.held is not None and self.held[0] <= stamp:
+            self.held = None  # acting on it (or on a newer one) now
         if stamp in self.starts:
             self.episode_id, self.step, self.end_step = self.starts.pop(stamp), 0, None
+            self.last_started = self.episode_id
             for old in [s for s in self.starts if s < stamp]:
                 del self.starts[old]
             measurement = self.profile.measure(msgs)
@@ -231,6 +283,8 @@ class PolicyNode(Node):
             self.last_action = np.zeros(self.profile.action_size)
         elif self.episode_id is None:
             return  # between episodes (a START naming this stamp may still come)
+        elif stamp <= self.last_stamp:
+            return  # acted on already (a held copy, an event racing a measurement)
         else:
             measurement = self.profile.measure(msgs)
             self.step += 1
@@ -252,6 +306,7 @@ class PolicyNode(Node):
             self.commands += 1
             self.last_command = (stamp, command)
             self.last_action = action
+        self.last_stamp = stamp
         self._publish_step(stamp, observation, action, 0 if policy is None else policy.version)
         if final:
             self.episode_id = None

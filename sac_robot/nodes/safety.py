@@ -196,7 +196,11 @@ class SafetyNode(Node):
             self.start = measurement
             return
         if self.start is None:
-            return  # the episode's first measurement was lost; nothing to compare with
+            # The episode's first measurement was lost: measure drift from this one, and
+            # count the step all the same (the policy counts it, and the episode must end).
+            self.get_logger().warning(f'episode {self.episode_id}: its first measurement '
+                                      'never came; drift is measured from the second')
+            self.start = measurement
         self.steps += 1
         reason = self.profile.end_reason(measurement, self.start)
         if reason is not None:

@@ -89,7 +89,9 @@ class SimDriver(Node):
         self.publishers_ = {key: self.create_publisher(msg_type, topic, qos.SENSOR_RELIABLE)
                             for key, (topic, msg_type) in self.profile.sensors.items()
                             if key != 'camera' or self.pixels}
-        self.clock_publisher = (self.create_publisher(Clock, '/clock', 10)
+        # /clock as deep as the sensors: in lockstep it ticks as fast as the loop runs, and a
+        # recorder a moment behind must not lose ticks.
+        self.clock_publisher = (self.create_publisher(Clock, '/clock', qos.SENSOR_RELIABLE)
                                 if self.clock_mode == 'lockstep' else None)
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
                                  self.on_command, qos.COMMAND)
@@ -209,6 +211,8 @@ class SimDriver(Node):
     def _missing_readers(self) -> list:
         by_topic = {topic: self.publishers_[key] for key, (topic, _) in
                     self.profile.sensors.items() if key in self.publishers_}
+        if self.clock_publisher is not None:
+            by_topic['/clock'] = self.clock_publisher
         missing = []
         for entry in self.wait_for_readers:
             topic, _, count = entry.partition('>=')

@@ -10,6 +10,7 @@ best-effort sample must not stall the stream), and a malformed message is logged
 import collections
 
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.event_handler import SubscriptionEventCallbacks
 
 from sac_robot.nodes import qos
 from sac_robot.nodes.convert import MessageError, stamp_ns
@@ -32,10 +33,20 @@ class SensorSync:
                                 '(hardware drivers and real time: what they publish).'))
             qos_profile = qos.sensor_subscription(node.get_parameter('sensor_qos').value)
         self.subscriptions = []
+        self.lost = 0  # samples DDS reported lost on the way (a reliable writer gave them up)
         for key in self.keys:
             topic, msg_type = profile.sensors[key]
+            events = SubscriptionEventCallbacks(
+                message_lost=lambda info, topic=topic: self._on_lost(topic, info))
             self.subscriptions.append(node.create_subscription(
-                msg_type, topic, lambda msg, key=key: self._on_message(key, msg), qos_profile))
+                msg_type, topic, lambda msg, key=key: self._on_message(key, msg), qos_profile,
+                event_callbacks=events))
+
+    def _on_lost(self, topic: str, info):
+        self.lost += info.total_count_change
+        self.node.get_logger().warning(f'{topic}: {info.total_count_change} sample(s) lost on '
+                                       f'the way ({info.total_count} in all)',
+                                       throttle_duration_sec=1.0)
 
     def _on_message(self, key, msg):
         stamp = stamp_ns(msg.header.stamp)
@@ -51,7 +62,11 @@ class SensorSync:
             return
         del self._pending[stamp]
         for old in [s for s in self._pending if s < stamp]:
-            del self._pending[old]
+            have = self._pending.pop(old)
+            missing = [key for key in self.keys if key not in have]
+            self.node.get_logger().warning(
+                f'measurement at {old} ns dropped incomplete (no {", ".join(missing)}): a '
+                f'newer one is complete', throttle_duration_sec=1.0)
         self._newest = stamp
         try:
             self.callback(stamp, group)

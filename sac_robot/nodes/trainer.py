@@ -31,7 +31,8 @@ import torch
 from rclpy.node import Node
 
 from sac_robot.algorithms.checkpoint import (export_policy, load_checkpoint, policy_metadata,
-                                             read_checkpoint_meta, save_checkpoint)
+                                             read_checkpoint_meta, recover_checkpoint,
+                                             save_checkpoint)
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SACConfig
 from sac_robot.algorithms.sql import SQLConfig
@@ -120,7 +121,7 @@ class Trainer(Node):
         self.metrics = {}
 
         self.preloaded = 0  # transitions from replay_file: they count for max_utd
-        resuming = resume and os.path.isfile(os.path.join(self.checkpoint_dir, 'agent.json'))
+        resuming = resume and recover_checkpoint(self.checkpoint_dir)
         if replay_file and not resuming:
             preload = ReplayBuffer.load(os.path.expanduser(replay_file), obs_size, action_size)
             n = len(preload)
