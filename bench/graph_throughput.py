@@ -64,7 +64,7 @@ def graph(steps: int, learning_starts: int, out: str, launch_args=()) -> dict:
     with open(config, 'w') as stream:
         stream.write('/**/trainer:\n  ros__parameters:\n    checkpoint_period: 0.0\n'
                      f'    agent:\n      learning_starts: {learning_starts}\n')
-    rclpy.init()
+    rclpy.init(args=[sys.argv[0]])  # not our own arguments: they are no ROS arguments
     probe = Node('throughput_probe', namespace='/minitaur')
     marks, stats = [], []
     probe.create_subscription(PolicyStep, 'policy/steps',

@@ -280,8 +280,10 @@ class Trainer(Node):
             self.rates = ((updates - updates0) / (now - then), (steps - steps0) / (now - then))
             self.wait_fraction = (self.data_wait - wait0) / (now - then)
         self._rate_mark = (now, updates, steps, self.data_wait)
-        utd = updates / max(steps, 1)
-        if self.min_utd and steps > self.config.learning_starts and utd < self.min_utd:
+        # Updates per transition since learning started (the warm-up has none by design).
+        learned_on = steps + self.preloaded - self.config.learning_starts
+        utd = updates / max(learned_on, 1)
+        if self.min_utd and learned_on > 0 and utd < self.min_utd:
             self.get_logger().warning(f'{utd:.2f} updates per transition, below min_utd '
                                       f'{self.min_utd}', throttle_duration_sec=10.0)
         msg = TrainingStats()
