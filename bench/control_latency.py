@@ -25,6 +25,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from graph_throughput import add_variants_argument  # noqa: E402
+
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
 
@@ -63,10 +66,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seconds', type=float, default=600.0)
     parser.add_argument('--learning-starts', type=int, default=1000)
-    parser.add_argument('--variants', nargs='+', default=['compose:=robot'],
-                        help='graph variants, each a space-separated set of launch arguments '
-                             '(e.g. "compose:=robot" "compose:=none"); the last line reports '
-                             'the first')
+    add_variants_argument(parser)
     args = parser.parse_args()
     results = {}
     for variant in args.variants:

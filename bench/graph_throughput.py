@@ -37,6 +37,14 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 
 
+def add_variants_argument(parser: argparse.ArgumentParser):
+    """``--variants``: graph layouts to measure side by side (also bench/control_latency.py)."""
+    parser.add_argument('--variants', nargs='+', default=['compose:=robot'],
+                        help='graph variants, each a space-separated set of launch arguments '
+                             '(e.g. "compose:=robot" "compose:=none"); the last line reports '
+                             'the first')
+
+
 def in_process(steps: int, learning_starts: int, out: str) -> float:
     """Steady-state environment steps per second of in-process SAC."""
     from sac_robot.training import RunConfig, train
@@ -100,10 +108,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--steps', type=int, default=4000)
     parser.add_argument('--learning-starts', type=int, default=1000)
-    parser.add_argument('--variants', nargs='+', default=['compose:=robot'],
-                        help='graph variants, each a space-separated set of launch arguments '
-                             '(e.g. "compose:=robot" "compose:=none"); the last line reports '
-                             'the first')
+    add_variants_argument(parser)
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix='graph_throughput_') as out:

@@ -133,10 +133,15 @@ def test_shutdown_escalates_to_sigkill(demo_prefix):
     assert time.monotonic() - start < 10
 
 
-def test_sigint_to_the_launcher_stops_every_node(demo_prefix):
-    process = subprocess.Popen(
+def _launch_demo() -> subprocess.Popen:
+    """``sac-robot launch`` of the demo graph, talking long enough to be interrupted."""
+    return subprocess.Popen(
         [SAC_ROBOT, 'launch', DEMO_LAUNCH, 'count:=1000000'], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+
+
+def test_sigint_to_the_launcher_stops_every_node(demo_prefix):
+    process = _launch_demo()
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -162,9 +167,7 @@ def _ended(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
 def test_nodes_end_when_the_launcher_is_killed(demo_prefix):
-    process = subprocess.Popen(
-        [SAC_ROBOT, 'launch', DEMO_LAUNCH, 'count:=1000000'], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    process = _launch_demo()
     pids = []
     for line in process.stdout:
         if 'process started' in line:

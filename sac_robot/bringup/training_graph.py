@@ -149,8 +149,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             # before the others' (the command goes out sooner).
             members = ('policy', 'sim_driver') if mode == 'control' else (
                 'policy', 'sim_driver', 'safety', 'reward_estimator', 'collector')
-            chosen = [next(n for n in nodes if n.executable == name) for name in members
-                      if any(n.executable == name for n in nodes)]
+            by_executable = {n.executable: n for n in nodes}
+            chosen = [by_executable[name] for name in members if name in by_executable]
             first = min(nodes.index(n) for n in chosen)
             rest = [n for n in nodes if n not in chosen]
             nodes = rest[:first] + [compose(mode, chosen)] + rest[first:]

@@ -13,11 +13,11 @@ import importlib
 import os
 import time
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from sac_robot.bagtools import typestore_with_package_types
+from sac_robot.nodes.params import describe
 from sac_robot.nodes.spin import run
 
 
@@ -32,13 +32,12 @@ class Recorder(Node):
 
     def __init__(self, **kwargs):
         super().__init__('recorder', **kwargs)
-        describe = ParameterDescriptor
         self.path = os.path.abspath(os.path.expanduser(self.declare_parameter(
-            'bag', '', describe(description='Directory of the new bag (must not exist; '
+            'bag', '', describe('Directory of the new bag (must not exist; '
                                 'default: bags/<date>_<time>).')).value
             or time.strftime('bags/%Y%m%d_%H%M%S')))
         period = self.declare_parameter('discovery_period', 0.5, describe(
-            description='Seconds between looks for new topics.')).value
+            'Seconds between looks for new topics.')).value
         from rosbags.rosbag2 import StoragePlugin, Writer
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.typestore = typestore_with_package_types()

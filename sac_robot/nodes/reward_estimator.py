@@ -15,11 +15,11 @@ the next measurement after ``t_k`` and publishes ``reward`` (sac_robot/RewardTer
 import collections
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from sac_robot.msg import PolicyStep, RewardTerms
 from sac_robot.nodes import convert, qos
+from sac_robot.nodes.params import describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
@@ -30,8 +30,7 @@ class RewardEstimator(Node):
 
     def __init__(self, **kwargs):
         super().__init__('reward_estimator', **kwargs)
-        robot = self.declare_parameter('robot', 'minitaur', ParameterDescriptor(
-            description='minitaur or dclaw')).value
+        robot = self.declare_parameter('robot', 'minitaur', describe('minitaur or dclaw')).value
         self.profile = make_profile(robot)
         self.publisher = self.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE)
         self.sync = SensorSync(self, self.profile, self.profile.reward_sensors,

@@ -10,11 +10,11 @@ recent returns, policy version and update rate, e.g.::
 
 import collections
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from sac_robot.msg import EpisodeEvent, TrainingStats
 from sac_robot.nodes import qos
+from sac_robot.nodes.params import describe
 from sac_robot.nodes.spin import run
 
 
@@ -24,11 +24,10 @@ class StatusMonitor(Node):
     def __init__(self, **kwargs):
         super().__init__('status_monitor', **kwargs)
         self.period = self.declare_parameter(
-            'period', 2.0, ParameterDescriptor(
-                description='Seconds between status lines.')).value
+            'period', 2.0, describe('Seconds between status lines.')).value
         self.window = self.declare_parameter(
-            'return_window', 10, ParameterDescriptor(
-                description='Episodes averaged in the "mean of last N" return.')).value
+            'return_window', 10, describe('Episodes averaged in the "mean of last N" return.')
+        ).value
         if self.period <= 0 or self.window <= 0:
             raise ValueError('period and return_window must be positive')
         self.stats = None

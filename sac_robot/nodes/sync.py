@@ -9,11 +9,11 @@ best-effort sample must not stall the stream), and a malformed message is logged
 
 import collections
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
 
 from sac_robot.nodes import qos
 from sac_robot.nodes.convert import MessageError, stamp_ns
+from sac_robot.nodes.params import describe
 
 
 class SensorSync:
@@ -28,12 +28,11 @@ class SensorSync:
         self._newest = -1
         if qos_profile is None:
             if not node.has_parameter('sensor_qos'):
-                node.declare_parameter('sensor_qos', 'reliable', ParameterDescriptor(
-                    description='reliable (lockstep simulation: nothing lost) or best_effort '
-                                '(hardware drivers and real time: what they publish).'))
+                node.declare_parameter('sensor_qos', 'reliable', describe(
+                    'reliable (lockstep simulation: nothing lost) or best_effort (hardware '
+                    'drivers and real time: what they publish).'))
             qos_profile = qos.sensor_subscription(node.get_parameter('sensor_qos').value)
         self.subscriptions = []
-        self.lost = 0  # samples DDS reported lost on the way (a reliable writer gave them up)
         for key in self.keys:
             topic, msg_type = profile.sensors[key]
             events = SubscriptionEventCallbacks(
@@ -43,7 +42,6 @@ class SensorSync:
                 event_callbacks=events))
 
     def _on_lost(self, topic: str, info):
-        self.lost += info.total_count_change
         self.node.get_logger().warning(f'{topic}: {info.total_count_change} sample(s) lost on '
                                        f'the way ({info.total_count} in all)',
                                        throttle_duration_sec=1.0)
