@@ -10,7 +10,7 @@ deterministically for 5 episodes (forward speed, falls). It is the same algorith
 curves should lie on top of each other within seed noise. Writes ``learn_graph.png`` into
 ``--out``.
 
-    .venv/bin/python bench/learn_graph.py [--steps 40000]
+    .venv/bin/python bench/learn_graph.py [--steps 40000] [--seeds 0 1 2]
 
 The last line is ``graph_vs_inprocess_final_speed_ratio: X``.
 """
@@ -47,69 +47,100 @@ def smooth(values, window: int = 10) -> np.ndarray:
     return np.array([values[max(0, i - window + 1):i + 1].mean() for i in range(len(values))])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--steps', type=int, default=40_000)
-    parser.add_argument('--out', default=os.path.join('bench', 'out', 'learn_graph'))
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+def window_means(curve, steps: int) -> list:
+    """Mean training return over the 5k steps before each 10k mark."""
+    out = []
+    for mark in range(10_000, steps + 1, 10_000):
+        values = curve[1][(curve[0] > mark - 5000) & (curve[0] <= mark)]
+        out.append(values.mean() if values.size else float('nan'))
+    return out
 
+
+def run_seed(seed: int, steps: int, out: str) -> dict:
+    """Both variants with ``seed``; their curves, final policies and wall-clock times."""
     from sac_robot.bagtools import learning_data
     from sac_robot.training import RunConfig, train
-    inprocess = os.path.join(args.out, 'inprocess')
+    inprocess = os.path.join(out, f'inprocess_seed{seed}')
     start = time.monotonic()
-    train(RunConfig(env='sac_robot/MinitaurWalk-v0', steps=args.steps, out=inprocess,
+    train(RunConfig(env='sac_robot/MinitaurWalk-v0', steps=steps, out=inprocess, seed=seed,
                     eval_every=0, checkpoint_every=0, progress=True, threads=1), dict(SETTINGS))
-    inprocess_seconds = time.monotonic() - start
+    seconds = {'in-process': time.monotonic() - start}
     with open(os.path.join(inprocess, 'progress.csv')) as stream:
         rows = [r for r in csv.DictReader(stream) if r['episode_return']]
-    curve_a = (np.array([int(r['env_steps']) for r in rows]),
-               np.array([float(r['episode_return']) for r in rows]))
-    print(f'in-process: {args.steps} steps in {inprocess_seconds:.0f} s', flush=True)
+    curves = {'in-process': (np.array([int(r['env_steps']) for r in rows]),
+                             np.array([float(r['episode_return']) for r in rows]))}
+    print(f'seed {seed} in-process: {steps} steps in {seconds["in-process"]:.0f} s', flush=True)
 
-    graph_dir = os.path.join(args.out, 'graph')
-    config = os.path.join(args.out, 'graph.yaml')
+    graph_dir = os.path.join(out, f'graph_seed{seed}')
+    config = os.path.join(out, 'graph.yaml')
     with open(config, 'w') as stream:
         stream.write('/**/trainer:\n  ros__parameters:\n    agent:\n'
                      f'      learning_starts: {SETTINGS["learning_starts"]}\n')
     start = time.monotonic()
     status = subprocess.call(
-        [SAC_ROBOT, 'launch', 'minitaur_train.launch.py', f'max_steps:={args.steps}',
-         'record:=true', f'run_dir:={graph_dir}', f'config:={config}'])
-    graph_seconds = time.monotonic() - start
+        [SAC_ROBOT, 'launch', 'minitaur_train.launch.py', f'max_steps:={steps}',
+         'record:=true', f'run_dir:={graph_dir}', f'config:={config}', f'seed:={seed}'])
+    seconds['graph'] = time.monotonic() - start
     if status != 0:
-        raise SystemExit(f'the graph run failed with status {status}')
+        raise SystemExit(f'the graph run (seed {seed}) failed with status {status}')
     bag = sorted(d for d in os.listdir(graph_dir) if d.startswith('bag_'))[-1]
     episodes = learning_data(os.path.join(graph_dir, bag))['episodes']
-    curve_b = (np.cumsum([s for _, s, _ in episodes]), np.array([r for _, _, r in episodes]))
-    print(f'graph: {args.steps} steps in {graph_seconds:.0f} s', flush=True)
+    curves['graph'] = (np.cumsum([s for _, s, _ in episodes]),
+                       np.array([r for _, _, r in episodes]))
+    print(f'seed {seed} graph: {steps} steps in {seconds["graph"]:.0f} s', flush=True)
 
-    results = {}
+    speeds = {}
     for name, checkpoint in (('in-process', os.path.join(inprocess, 'checkpoint')),
                              ('graph', os.path.join(graph_dir, 'checkpoint'))):
         result = walk(final_policy(checkpoint), 5, 20_000)
-        results[name] = result
-        print(f'{name}: final policy {result["speed"].mean():.2f} m/s (min '
-              f'{result["speed"].min():.2f}), fell {result["fell"].sum()}/5')
-    for mark in range(10_000, args.steps + 1, 10_000):
-        a = curve_a[1][(curve_a[0] > mark - 5000) & (curve_a[0] <= mark)]
-        b = curve_b[1][(curve_b[0] > mark - 5000) & (curve_b[0] <= mark)]
-        print(f'{mark:6d} steps: mean training return over the last 5k steps: in-process '
-              f'{a.mean() if a.size else float("nan"):7.1f}, graph '
-              f'{b.mean() if b.size else float("nan"):7.1f}')
+        speeds[name] = result['speed'].mean()
+        print(f'seed {seed} {name}: final policy {result["speed"].mean():.2f} m/s (min '
+              f'{result["speed"].min():.2f}), fell {result["fell"].sum()}/5', flush=True)
+    return {'curves': curves, 'seconds': seconds, 'speed': speeds,
+            'windows': {name: window_means(curve, steps) for name, curve in curves.items()}}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--steps', type=int, default=40_000)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0],
+                        help='one run of each variant per seed (the spread between seeds is '
+                             'what a difference between the variants is measured against)')
+    parser.add_argument('--out', default=os.path.join('bench', 'out', 'learn_graph'))
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    runs = {seed: run_seed(seed, args.steps, args.out) for seed in args.seeds}
+    names = ('in-process', 'graph')
+
+    marks = list(range(10_000, args.steps + 1, 10_000))
+    print('mean training return over the 5k steps before each mark, per seed '
+          '(in-process / graph):')
+    for i, mark in enumerate(marks):
+        cells = '  '.join(f'seed {seed}: {run["windows"]["in-process"][i]:6.1f} / '
+                          f'{run["windows"]["graph"][i]:6.1f}' for seed, run in runs.items())
+        means = [np.nanmean([run['windows'][n][i] for run in runs.values()]) for n in names]
+        print(f'{mark:6d} steps: {cells}  | mean {means[0]:6.1f} / {means[1]:6.1f}')
+    speed = {n: np.array([run['speed'][n] for run in runs.values()]) for n in names}
+    seconds = {n: np.mean([run['seconds'][n] for run in runs.values()]) for n in names}
+    for n in names:
+        print(f'{n}: final deterministic speed {speed[n].mean():.2f} m/s over {len(runs)} '
+              f'seed(s) (per seed {np.round(speed[n], 2).tolist()}), {seconds[n]:.0f} s a run')
 
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     figure, axis = plt.subplots(figsize=(7, 4))
-    axis.plot(curve_a[0], smooth(curve_a[1]), label=f'in-process ({inprocess_seconds:.0f} s)')
-    axis.plot(curve_b[0], smooth(curve_b[1]), label=f'graph ({graph_seconds:.0f} s)')
+    for n, color in zip(names, ('tab:blue', 'tab:orange')):
+        for k, run in enumerate(runs.values()):
+            x, y = run['curves'][n]
+            axis.plot(x, smooth(y), color=color, alpha=0.8, lw=1.2,
+                      label=f'{n} ({seconds[n]:.0f} s a run)' if k == 0 else None)
     axis.set(xlabel='environment steps', ylabel='training return (10-episode mean)',
-             title='SAC on MinitaurWalk-v0: graph vs in-process')
+             title=f'SAC on MinitaurWalk-v0: graph vs in-process, seeds {args.seeds}')
     axis.legend()
     figure.tight_layout()
     figure.savefig(os.path.join(args.out, 'learn_graph.png'), dpi=100)
-    ratio = results['graph']['speed'].mean() / max(results['in-process']['speed'].mean(), 1e-9)
+    ratio = speed['graph'].mean() / max(speed['in-process'].mean(), 1e-9)
     print(f'figure {args.out}/learn_graph.png')
     print(f'graph_vs_inprocess_final_speed_ratio: {ratio:.2f}')
 

@@ -6,7 +6,12 @@ number of bare ``mj_step`` calls per control step on the same model (the simulat
 limit at the task's control rate). The overhead is ``raw rate / task rate - 1``; the goal is
 under 30 % for the state tasks. The pixel task's extra cost is rendering, reported apart.
 
-    .venv/bin/python bench/sim_speed.py [--seconds 3]
+    .venv/bin/python bench/sim_speed.py [--seconds 10] [--verbose]
+
+Task and raw physics run the same episodes in two copies of the model, step by step in
+alternation (this machine is shared and its speed drifts by tens of percent within a minute,
+the cost of physics by as much with the robot's state): the overhead is the task's total time
+over the raw physics' total time, minus one.
 
 The last line is ``worst_overhead_pct: X`` over the state tasks.
 """
@@ -25,47 +30,75 @@ import numpy as np  # noqa: E402
 TASKS = ('sac_robot/DClawTurn-v0', 'sac_robot/DClawTurnPixels-v0', 'sac_robot/MinitaurWalk-v0')
 
 
-def task_rate(env_id: str, seconds: float) -> float:
-    env = gymnasium.make(env_id)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    actions = rng.uniform(-1, 1, (1000, *env.action_space.shape)).astype(np.float32)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated, _ = env.step(actions[steps % 1000])
-        steps += 1
-        if terminated or truncated:
-            env.reset()
-    rate = steps / (time.perf_counter() - start)
-    env.close()
-    return rate
+class Runs:
+    """One task's environment, a second copy as bare physics, the same random actions for both.
 
-
-def raw_rate(env_id: str, seconds: float) -> tuple:
-    """Control steps per second of bare physics under the same random commands.
-
-    Each control step writes the actuators' targets straight into ``data.ctrl`` and calls
-    ``mj_step`` ``substeps`` times: the same motion and contacts as the task, none of its code.
+    Each episode runs in both copies from the same start (the task's own reset with the same
+    seed, outside the clock), step by step in alternation: a control step through the task
+    (``gymnasium.make``, wrappers included), then the same control step as bare physics, which
+    writes the actuators' targets straight into ``data.ctrl`` and calls ``mj_step``
+    ``substeps`` times. Both simulate the same motion and contacts (the cost of physics varies
+    by tens of percent with the robot's state), and whatever else the machine is doing falls on
+    both alike (its speed drifts by tens of percent within a minute): the difference is the
+    task layer's code.
     """
-    wrapped = gymnasium.make(env_id)
-    env, episode = wrapped.unwrapped, wrapped.spec.max_episode_steps
-    model, data, substeps = env.robot.model, env.robot.data, env.substeps
-    to_targets = getattr(env, 'action_to_targets', None) or env.action_to_motors
-    env.reset(seed=0)
-    initial = (data.qpos.copy(), data.qvel.copy())
-    rng = np.random.default_rng(0)
-    # The task's own action-to-target mapping, computed before the clock starts.
-    actions = rng.uniform(-1, 1, (1000, *env.action_space.shape))
-    controls = np.array([to_targets(a) for a in actions])
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        data.ctrl[:] = controls[steps % 1000]
-        mujoco.mj_step(model, data, nstep=substeps)
-        steps += 1
-        if steps % episode == 0:  # episodes of the same length as the task's
-            data.qpos[:], data.qvel[:] = initial
-    env.close()
-    return steps / (time.perf_counter() - start), substeps
+
+    def __init__(self, env_id: str):
+        self.env, self.bare = gymnasium.make(env_id), gymnasium.make(env_id)
+        task = self.bare.unwrapped
+        self.episode = self.env.spec.max_episode_steps
+        self.model, self.data, self.substeps = task.robot.model, task.robot.data, task.substeps
+        to_targets = getattr(task, 'action_to_targets', None) or task.action_to_motors
+        rng = np.random.default_rng(0)
+        self.actions = rng.uniform(-1, 1, (self.episode, *self.env.action_space.shape)).astype(
+            np.float32)
+        # The task's own action-to-target mapping, computed before the clock starts.
+        self.controls = np.array([to_targets(a) for a in self.actions])
+
+    def episode_times(self, seed: int) -> tuple:
+        """Seconds spent in the task's steps and in the bare physics' over one episode."""
+        env, model, data, substeps = self.env, self.model, self.data, self.substeps
+        env.reset(seed=seed)
+        self.bare.reset(seed=seed)
+        clock, task_time, raw_time = time.perf_counter, 0.0, 0.0
+        for action, control in zip(self.actions, self.controls):
+            start = clock()
+            _, _, terminated, _, _ = env.step(action)
+            middle = clock()
+            data.ctrl[:] = control
+            mujoco.mj_step(model, data, nstep=substeps)
+            end = clock()
+            task_time, raw_time = task_time + middle - start, raw_time + end - middle
+            if terminated:
+                raise RuntimeError('the random policy fell: the two copies would differ')
+        return task_time, raw_time
+
+    def close(self):
+        """Close both copies."""
+        self.env.close(), self.bare.close()
+
+
+def compare(env_id: str, seconds: float, verbose: bool = False) -> tuple:
+    """Task and bare physics side by side for about ``seconds``.
+
+    Returns the task's and the bare physics' control steps per second, the overhead
+    (task time / raw time - 1 over all episodes) and the physics steps per control step.
+    """
+    runs = Runs(env_id)
+    runs.episode_times(0)  # warm up
+    times, seed, start = [], 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or seed < 3:
+        seed += 1
+        times.append(runs.episode_times(seed))
+    runs.close()
+    task_times, raw_times = np.array(times).T
+    if verbose:
+        per_episode = 100 * (task_times / raw_times - 1)
+        print(f'  {env_id}: {seed} episodes; overhead per episode (%) quartiles '
+              f'{np.round(np.percentile(per_episode, [25, 50, 75]), 1).tolist()}')
+    steps = runs.episode * seed
+    return (steps / task_times.sum(), steps / raw_times.sum(),
+            task_times.sum() / raw_times.sum() - 1, runs.substeps)
 
 
 def render_rate(seconds: float) -> float:
@@ -81,13 +114,13 @@ def render_rate(seconds: float) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--seconds', type=float, default=3.0, help='per measurement')
+    parser.add_argument('--seconds', type=float, default=10.0,
+                        help='per task (both variants)')
+    parser.add_argument('--verbose', action='store_true', help='print every slice')
     args = parser.parse_args()
     overheads = []
     for env_id in TASKS:
-        task = task_rate(env_id, args.seconds)
-        raw, substeps = raw_rate(env_id, args.seconds)
-        overhead = raw / task - 1
+        task, raw, overhead, substeps = compare(env_id, args.seconds, verbose=args.verbose)
         if 'Pixels' not in env_id:
             overheads.append(overhead)
         print(f'{env_id:32s} {task:8.0f} steps/s; raw physics ({substeps} mj_step per control '

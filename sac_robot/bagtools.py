@@ -155,6 +155,7 @@ def to_buffer(path: str, out: str, robot: str | None = None):
     Chunks are taken once per (robot, sequence) however often they were resent, in sequence
     order. Returns the buffer.
     """
+    from sac_robot.algorithms.observations import from_wire, spec_from_json, wire_layout
     from sac_robot.algorithms.replay import ReplayBuffer
 
     chunks = {}
@@ -166,18 +167,26 @@ def to_buffer(path: str, out: str, robot: str | None = None):
     if not chunks:
         raise BagError(f'{path}: no experience chunks' + (f' of robot {robot!r}' if robot
                                                           else ''))
-    sizes = {(c.observation_size, c.action_size) for c in chunks}
+    sizes = {(c.observation_size, c.action_size, c.observation_spec) for c in chunks}
     if len(sizes) != 1:
         raise BagError(f'{path}: chunks of different sizes {sorted(sizes)}; choose a robot')
-    obs_size, action_size = sizes.pop()
+    obs_size, action_size, spec_json = sizes.pop()
+    spec = spec_from_json(spec_json) if spec_json else obs_size
+    image_shape = wire_layout(spec)[1]
     total = sum(c.num_transitions for c in chunks)
-    buffer = ReplayBuffer(obs_size, action_size, total)
+    buffer = ReplayBuffer(spec, action_size, total)
+
+    def observations(flat, images, n: int):
+        image = (None if image_shape is None else
+                 np.frombuffer(images, np.uint8).reshape(n, *image_shape))
+        return from_wire(np.asarray(flat, np.float32).reshape(n, obs_size), image, spec)
+
     for c in chunks:
         n = c.num_transitions
-        buffer.add(np.asarray(c.observations, np.float32).reshape(n, obs_size),
+        buffer.add(observations(c.observations, c.images, n),
                    np.asarray(c.actions, np.float32).reshape(n, action_size),
                    np.asarray(c.rewards, np.float32),
-                   np.asarray(c.next_observations, np.float32).reshape(n, obs_size),
+                   observations(c.next_observations, c.next_images, n),
                    np.asarray(c.terminated, bool), np.asarray(c.truncated, bool))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     buffer.save(out)

@@ -71,18 +71,24 @@ def minitaur_walk_reward(previous_position, position, dt, actions, pitch, front_
       relative to their hips, base frame) reach more than 5 cm behind the hip, under the body.
     """
     w = MINITAUR_WEIGHTS if weights is None else {**MINITAUR_WEIGHTS, **weights}
-    if np.ndim(pitch) == 0:  # one step (the environment at 100 Hz): the same terms on floats
+    if type(pitch) is float or np.ndim(pitch) == 0:
+        # One step (the environment at 100 Hz): the same terms on Python floats, which is
+        # several times faster than numpy on arrays of eight.
         dx = float(position[0]) - float(previous_position[0])
         dy = float(position[1]) - float(previous_position[1])
-        a = actions
-        acceleration = a[0] - 2 * a[1] + a[2]
+        a_t, a_1, a_2 = actions
+        if type(a_t) is not list:
+            a_t, a_1, a_2 = np.asarray(actions, np.float64).tolist()
+        squared = 0.0
+        for x, y, z in zip(a_t, a_1, a_2):
+            x += z - 2 * y
+            squared += x * x
         f0, f1 = front_feet_x
         return {
             'forward_velocity': w['forward_velocity'] * float(
                 math.hypot(dx, dy) if pretraining else dx) / dt,
             'alive': float(w['alive']),
-            'action_acceleration': -w['action_acceleration'] * float(
-                acceleration @ acceleration),
+            'action_acceleration': -w['action_acceleration'] * squared,
             'pitch': -w['pitch'] * float(pitch) ** 2,
             'front_legs_under': -w['front_legs_under'] * float(
                 max(0.0, -f0 - 0.05) + max(0.0, -f1 - 0.05)),
@@ -115,7 +121,7 @@ def minitaur_safety(roll, pitch, height, drift, limits: dict | None = None) -> d
     ``drifted``: horizontal distance from the start over the limit (m).
     """
     lim = MINITAUR_LIMITS if limits is None else {**MINITAUR_LIMITS, **limits}
-    if np.ndim(roll) == 0:  # one step: plain comparisons
+    if type(roll) is float or np.ndim(roll) == 0:  # one step: plain comparisons
         return {'tilted': abs(roll) > lim['roll'] or abs(pitch) > lim['pitch'],
                 'low': height < lim['height'], 'drifted': drift > lim['drift']}
     return {'tilted': (np.abs(roll) > lim['roll']) | (np.abs(pitch) > lim['pitch']),

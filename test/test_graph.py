@@ -162,6 +162,65 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
                                       buffer.storage[field][:1200], err_msg=field)
 
 
+@pytest.mark.timeout(400)
+def test_dclaw_learns_from_pixels_through_the_graph(tmp_path, ros_domain):
+    """pixels:=true: the camera image goes driver -> policy -> collector -> trainer."""
+    path = tmp_path / 'train.yaml'
+    path.write_text(CONFIG.format(checkpoint_period=120.0).replace(
+        'learning_starts: 300', 'learning_starts: 60').replace(
+            'batch_size: 64', 'batch_size: 32').replace('publish_every: 50', 'publish_every: 10'))
+    run_dir = str(tmp_path / 'run')
+    result = launch('dclaw_train.launch.py', 'pixels:=true', 'max_steps:=120', 'record:=true',
+                    f'run_dir:={run_dir}', f'config:={path}', 'status:=false')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    meta, buffer = read_checkpoint(run_dir)
+    assert buffer.obs_spec == {'joints': (9,), 'pixels': (32, 32, 3), 'velocities': (9,)}
+    assert len(buffer) == 120 and meta['extra']['dropped'] == 0
+    assert meta['extra']['policy_version'] >= 1 and meta['gradient_steps'] > 0
+    images = buffer.storage['obs.pixels'][:120]
+    assert len(np.unique(images.reshape(120, -1), axis=0)) == 120  # every step its own frame
+    # Within an episode the next observation is the following step's observation.
+    for field in ('pixels', 'joints', 'velocities'):
+        np.testing.assert_array_equal(buffer.storage[f'next_obs.{field}'][:39],
+                                      buffer.storage[f'obs.{field}'][1:40], err_msg=field)
+
+    # The first episode replayed through sac_robot/DClawTurnPixels-v0 sees the same frames.
+    import gymnasium
+    env = gymnasium.make('sac_robot/DClawTurnPixels-v0')
+    first, _ = env.reset(seed=0)
+    np.testing.assert_allclose(buffer.storage['obs.joints'][0], first['joints'], atol=1e-5)
+    assert np.mean(np.abs(images[0].astype(int) - first['pixels'])) < 1.0
+    for k in range(40):
+        next_obs, reward, *_ = env.step(buffer.storage['action'][k])
+        np.testing.assert_allclose(buffer.storage['next_obs.joints'][k], next_obs['joints'],
+                                   atol=1e-4, err_msg=f'step {k}')
+        assert np.mean(np.abs(buffer.storage['next_obs.pixels'][k].astype(int)
+                              - next_obs['pixels'])) < 1.0, k
+        assert buffer.storage['reward'][k] == pytest.approx(reward, abs=1e-3), k
+    env.close()
+
+    # The bag's experience rebuilds the buffer, images included.
+    from sac_robot import bagtools
+    bags = [d for d in os.listdir(run_dir) if d.startswith('bag_')]
+    rebuilt = bagtools.to_buffer(os.path.join(run_dir, bags[0]),
+                                 str(tmp_path / 'replay.safetensors'))
+    assert rebuilt.obs_spec == buffer.obs_spec and len(rebuilt) == 120
+    for field in ('obs.pixels', 'next_obs.pixels', 'obs.joints', 'action', 'reward'):
+        np.testing.assert_array_equal(rebuilt.storage[field][:120], buffer.storage[field][:120],
+                                      err_msg=field)
+
+    # The trained pixel policy runs without training.
+    result = launch('dclaw_eval.launch.py', 'pixels:=true', f'checkpoint:={run_dir}/checkpoint',
+                    'max_steps:=40', 'status:=false')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'policy loaded from' in result.stdout + result.stderr
+    # A state policy is refused by a pixel graph, with the reason.
+    result = launch('dclaw_eval.launch.py', 'pixels:=false', f'checkpoint:={run_dir}/checkpoint',
+                    'max_steps:=40', 'status:=false', timeout=120)
+    assert result.returncode != 0
+    assert 'takes observations of' in result.stdout + result.stderr
+
+
 def read_lines(process) -> list:
     """Collect a process's output lines in a thread (an unread pipe would fill and stall it)."""
     lines = []

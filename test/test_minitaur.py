@@ -10,9 +10,9 @@ from gymnasium.utils.env_checker import check_env
 from sac_robot.rewards import minitaur_safety, minitaur_walk_reward
 from sac_robot.robots import asset_path
 from sac_robot.robots.minitaur import (MOCAP_HEIGHT, MOTORS, STANDING_EXTENSION, MinitaurSim,
-                                       feet_forward, leg_length, leg_to_motors, motors_to_leg,
-                                       quat_to_rpy)
-from sac_robot.tasks.minitaur import MinitaurWalkEnv
+                                       feet_forward, front_feet_forward, leg_length,
+                                       leg_to_motors, motors_to_leg, quat_to_rpy)
+from sac_robot.tasks.minitaur import HistoryStack, MinitaurWalkEnv
 
 
 def trot(step: int, frequency: float = 2.0) -> np.ndarray:
@@ -102,6 +102,64 @@ def test_history_stacking_by_hand():
     rates = env.robot.base_angular_velocity()
     assert np.allclose(o[0], np.r_[env.robot.motor_angles(), roll, pitch, rates[:2]], atol=1e-6)
     assert env.observation_space.contains(obs2)
+
+
+def test_history_ring_buffer_matches_shifting():
+    """The ring buffer gives what shifting the whole vector at every step gives."""
+    rng = np.random.default_rng(0)
+    for history in (0, 1, 2, 5):
+        stack = HistoryStack(3, 2, history)
+        first = rng.normal(size=3)
+        stack.reset(first)
+        observations, actions = [first] * (history + 1), [np.zeros(2)] * history
+        for _ in range(3 * (history + 2) * max(history, 1)):  # several ring periods
+            o, a = rng.normal(size=3), rng.normal(size=2)
+            stack.push(o.tolist(), a)  # lists (the environment) and arrays (the node)
+            observations = [o] + observations[:-1]
+            actions = ([a] + actions[:-1]) if history else []
+            expected = np.concatenate(observations + actions).astype(np.float32)
+            assert np.array_equal(stack.observation(), expected), history
+        stack.reset(first)
+        assert np.allclose(stack.observation()[:3 * (history + 1)], np.tile(first, history + 1))
+        assert np.all(stack.observation()[3 * (history + 1):] == 0)
+
+
+def test_fast_paths_match_the_accessors():
+    """The task's per-step float paths read and write what the named accessors do."""
+    robot = MinitaurSim()
+    robot.reset()
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        robot.command(robot.motor_angles() + rng.uniform(-0.3, 0.3, 8))
+        robot.step(5)
+    measured, position = robot.readings()
+    assert measured[:8] == robot.motor_angles().tolist()
+    assert measured[8:10] == list(robot.base_roll_pitch())
+    assert measured[10:] == robot.base_angular_velocity()[:2].tolist()
+    assert position == robot.base_position().tolist()
+    motors = rng.uniform(0, 2.5, (50, 8))
+    assert np.allclose([front_feet_forward(m.tolist()) for m in motors],
+                       feet_forward(motors)[:, 0::2], atol=1e-12)
+    # Commands: clipped motor by motor to the motor range, arrays or lists, eight only.
+    low, high = robot.motor_range.T
+    robot.command([-5.0, 5.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert robot.data.ctrl[:2].tolist() == [low[0], high[1]]
+    robot.command(np.full(8, 1.2))
+    assert np.all(robot.data.ctrl == 1.2)
+    with pytest.raises(ValueError, match='expected 8 motor targets'):
+        robot.command(np.zeros(7))
+    env = MinitaurWalkEnv()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match='action of 8 numbers, got 9'):
+        env.step(np.zeros(9))
+    # The reward's scalar path gives the batched path's terms for the environment's lists.
+    actions = rng.uniform(-1, 1, (3, 8))
+    single = minitaur_walk_reward([0.0, 0.1, 0.2], [0.01, 0.1, 0.2], 0.01, actions.tolist(),
+                                  0.1, (0.02, -0.1))
+    batch = minitaur_walk_reward(np.array([[0.0, 0.1, 0.2]]), np.array([[0.01, 0.1, 0.2]]), 0.01,
+                                 actions[None], np.array([0.1]), np.array([[0.02, -0.1]]))
+    for term, value in single.items():
+        assert batch[term][0] == pytest.approx(value), term
 
 
 def test_env_checker():

@@ -181,6 +181,51 @@ def _experience(sequence, n, obs_size=112, action_size=8, first=0, value=0.0):
     return convert.experience('minitaur', sequence, 1, first, rows)
 
 
+def test_pixel_experience_round_trips_and_is_checked():
+    """Dict observations (image + vectors) travel as a flat vector plus images, and back."""
+    import array
+
+    from sac_robot.algorithms.observations import from_wire, to_wire
+    from sac_robot.nodes.robots import profile
+    spec = profile('dclaw', pixels=True).observation_spec
+    rng = np.random.default_rng(0)
+
+    def observations(n):
+        return {'pixels': rng.integers(0, 256, (n, 32, 32, 3), np.uint8),
+                'joints': rng.normal(size=(n, 9)).astype(np.float32),
+                'velocities': rng.normal(size=(n, 9)).astype(np.float32)}
+
+    obs, next_obs = observations(3), observations(3)
+    flat, image = to_wire(obs, spec)
+    assert flat.shape == (3, 18) and image.shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(flat[:, :9], obs['joints'])  # name order: joints, velocities
+    single = from_wire(flat[1], image[1], spec)
+    np.testing.assert_array_equal(single['pixels'], obs['pixels'][1])
+    next_flat, next_image = to_wire(next_obs, spec)
+    rows = {'observations': flat, 'next_observations': next_flat, 'images': image,
+            'next_images': next_image, 'actions': np.zeros((3, 9), np.float32),
+            'rewards': np.ones(3, np.float32), 'terminated': np.zeros(3, bool),
+            'truncated': np.zeros(3, bool), 'policy_versions': np.zeros(3, np.uint64)}
+    msg = convert.experience('dclaw', 0, 1, 0, rows, spec=spec)
+    back = convert.read_experience(msg, spec, 9, 'experience')
+    for key in spec:
+        np.testing.assert_array_equal(back['observations'][key], obs[key], err_msg=key)
+        np.testing.assert_array_equal(back['next_observations'][key], next_obs[key])
+    # A state trainer refuses pixel chunks, a pixel trainer state ones, saying what and where.
+    with pytest.raises(convert.MessageError, match='chunk 0 has observations .*pixels.*'
+                                                   'expected flat'):
+        convert.read_experience(msg, 18, 9, 'experience')
+    state = _experience(5, 2, obs_size=18, action_size=9)
+    with pytest.raises(convert.MessageError, match='chunk 5 has observations flat'):
+        convert.read_experience(state, spec, 9, 'experience')
+    msg.image_height = 16
+    with pytest.raises(convert.MessageError, match='images of 16x32x3, expected 32x32x3'):
+        convert.read_experience(msg, spec, 9, 'experience')
+    msg.image_height, msg.next_images = 32, array.array('B', bytes(100))
+    with pytest.raises(convert.MessageError, match='next_images has 100 values, expected 9216'):
+        convert.read_experience(msg, spec, 9, 'experience')
+
+
 def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, executor, probe,
                                                                 tmp_path):
     from sac_robot.nodes.trainer import Trainer
@@ -240,6 +285,7 @@ def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
     acks.publish(ExperienceAck(robot_id='minitaur', next_sequence=40))
     assert spin_until(executor, lambda: delivered)
     chunk = convert.read_experience(delivered[0], 112, 8, 'experience')
+    assert delivered[0].observation_spec == '' and not delivered[0].images  # flat
     assert delivered[0].sequence == 40 and delivered[0].num_transitions == 3
     assert list(chunk['rewards']) == [0, 1, 2]
     assert list(chunk['next_observations'][:, 0]) == [1, 2, 3]
@@ -252,6 +298,35 @@ def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
     spin_until(executor, lambda: False, timeout=1.0)
     assert len(delivered) == count and not collector.unacked  # acknowledged: quiet, forgotten
     collector.destroy_node()
+
+
+def test_pixel_collector_keeps_steps_with_their_image_and_refuses_the_rest(
+        ros_context, executor):
+    from rclpy.node import Node
+
+    from sac_robot.nodes.collector import DataCollector
+    collector = DataCollector(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+        robot='dclaw', pixels=True))
+    executor.add_node(collector)
+    probe = Node('probe', namespace='/dclaw', context=ros_context)
+    executor.add_node(probe)
+    steps = probe.create_publisher(PolicyStep, 'policy/steps', qos.EXPERIENCE)
+    assert spin_until(executor, lambda: steps.get_subscription_count() >= 1)
+    frame = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+    for k, image in enumerate((None, frame[:16], frame)):  # none, wrong size, right
+        step = PolicyStep(robot_id='dclaw', episode_id=1, step=k)
+        step.observation = np.zeros(18, np.float32)
+        step.action = np.zeros(9, np.float32)
+        if image is not None:
+            step.image = convert.image(image, 0, 'valve_camera')
+        steps.publish(step)
+    assert spin_until(executor, lambda: 1 in collector.episodes
+                      and 2 in collector.episodes[1].steps)
+    episode = collector.episodes[1]
+    assert sorted(episode.steps) == [2]  # the two without a proper image were refused
+    np.testing.assert_array_equal(episode.images[2], frame)
+    collector.destroy_node()
+    probe.destroy_node()
 
 
 def test_trainer_starts_from_a_replay_file(ros_context, tmp_path):

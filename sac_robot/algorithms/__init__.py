@@ -4,8 +4,16 @@
 Plain PyTorch, no ROS: usable from a script, a notebook or the trainer node.
 """
 
-from sac_robot.algorithms.replay import Batch, ReplayBuffer
-from sac_robot.algorithms.sac import SAC, SACConfig
-from sac_robot.algorithms.sql import SQL, SQLConfig
+import importlib
 
-__all__ = ['Batch', 'ReplayBuffer', 'SAC', 'SACConfig', 'SQL', 'SQLConfig']
+_EXPORTS = {'Batch': 'replay', 'ReplayBuffer': 'replay', 'SAC': 'sac', 'SACConfig': 'sac',
+            'SQL': 'sql', 'SQLConfig': 'sql'}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    # Imported on first use, so that the torch-free modules (observations, used by the robot-side
+    # nodes' message conversions) do not bring torch into processes that never learn.
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f'sac_robot.algorithms.{_EXPORTS[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

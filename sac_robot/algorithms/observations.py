@@ -10,7 +10,6 @@ import json
 
 import gymnasium
 import numpy as np
-import torch
 
 
 def normalize_spec(spec):
@@ -62,6 +61,7 @@ def spec_from_json(text: str):
 
 def to_tensor(obs, spec, device):
     """Return ``(tensor or dict of tensors, batched)`` for one observation or a batch."""
+    import torch  # here: the message helpers below serve nodes that need no torch
     if isinstance(spec, int):
         array = np.asarray(obs, np.float32)
         if array.shape[-1:] != (spec,) or array.ndim not in (1, 2):
@@ -83,3 +83,41 @@ def to_tensor(obs, spec, device):
         batched = is_batch
         tensors[key] = torch.as_tensor(array if is_batch else array[None], device=device)
     return tensors, batched
+
+
+# Messages ------------------------------------------------------------------------------------
+# A dict observation travels in ROS messages (sac_robot/PolicyStep, sac_robot/Experience) as one
+# flat float32 vector (its vectors concatenated in name order) and one image.
+
+def wire_layout(spec) -> tuple:
+    """``(flat size, image shape or None)``: how an observation of ``spec`` is sent."""
+    if isinstance(spec, int):
+        return spec, None
+    key = image_key(spec)
+    return (sum(shape[0] for name, shape in spec.items() if name != key),
+            None if key is None else spec[key])
+
+
+def to_wire(obs, spec) -> tuple:
+    """``(flat float32 [..., F], image uint8 [..., H, W, C] or None)`` of one or a batch."""
+    if isinstance(spec, int):
+        return np.asarray(obs, np.float32), None
+    key = image_key(spec)
+    vectors = [np.asarray(obs[name], np.float32) for name in spec if name != key]
+    return (np.concatenate(vectors, axis=-1),
+            None if key is None else np.asarray(obs[key], np.uint8))
+
+
+def from_wire(flat, image, spec):
+    """The observation(s) of ``spec`` from :func:`to_wire`'s parts (leading batch dims kept)."""
+    flat = np.asarray(flat, np.float32)
+    if isinstance(spec, int):
+        return flat
+    key, out, start = image_key(spec), {}, 0
+    for name, shape in spec.items():
+        if name == key:
+            out[name] = np.asarray(image, np.uint8)
+        else:
+            out[name] = flat[..., start:start + shape[0]]
+            start += shape[0]
+    return out

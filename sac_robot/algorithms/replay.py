@@ -109,6 +109,19 @@ class ReplayBuffer:
         self.position = int((self.position + count) % self.capacity)
         self.size = min(self.size + count, self.capacity)
 
+    def transitions(self) -> tuple:
+        """Every stored transition, oldest first: the arguments :meth:`add` takes."""
+        index = (self.position - self.size + np.arange(self.size)) % self.capacity
+
+        def observation(prefix):
+            if isinstance(self.obs_spec, int):
+                return self.storage[prefix][index]
+            return {key: self.storage[f'{prefix}.{key}'][index] for key in self.obs_spec}
+
+        return (observation('obs'), self.storage['action'][index],
+                self.storage['reward'][index], observation('next_obs'),
+                self.storage['terminated'][index], self.storage['truncated'][index])
+
     def sample(self, batch_size: int, device='cpu') -> Batch:
         """Return ``batch_size`` transitions drawn uniformly with replacement."""
         if self.size == 0:

@@ -63,8 +63,10 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                      ('true', 'false')),
         ]
     if robot == 'dclaw':
-        arguments.append(Argument('pixels', 'false', 'Learn from the 32 x 32 camera image.',
-                                  ('true', 'false')))
+        arguments.append(Argument(
+            'pixels', 'false', 'Act on (and learn from) the 32 x 32 camera image, joint '
+            'positions and velocities instead of the state (as sac_robot/DClawTurnPixels-v0).',
+            ('true', 'false')))
 
     def build(values):
         if values['hardware'] == 'real':
@@ -72,11 +74,6 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                 'hardware:=real needs the hardware drivers (Dynamixel for the hand, the '
                 "Minitaur's motor boards), which this release does not have yet; use "
                 'hardware:=sim')
-        if _flag(values.get('pixels', 'false')):
-            raise LaunchArgumentError(
-                'pixels:=true through the graph is not available yet (the policy, collector '
-                'and trainer take flat observations); learn from pixels with sac-robot train '
-                '--env sac_robot/DClawTurnPixels-v0')
         namespace = values['robot']
         # The package's defaults, then the user's file over them.
         files = (config_file(f'{robot}_train.yaml'),) + (
@@ -87,6 +84,10 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         if not nice.isdigit() or int(nice) > 19:
             raise LaunchArgumentError(f'trainer_nice:={nice!r} is not a niceness from 0 to 19')
         common = {'robot': robot}
+        pixels = _flag(values.get('pixels', 'false'))
+        # Who sees the camera (the driver renders it, the policy acts on it, the collector and
+        # trainer carry it); with pixels the policy no longer reads the valve encoder.
+        seeing = {'pixels': pixels} if robot == 'dclaw' else {}
         run_dir = values.get('run_dir') or os.path.dirname(values['checkpoint'].rstrip('/'))
         nodes = [
             NodeSpec('sim_driver', 'sim_driver', namespace=namespace, parameters=(
@@ -97,10 +98,12 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                              f'{topic}>={count + recording}' for topic, count in (
                                  (('joint_states', 3), ('imu/data', 3), ('mocap/pose', 2))
                                  if robot == 'minitaur' else
+                                 (('joint_states', 3), ('valve/joint_states', 1),
+                                  ('camera/image_raw', 1)) if pixels else
                                  (('joint_states', 3), ('valve/joint_states', 2)))]
                          + (['/clock>=1'] if recording and values['clock'] == 'lockstep'
                             else []),
-                         **({'pixels': _flag(values['pixels'])} if robot == 'dclaw' else {})})),
+                         **seeing})),
             NodeSpec('safety', 'safety', namespace=namespace, parameters=(
                 *files, {**common, 'max_steps': max_steps, 'seed': seed,
                          'exit_when_done': not train,
@@ -118,15 +121,15 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         if train:
             nodes += [
                 NodeSpec('policy', 'policy', namespace=namespace, required=True, parameters=(
-                    *files, {**common, 'seed': seed,
+                    *files, {**common, **seeing, 'seed': seed,
                              # A robot in real time cannot wait for the learner, and acts on
                              # the newest measurement only (a queue would only add latency).
                              **({'min_utd': 0.0, 'sensor_qos': 'best_effort'}
                                 if values['clock'] == 'realtime' else {})})),
                 NodeSpec('collector', 'collector', namespace=namespace,
-                         parameters=(*files, common)),
+                         parameters=(*files, {**common, **seeing})),
                 NodeSpec('trainer', 'trainer', namespace=namespace, required=True, parameters=(
-                    *files, {**common, 'algorithm': values['algorithm'],
+                    *files, {**common, **seeing, 'algorithm': values['algorithm'],
                              'resume': _flag(values['resume']), 'max_steps': max_steps,
                              'seed': seed,
                              'checkpoint_dir': os.path.join(run_dir, 'checkpoint')}),
@@ -134,7 +137,7 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             ]
         else:
             nodes.append(NodeSpec('policy', 'policy', namespace=namespace, parameters=(
-                *files, {**common, 'seed': seed, 'checkpoint': values['checkpoint'],
+                *files, {**common, **seeing, 'seed': seed, 'checkpoint': values['checkpoint'],
                          'deterministic': _flag(values['deterministic'])})))
         if _flag(values['status']):
             nodes.append(NodeSpec('status_monitor', 'status_monitor', namespace=namespace,

@@ -5,7 +5,8 @@ Joins ``policy/steps`` (observation, action, version), ``reward`` and ``episode_
 transitions ``(o_k, a_k, r_k, o_{k+1}, terminated, truncated)``. An episode's transitions are
 final once its ``END`` has come (only then is it known which step was the last, and steps the
 policy took past the end are dropped); they go out as ``experience`` chunks
-(sac_robot/Experience) of at most ``chunk_size`` transitions.
+(sac_robot/Experience) of at most ``chunk_size`` transitions. With ``pixels`` each step's
+camera image (in the policy step) goes with it, as the chunk's ``images``.
 
 Delivery: every chunk gets the next sequence number of this robot's stream. The trainer
 acknowledges on ``experience/ack`` (latched) the next sequence it expects and the newest one
@@ -22,6 +23,7 @@ import time
 import numpy as np
 from rclpy.node import Node
 
+from sac_robot.algorithms.observations import wire_layout
 from sac_robot.msg import EpisodeEvent, Experience, ExperienceAck, PolicyStep, RewardTerms
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot_id, describe
@@ -32,6 +34,7 @@ from sac_robot.nodes.spin import run
 class _Episode:
     def __init__(self):
         self.steps = {}  # step -> PolicyStep
+        self.images = {}  # step -> its image [H, W, C] uint8, when the policy sees pixels
         self.rewards = {}  # step -> reward
         self.end = None  # EpisodeEvent END
         self.ended_at = None  # monotonic time END arrived
@@ -44,7 +47,9 @@ class DataCollector(Node):
         super().__init__('collector', **kwargs)
         declare = self.declare_parameter
         robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
-        self.profile = make_profile(robot)
+        self.profile = make_profile(robot, pixels=declare('pixels', False, describe(
+            "The policy acts on the camera image (the D'Claw): its steps carry images.")).value)
+        self.observation_size, self.image_shape = wire_layout(self.profile.observation_spec)
         self.robot_id = declare_robot_id(self, robot, 'Name of this robot in its experience')
         self.chunk_size = declare('chunk_size', 250, describe(
             'Most transitions in one experience message.')).value
@@ -80,16 +85,25 @@ class DataCollector(Node):
         """Keep a policy step."""
         if msg.robot_id != self.robot_id:
             return
-        if (len(msg.observation) != self.profile.observation_size
+        where = f'policy/steps: step {msg.step} of episode {msg.episode_id}'
+        if (len(msg.observation) != self.observation_size
                 or len(msg.action) != self.profile.action_size):
             self.get_logger().error(
-                f'policy/steps: step {msg.step} of episode {msg.episode_id} has '
-                f'{len(msg.observation)} observations and {len(msg.action)} actions, expected '
-                f'{self.profile.observation_size} and {self.profile.action_size}')
+                f'{where} has {len(msg.observation)} observations and {len(msg.action)} '
+                f'actions, expected {self.observation_size} and {self.profile.action_size}')
             return
+        image = None
+        if self.image_shape is not None:
+            try:
+                image = convert.read_image(msg.image, self.image_shape, f'{where}: image')
+            except convert.MessageError as error:
+                self.get_logger().error(str(error))
+                return
         episode = self._episode(msg.episode_id)
         if episode is not None:
             episode.steps[msg.step] = msg
+            if image is not None:
+                episode.images[msg.step] = image
 
     def on_reward(self, msg: RewardTerms):
         """Keep a step's reward."""
@@ -142,7 +156,8 @@ class DataCollector(Node):
         while self.next_sequence is not None and self.unnumbered:
             first_step, episode_id, rows, dropped = self.unnumbered.popleft()
             msg = convert.experience(self.robot_id, self.next_sequence, episode_id, first_step,
-                                     rows, self.get_clock().now().nanoseconds, dropped)
+                                     rows, self.get_clock().now().nanoseconds, dropped,
+                                     self.profile.observation_spec)
             self.unacked[self.next_sequence] = [msg, 0.0]
             self.next_sequence += 1
         for sequence, entry in self.unacked.items():
@@ -182,6 +197,9 @@ class DataCollector(Node):
             'terminated': np.zeros(usable, bool), 'truncated': np.zeros(usable, bool),
             'policy_versions': np.array([steps[k].policy_version for k in range(usable)],
                                         np.uint64)}
+        if self.image_shape is not None:
+            rows['images'] = np.stack([episode.images[k] for k in range(usable)])
+            rows['next_images'] = np.stack([episode.images[k + 1] for k in range(usable)])
         if usable == n:
             rows['terminated'][-1] = episode.end.terminated
             rows['truncated'][-1] = episode.end.truncated

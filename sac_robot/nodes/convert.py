@@ -8,6 +8,7 @@ Conventions: quaternions are ``[w, x, y, z]`` in numpy (MuJoCo's order) and ``x,
 geometry_msgs; times are integer nanoseconds in numpy.
 """
 
+import array
 import hashlib
 
 import numpy as np
@@ -16,6 +17,7 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
+from sac_robot.algorithms import observations
 from sac_robot.msg import Experience, PolicyWeights
 
 #: Keys of a command's layout label naming the observation the command answers (see
@@ -137,7 +139,7 @@ def image(rgb: np.ndarray, stamp: int = 0, frame_id: str = 'camera') -> Image:
     msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
     msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
     msg.encoding, msg.is_bigendian, msg.step = 'rgb8', 0, int(rgb.shape[1]) * 3
-    msg.data = np.ascontiguousarray(rgb, np.uint8).tobytes()
+    msg.data = array.array('B', np.ascontiguousarray(rgb, np.uint8).tobytes())
     return msg
 
 
@@ -151,7 +153,7 @@ def read_image(msg: Image, shape: tuple, topic: str) -> np.ndarray:
     if msg.step != msg.width * 3 or len(msg.data) != msg.height * msg.step:
         raise MessageError(f'{topic}: {len(msg.data)} bytes for {msg.height} rows of step '
                            f'{msg.step}')
-    return np.frombuffer(bytes(msg.data), np.uint8).reshape(shape)
+    return np.frombuffer(msg.data, np.uint8).reshape(shape).copy()
 
 
 # Commands ------------------------------------------------------------------------------------
@@ -199,15 +201,21 @@ _ROWS = ('observations', 'actions', 'rewards', 'next_observations', 'terminated'
 
 
 def experience(robot_id: str, sequence: int, episode_id: int, first_step: int,
-               transitions: dict | None, stamp: int = 0, dropped: int = 0) -> Experience:
+               transitions: dict | None, stamp: int = 0, dropped: int = 0,
+               spec=None) -> Experience:
     """An ``Experience`` chunk from ``transitions`` (arrays with a leading N; see _ROWS).
 
+    Observations are flat ``[N, O]`` arrays; with a dict observation ``spec`` (an image and
+    vectors) they are its vectors concatenated (:func:`~sac_robot.algorithms.observations.
+    to_wire`) and ``transitions`` also holds ``images`` and ``next_images`` ``[N, H, W, C]``.
     ``transitions`` may be ``None`` for a chunk that only reports ``dropped`` transitions.
     """
     msg = Experience()
     msg.header.stamp = to_stamp(stamp)
     msg.robot_id, msg.sequence, msg.episode_id = robot_id, int(sequence), int(episode_id)
     msg.dropped = int(dropped)
+    if spec is not None and not isinstance(spec, int):
+        msg.observation_spec = observations.spec_to_json(spec)
     if transitions is None:
         msg.first_step = int(first_step)
         return msg
@@ -222,20 +230,43 @@ def experience(robot_id: str, sequence: int, episode_id: int, first_step: int,
     msg.terminated = [bool(x) for x in transitions['terminated']]
     msg.truncated = [bool(x) for x in transitions['truncated']]
     msg.policy_versions = np.asarray(transitions['policy_versions'], np.uint64)
+    if 'images' in transitions:
+        images = np.ascontiguousarray(transitions['images'], np.uint8)
+        msg.image_height, msg.image_width, msg.image_channels = (int(d) for d in
+                                                                 images.shape[1:])
+        # array.array: rclpy takes it as is (a bytes or numpy value is checked element-wise).
+        msg.images = array.array('B', images.tobytes())
+        msg.next_images = array.array('B', np.ascontiguousarray(transitions['next_images'],
+                                                                np.uint8).tobytes())
     return msg
 
 
-def read_experience(msg: Experience, observation_size: int, action_size: int,
-                    topic: str) -> dict:
-    """The transitions of an ``Experience`` chunk as arrays, checked against the task."""
+def read_experience(msg: Experience, spec, action_size: int, topic: str) -> dict:
+    """The transitions of an ``Experience`` chunk as arrays, checked against the task.
+
+    ``spec``: the task's observation spec (:mod:`sac_robot.algorithms.observations`): the
+    flat size, or a dict whose observations come back as dicts of arrays.
+    """
     n = msg.num_transitions
+    observation_size, image_shape = observations.wire_layout(spec)
+    expected_spec = '' if isinstance(spec, int) else observations.spec_to_json(spec)
+    if n and msg.observation_spec != expected_spec:
+        raise MessageError(f'{topic}: chunk {msg.sequence} has observations '
+                           f'{msg.observation_spec or "flat"}, expected '
+                           f'{expected_spec or "flat"}')
     if n and (msg.observation_size, msg.action_size) != (observation_size, action_size):
         raise MessageError(f'{topic}: chunk {msg.sequence} has observations of '
                            f'{msg.observation_size} and actions of {msg.action_size}, expected '
                            f'{observation_size} and {action_size}')
+    pixels = 0 if image_shape is None else int(np.prod(image_shape))
+    if n and pixels and (msg.image_height, msg.image_width, msg.image_channels) != tuple(
+            image_shape):
+        raise MessageError(f'{topic}: chunk {msg.sequence} has images of '
+                           f'{msg.image_height}x{msg.image_width}x{msg.image_channels}, '
+                           f'expected {"x".join(map(str, image_shape))}')
     sizes = {'observations': n * observation_size, 'actions': n * action_size, 'rewards': n,
              'next_observations': n * observation_size, 'terminated': n, 'truncated': n,
-             'policy_versions': n}
+             'policy_versions': n, 'images': n * pixels, 'next_images': n * pixels}
     for field, size in sizes.items():
         if len(getattr(msg, field)) != size:
             raise MessageError(f'{topic}: chunk {msg.sequence} field {field} has '
@@ -256,6 +287,11 @@ def read_experience(msg: Experience, observation_size: int, action_size: int,
                                'finite')
     if np.any(np.abs(out['actions']) > 1.0 + 1e-6):
         raise MessageError(f'{topic}: chunk {msg.sequence} has actions outside [-1, 1]')
+    if not isinstance(spec, int):
+        for field, images in (('observations', 'images'), ('next_observations', 'next_images')):
+            image = (np.frombuffer(getattr(msg, images), np.uint8).reshape(n, *image_shape)
+                     if pixels else None)
+            out[field] = observations.from_wire(out[field], image, spec)
     return out
 
 

@@ -6,7 +6,9 @@ Subscribes to the robot's sensors (synchronised by stamp, :mod:`sac_robot.nodes.
 it builds the observation exactly as the gymnasium task does (history stacking included; the
 same code, :mod:`sac_robot.nodes.robots`), samples an action, publishes the joint command
 (``position_controller/commands``, labelled with the observation's stamp) and then the
-``policy/steps`` message (observation, action, policy version, episode and step).
+``policy/steps`` message (observation, action, policy version, episode and step). With
+``pixels`` (the D'Claw) the observation is the environment's dict: the camera image rides in the
+step's ``image``, the joint positions and velocities in its ``observation``.
 
 Until the first weights arrive the actions are uniform random, which is SAC's warm-up
 exploration. New weights are checked (SHA-256, safetensors only, sizes) and rebuilt on a
@@ -29,7 +31,7 @@ from rclpy.node import Node
 
 from sac_robot.algorithms.checkpoint import CheckpointError, import_policy
 from sac_robot.algorithms.networks import LOG_STD_MAX, LOG_STD_MIN
-from sac_robot.algorithms.observations import spec_from_json
+from sac_robot.algorithms.observations import spec_from_json, to_wire
 from sac_robot.msg import EpisodeEvent, PolicyStep, PolicyWeights, TrainingProgress
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot_id, describe
@@ -48,12 +50,12 @@ class LoadedPolicy:
     (the D'Claw's camera) go through the torch network.
     """
 
-    def __init__(self, data: bytes, version: int, observation_size, action_size: int):
+    def __init__(self, data: bytes, version: int, observation_spec, action_size: int):
         network, meta = import_policy(data)
         spec = spec_from_json(meta['obs_spec'])
-        if spec != observation_size:
+        if spec != observation_spec:
             raise CheckpointError(f'policy v{version} takes observations of {spec}, this robot '
-                                  f'gives {observation_size}')
+                                  f'gives {observation_spec}')
         if network.action_dim != action_size:
             raise CheckpointError(f'policy v{version} outputs {network.action_dim} actions, '
                                   f'this robot takes {action_size}')
@@ -129,7 +131,9 @@ class PolicyNode(Node):
         # One thread: a control step is a small forward pass, and the other core belongs to
         # the trainer.
         torch.set_num_threads(1)
-        self.profile = make_profile(robot)
+        self.profile = make_profile(robot, pixels=declare('pixels', False, describe(
+            "Act on the camera image (the D'Claw): observations are the image, joint positions "
+            'and velocities, as in sac_robot/DClawTurnPixels-v0.')).value)
         self.utd_slack = self.utd_slack or self.profile.max_episode_steps
         self.rng = np.random.default_rng(seed)
         self.command_publisher = self.create_publisher(
@@ -169,7 +173,7 @@ class PolicyNode(Node):
                                   'trainer or sac-robot train holds policy.safetensors)')
         with open(file, 'rb') as stream:
             data = stream.read()
-        self.policy = LoadedPolicy(data, 1, self.profile.observation_size,
+        self.policy = LoadedPolicy(data, 1, self.profile.observation_spec,
                                    self.profile.action_size)
         self.get_logger().info(f'policy loaded from {path}')
 
@@ -191,7 +195,7 @@ class PolicyNode(Node):
             if self.policy is not None and version <= self.policy.version:
                 return
             try:
-                policy = LoadedPolicy(data, version, self.profile.observation_size,
+                policy = LoadedPolicy(data, version, self.profile.observation_spec,
                                       self.profile.action_size)
             except CheckpointError as error:
                 self.get_logger().error(f'weights v{version} rejected: {error}')
@@ -320,7 +324,10 @@ class PolicyNode(Node):
         msg = PolicyStep()
         msg.header.stamp = convert.to_stamp(stamp)
         msg.robot_id, msg.episode_id, msg.step = self.robot_id, self.episode_id, self.step
-        msg.observation = np.asarray(observation, np.float32)
+        flat, image = to_wire(observation, self.profile.observation_spec)
+        msg.observation = flat
+        if image is not None:
+            msg.image = convert.image(image, stamp, self.profile.camera_frame)
         msg.action = np.asarray(action, np.float32)
         msg.policy_version, msg.deterministic = int(version), self.deterministic
         self.step_publisher.publish(msg)

@@ -11,6 +11,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image, Imu, JointState
 
+from sac_robot.algorithms.observations import normalize_spec
 from sac_robot.nodes.convert import (MessageError, read_image, read_imu, read_joint_state,
                                      read_pose)
 from sac_robot.rewards import (dclaw_safety, dclaw_turn_reward, minitaur_safety,
@@ -38,12 +39,16 @@ class MinitaurProfile:
 
     def __init__(self, history: int = 5, swing_range: float = 0.5,
                  extension_range: float = 0.5, reward_weights: dict | None = None,
-                 limits: dict | None = None, pretraining: bool = False, **_):
+                 limits: dict | None = None, pretraining: bool = False, pixels: bool = False,
+                 **_):
+        if pixels:
+            raise MessageError("the Minitaur has no camera: pixels is for the D'Claw")
         self.env_settings = {'swing_range': swing_range, 'extension_range': extension_range,
                              'history': history}
         self.swing_range, self.extension_range = swing_range, extension_range
         self.history = history
-        self.observation_size = ((history + 1) * minitaur_task.OBSERVATION_SIZE
+        #: The policy's observation (an int: a flat vector; see sac_robot.algorithms.observations).
+        self.observation_spec = ((history + 1) * minitaur_task.OBSERVATION_SIZE
                                  + history * self.action_size)
         self.reward_weights, self.limits, self.pretraining = reward_weights, limits, pretraining
 
@@ -121,24 +126,36 @@ class _MinitaurObserver:
 
 
 class DClawProfile:
-    """D'Claw valve turning: nine servos, the valve encoder; 10 Hz, 40-step episodes."""
+    """D'Claw valve turning: nine servos, the valve encoder; 10 Hz, 40-step episodes.
+
+    With ``pixels`` the policy sees what ``sac_robot/DClawTurnPixels-v0`` gives it: the 32 x 32
+    camera image, joint positions and velocities (the valve angle is hidden from it; the reward
+    still uses the encoder).
+    """
 
     name = 'dclaw'
     joint_names = dclaw_robot.JOINTS
     control_period = 0.1
     max_episode_steps = 40
     action_size = 9
-    observation_size = 21
+    image_size = 32
+    camera_frame = 'valve_camera'
     sensors = {'joints': ('joint_states', JointState),
                'valve': ('valve/joint_states', JointState),
                'camera': ('camera/image_raw', Image)}
-    policy_sensors = ('joints', 'valve')
     reward_sensors = ('joints', 'valve')
     safety_sensors = ('joints',)
 
-    def __init__(self, target_angle: float = np.pi, **_):
+    def __init__(self, target_angle: float = np.pi, pixels: bool = False, **_):
         self.target_angle = float(target_angle)
         self.joint_range = dclaw_robot.JOINT_RANGE
+        self.pixels = bool(pixels)
+        size = self.image_size
+        #: The policy's observation: a flat vector, or with pixels the environment's dict.
+        self.observation_spec = (
+            normalize_spec({'pixels': (size, size, 3), 'joints': (9,), 'velocities': (9,)})
+            if self.pixels else dclaw_task.STATE_SIZE)
+        self.policy_sensors = ('joints', 'camera') if self.pixels else ('joints', 'valve')
 
     def measure(self, msgs: dict) -> dict:
         """A measurement from whichever of the sensor messages are present."""
@@ -151,12 +168,13 @@ class DClawProfile:
             angle, _ = read_joint_state(msgs['valve'], ('valve',), self.sensors['valve'][0])
             out['valve'] = float(angle[0])
         if 'camera' in msgs:
-            out['image'] = read_image(msgs['camera'], (32, 32, 3), self.sensors['camera'][0])
+            out['image'] = read_image(msgs['camera'], (self.image_size, self.image_size, 3),
+                                      self.sensors['camera'][0])
         return out
 
     def observer(self):
         """A fresh observation builder."""
-        return _DClawObserver(self.target_angle)
+        return _DClawPixelObserver() if self.pixels else _DClawObserver(self.target_angle)
 
     def action_to_command(self, action) -> np.ndarray:
         """The nine joint targets (rad) for an action in [-1, 1]^9."""
@@ -190,6 +208,22 @@ class _DClawObserver:
     def push(self, measurement: dict, action) -> np.ndarray:
         return dclaw_task.state_observation(measurement['joints'], measurement['valve'],
                                             action, self.target_angle)
+
+
+class _DClawPixelObserver:
+    """The pixel task's dict observation (as DClawTurnEnv's with pixels)."""
+
+    @staticmethod
+    def _observation(m: dict) -> dict:
+        return {'pixels': m['image'], 'joints': np.asarray(m['joints'], np.float32),
+                'velocities': np.asarray(m['velocities'], np.float32)}
+
+    def reset(self, measurement: dict) -> dict:
+        return self._observation(measurement)
+
+    def push(self, measurement: dict, action) -> dict:
+        del action
+        return self._observation(measurement)
 
 
 PROFILES = {'minitaur': MinitaurProfile, 'dclaw': DClawProfile}

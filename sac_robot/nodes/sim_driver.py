@@ -166,7 +166,9 @@ class SimDriver(Node):
                 'valve': convert.joint_state(('valve',), [robot.valve_angle()],
                                              [robot.valve_velocity()], None, stamp, 'valve')}
         if self.pixels:
-            msgs['camera'] = convert.image(robot.render(32, 32), stamp, 'valve_camera')
+            size = self.profile.image_size
+            msgs['camera'] = convert.image(robot.render(size, size), stamp,
+                                           self.profile.camera_frame)
         return msgs
 
     # Callbacks ------------------------------------------------------------------------------

@@ -107,8 +107,10 @@ class Trainer(Node):
         if threads:
             torch.set_num_threads(threads)
 
-        self.profile = make_profile(robot)
-        obs_size, action_size = self.profile.observation_size, self.profile.action_size
+        self.profile = make_profile(robot, pixels=declare('pixels', False, describe(
+            "Learn from the camera image (the D'Claw): observations are the image, joint "
+            'positions and velocities.')).value)
+        obs_size, action_size = self.profile.observation_spec, self.profile.action_size
         self.agent = build_agent(self.algorithm, obs_size, action_size, settings, seed)
         self.config = self.agent.config
         self.buffer = ReplayBuffer(obs_size, action_size, self.config.buffer_size, seed=seed)
@@ -125,8 +127,7 @@ class Trainer(Node):
         if replay_file and not resuming:
             preload = ReplayBuffer.load(os.path.expanduser(replay_file), obs_size, action_size)
             n = len(preload)
-            self.buffer.add(*(preload.storage[k][:n] for k in (
-                'obs', 'action', 'reward', 'next_obs', 'terminated', 'truncated')))
+            self.buffer.add(*preload.transitions())
             self.preloaded = n
             self.get_logger().info(f'{n} transitions from {replay_file}')
         if resuming:
@@ -180,7 +181,7 @@ class Trainer(Node):
             self._ack()  # a duplicate: our acknowledgement was perhaps lost
             return
         try:
-            rows = convert.read_experience(msg, self.profile.observation_size,
+            rows = convert.read_experience(msg, self.profile.observation_spec,
                                            self.profile.action_size, 'experience')
         except convert.MessageError as error:
             self.get_logger().error(f'chunk rejected: {error}')

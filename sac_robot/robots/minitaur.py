@@ -16,6 +16,7 @@ motors turn the other way maps its encoder signs onto this convention.
 
 import collections
 import math
+import operator
 
 import mujoco
 import numpy as np
@@ -65,14 +66,12 @@ def feet_forward(motors) -> np.ndarray:
 
 def front_feet_forward(motors) -> tuple:
     """:func:`feet_forward` of the two front legs (fl, fr) of one reading, on floats (fast)."""
-    out = []
-    for a, b in ((motors[0], motors[1]), (motors[4], motors[5])):
-        swing, extension = (b - a) / 2, (a + b) / 2
-        sin_e = math.sin(extension)
-        length = UPPER_LEG * math.cos(extension) + math.sqrt(
-            LOWER_LEG ** 2 - UPPER_LEG ** 2 * sin_e * sin_e)
-        out.append(length * math.sin(swing))
-    return out[0], out[1]
+    sqrt, sin, cos, lower, upper = math.sqrt, math.sin, math.cos, LOWER_LEG ** 2, UPPER_LEG
+    a, b, c, d = motors[0], motors[1], motors[4], motors[5]
+    e, f = (a + b) / 2, (c + d) / 2  # extensions
+    sin_e, sin_f = sin(e), sin(f)
+    return ((upper * cos(e) + sqrt(lower - upper * upper * sin_e * sin_e)) * sin((b - a) / 2),
+            (upper * cos(f) + sqrt(lower - upper * upper * sin_f * sin_f)) * sin((d - c) / 2))
 
 
 def knee_angles(swing: float, extension: float) -> tuple:
@@ -89,7 +88,7 @@ def knee_angles(swing: float, extension: float) -> tuple:
 
 def roll_pitch(quat) -> tuple:
     """Roll and pitch (rad, ZYX convention) of a ``[w, x, y, z]`` quaternion, as floats."""
-    w, x, y, z = (float(q) for q in quat)
+    w, x, y, z = quat  # numpy scalars work too; math returns floats
     return (math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)),
             math.asin(min(1.0, max(-1.0, 2 * (w * y - z * x)))))
 
@@ -127,6 +126,18 @@ class MinitaurSim:
         self._mocap_orientation = self._sensor('mocap_orientation')
         self.motor_range = model.jnt_range[[model.joint(m).id for m in MOTORS]].copy()
         self._motor_low, self._motor_high = self.motor_range.T.copy()
+        # Plain-Python copies for the per-step fast paths (command, proprioception): on eight
+        # numbers Python floats beat numpy's per-call overhead several times over.
+        self._motor_bounds = list(zip(self._motor_low.tolist(), self._motor_high.tolist()))
+        self._take_motors = operator.itemgetter(*self._motor_qpos.tolist())
+        # Views of MjData's arrays (the memory never moves): a property access each is dearer.
+        self._qpos, self._sensordata, self._ctrl_array = (self.data.qpos, self.data.sensordata,
+                                                          self.data.ctrl)
+        self._lowest, self._highest = float(self._motor_low.max()), float(self._motor_high.min())
+        first = int(self._actuators[0])
+        self._ctrl = (slice(first, first + 8) if np.array_equal(self._actuators,
+                                                               np.arange(first, first + 8))
+                      else self._actuators)
         #: Nominal values the domain randomisation scales (see :meth:`randomize`).
         self.nominal = {
             'body_mass': model.body_mass.copy(), 'body_inertia': model.body_inertia.copy(),
@@ -141,7 +152,7 @@ class MinitaurSim:
 
     def _sensor(self, name: str) -> slice:
         sensor = self.model.sensor(name)
-        return slice(sensor.adr[0], sensor.adr[0] + sensor.dim[0])
+        return slice(int(sensor.adr[0]), int(sensor.adr[0] + sensor.dim[0]))
 
     @property
     def timestep(self) -> float:
@@ -182,9 +193,16 @@ class MinitaurSim:
 
         The servos see them ``latency`` seconds of simulated time from now.
         """
-        targets = np.minimum(np.maximum(motor_targets, self._motor_low), self._motor_high)
+        if isinstance(motor_targets, np.ndarray):
+            motor_targets = motor_targets.tolist()
+        if len(motor_targets) != 8:
+            raise ValueError(f'expected 8 motor targets, got {len(motor_targets)}')
+        targets = motor_targets
+        if min(targets) < self._lowest or max(targets) > self._highest:
+            targets = [min(high, max(low, t)) for t, (low, high) in zip(targets,
+                                                                          self._motor_bounds)]
         if self._latency_steps == 0:
-            self.data.ctrl[self._actuators] = targets
+            self._ctrl_array[self._ctrl] = targets
         else:
             self._pending.append((self.data.time + self.latency - 0.5 * self.timestep, targets))
 
@@ -195,7 +213,7 @@ class MinitaurSim:
             return
         for _ in range(substeps):
             while self._pending and self._pending[0][0] <= self.data.time:
-                self.data.ctrl[self._actuators] = self._pending.popleft()[1]
+                self.data.ctrl[self._ctrl] = self._pending.popleft()[1]
             mujoco.mj_step(self.model, self.data)
 
     # What the hardware measures -------------------------------------------------------------
@@ -225,6 +243,20 @@ class MinitaurSim:
     def base_roll_pitch(self) -> tuple:
         """Base roll and pitch (rad), as :meth:`base_rpy` without the yaw."""
         return roll_pitch(self.data.sensordata[self._orientation].tolist())
+
+    def readings(self) -> tuple:
+        """This step's measurements as floats, read at once (the task's per-step path).
+
+        ``(o, position)``: ``o`` is what the robot itself measures, 12 numbers: the eight motor
+        angles, base roll, pitch (rad), roll rate, pitch rate (rad/s), the same values as
+        :meth:`motor_angles`, :meth:`base_roll_pitch` and :meth:`base_angular_velocity`;
+        ``position`` is the motion-capture marker's (:meth:`base_position`, m).
+        """
+        sensors = self._sensordata.tolist()
+        rates = sensors[self._gyro]
+        return ([*self._take_motors(self._qpos.tolist()),
+                 *roll_pitch(sensors[self._orientation]), rates[0], rates[1]],
+                sensors[self._mocap_position])
 
     def base_angular_velocity(self) -> np.ndarray:
         """The IMU gyro's reading (rad/s, base frame): roll, pitch, yaw rates."""

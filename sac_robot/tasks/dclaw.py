@@ -43,6 +43,8 @@ from sac_robot.robots.dclaw import RESET_POSE, DClawSim
 #: Half-ranges of the action mapping, per finger joint: top, middle, bottom (ROBOTS.md).
 ACTION_RANGE = np.tile([0.48, np.pi / 3, np.pi / 2], 3)
 SUCCESS_THRESHOLD = 0.1
+#: Length of the state observation (the table above).
+STATE_SIZE = 21
 
 
 def state_observation(joint_positions, valve_angle: float, last_action,
@@ -74,7 +76,7 @@ class DClawTurnEnv(gymnasium.Env):
                 'joints': spaces.Box(-np.inf, np.inf, (9,), np.float32),
                 'velocities': spaces.Box(-np.inf, np.inf, (9,), np.float32)})
         else:
-            self.observation_space = spaces.Box(-np.inf, np.inf, (21,), np.float32)
+            self.observation_space = spaces.Box(-np.inf, np.inf, (STATE_SIZE,), np.float32)
         self.target_angle = self.fixed_target
         self.last_action = np.zeros(9)
 

@@ -31,7 +31,8 @@ index  value                                                  unit
 Yaw is left out: it drifts on the real IMU. Reward: the named terms of
 :func:`sac_robot.rewards.minitaur_walk_reward` (forward velocity from consecutive motion-capture
 positions, minus penalties for action acceleration, pitch and front legs under the body) in
-``info['reward_terms']``. Termination: |roll| or |pitch| over 0.4 rad or the base below 0.13 m.
+``info['reward_terms']``. Termination: |roll| or |pitch| over 0.4 rad or the base below 0.13 m
+(its centre, from the motion-capture marker's height, as the safety node measures it).
 
 Options: ``latency`` (s) of the commands, ``randomize`` (domain randomisation at every reset:
 ``True`` for ROBOTS.md's ranges or a dict of keyword arguments to
@@ -46,8 +47,8 @@ import numpy as np
 from gymnasium import spaces
 
 from sac_robot.rewards import minitaur_safety, minitaur_walk_reward
-from sac_robot.robots.minitaur import (STANDING_EXTENSION, STANDING_SWING, MinitaurSim,
-                                       front_feet_forward, leg_to_motors)
+from sac_robot.robots.minitaur import (MOCAP_HEIGHT, STANDING_EXTENSION, STANDING_SWING,
+                                       MinitaurSim, front_feet_forward, leg_to_motors)
 
 OBSERVATION_SIZE, ACTION_SIZE = 12, 8
 
@@ -71,35 +72,58 @@ def action_to_motors(action, swing_range: float = 0.5,
 
 
 class HistoryStack:
-    """The policy's input ``[o_t .. o_{t-h}, a_{t-1} .. a_{t-h}]``, shifted in place.
+    """The policy's input ``[o_t .. o_{t-h}, a_{t-1} .. a_{t-h}]``.
 
-    The environment and the policy node both build observations with this class, so the two
-    cannot disagree.
+    A ring buffer: :meth:`push` writes one observation and one action in place, and
+    :meth:`observation` gathers them in order with one precomputed index (``take``), cheaper
+    than shifting the whole vector at every step. The environment and the policy node both
+    build observations with this class, so the two cannot disagree.
     """
 
     def __init__(self, observation_size: int, action_size: int, history: int):
+        if history < 0:
+            raise ValueError(f'history must be >= 0, got {history}')
         self.observation_size, self.action_size, self.history = (
             observation_size, action_size, history)
-        self._split = (history + 1) * observation_size
-        self.vector = np.zeros(self._split + history * action_size)
+        o, a, slots = observation_size, action_size, history + 1
+        # Observation slots 0..history, then action slots 0..history-1, in the policy's float32
+        # (values are only moved, never computed on, so rounding on the way in is the same).
+        self._buffer = np.zeros(slots * o + history * a, np.float32)
+        self._action_base = slots * o
+        # The order of the slots depends only on the number of pushes modulo both ring
+        # lengths: precompute the gathering index for each phase.
+        period = math.lcm(slots, max(history, 1))
+        self._orders = []
+        for count in range(period):
+            newest_o, newest_a = count % slots, count % max(history, 1)
+            index = [((newest_o - k) % slots) * o + i for k in range(slots) for i in range(o)]
+            index += [self._action_base + ((newest_a - k) % history) * a + i
+                      for k in range(history) for i in range(a)]
+            self._orders.append(np.array(index, np.intp))
+        self._count = 0
 
     def reset(self, observation):
         """Start an episode: the past is ``observation`` repeated and zero actions."""
-        self.vector[:self._split] = np.tile(observation, self.history + 1)
-        self.vector[self._split:] = 0.0
+        slots = self.history + 1
+        self._buffer[:self._action_base] = np.tile(
+            np.asarray(observation, np.float32), slots)
+        self._buffer[self._action_base:] = 0.0
+        self._count = 0
 
     def push(self, observation, action):
         """Append ``observation`` ``o_t``, reached after ``action`` ``a_{t-1}``."""
-        v, o, h, a = self.vector, self.observation_size, self._split, self.action_size
-        v[o:h] = v[:h - o]
-        v[:o] = observation
+        count = self._count = (self._count + 1) % len(self._orders)
+        o = self.observation_size
+        start = (count % (self.history + 1)) * o
+        self._buffer[start:start + o] = observation
         if self.history:
-            v[h + a:] = v[h:-a]
-            v[h:h + a] = action
+            a = self.action_size
+            start = self._action_base + (count % self.history) * a
+            self._buffer[start:start + a] = action
 
     def observation(self) -> np.ndarray:
-        """A float32 copy of the stacked vector."""
-        return self.vector.astype(np.float32)
+        """The stacked vector (float32, a new array)."""
+        return self._buffer.take(self._orders[self._count])
 
 
 class MinitaurWalkEnv(gymnasium.Env):
@@ -127,20 +151,20 @@ class MinitaurWalkEnv(gymnasium.Env):
         size = (history + 1) * OBSERVATION_SIZE + history * ACTION_SIZE
         self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
         self._stack = HistoryStack(OBSERVATION_SIZE, ACTION_SIZE, history)
-        self._recent = np.zeros((3, ACTION_SIZE))
-        # action_to_motors is affine: motors = offset + map @ action (precomputed for step()).
-        self._motor_offset = self.action_to_motors(np.zeros(ACTION_SIZE))
-        self._motor_map = np.stack([self.action_to_motors(unit) - self._motor_offset
-                                    for unit in np.eye(ACTION_SIZE)], axis=1)
+        self._recent = ([0.0] * ACTION_SIZE,) * 3  # a_t, a_{t-1}, a_{t-2}
 
     def action_to_motors(self, action) -> np.ndarray:
         """Map an action in [-1, 1]^8 to the eight motor targets (rad)."""
         return action_to_motors(action, self.swing_range, self.extension_range)
 
-    def _measure(self) -> np.ndarray:
-        rates = self.robot.base_angular_velocity()
-        return measurement(self.robot.motor_angles(), *self.robot.base_roll_pitch(), rates[0],
-                           rates[1])
+    def _motor_targets(self, action: list) -> list:
+        """:meth:`action_to_motors` of a clipped action, on floats (the per-step path)."""
+        swing, extension = self.swing_range, self.extension_range
+        motors = []
+        for s, e in zip(action[:4], action[4:]):
+            s, e = STANDING_SWING + swing * s, STANDING_EXTENSION + extension * e
+            motors += (e - s, e + s)
+        return motors
 
     def reset(self, *, seed=None, options=None):
         """Stand at the origin (after drawing new physics when randomising)."""
@@ -152,38 +176,46 @@ class MinitaurWalkEnv(gymnasium.Env):
             self.robot.latency = (self.latency if latency is None
                                   else float(self.np_random.uniform(*latency)))
         self.robot.reset()
-        self._stack.reset(self._measure())
-        self._recent[:] = 0.0  # a_t, a_{t-1}, a_{t-2}, for the acceleration penalty
-        self._start, _ = self.robot.base_pose()
+        measured, self._start = self.robot.readings()
+        self._stack.reset(measured)
+        self._recent = ([0.0] * ACTION_SIZE,) * 3
         self._position = self._start
         return self._stack.observation(), self._info({}, False)
 
     def step(self, action):
-        """Send the motor targets, let the servos track them for one control period."""
-        action = np.minimum(np.maximum(np.asarray(action, np.float64), -1.0), 1.0)
-        self.robot.command(self._motor_offset + self._motor_map @ action)
+        """Send the motor targets, let the servos track them for one control period.
+
+        The work around the physics is done on Python floats: at 100 Hz a control step is only
+        five physics steps (about 0.2 ms), and numpy's per-call cost on arrays of eight would
+        otherwise add half as much again (``bench/sim_speed.py``).
+        """
+        values = action.tolist() if isinstance(action, np.ndarray) else list(action)
+        if len(values) != ACTION_SIZE:
+            raise ValueError(f'expected an action of {ACTION_SIZE} numbers, got {len(values)}')
+        action = [1.0 if x > 1.0 else (-1.0 if x < -1.0 else x) for x in values]
+        self.robot.command(self._motor_targets(action))
         self.robot.step(self.substeps)
         previous = self._position
-        self._position = self.robot.base_position()
-        measured = self._measure()
-        recent = self._recent  # [a_t, a_{t-1}, a_{t-2}] for the acceleration penalty
-        recent[2], recent[1], recent[0] = recent[1], recent[0], action
-        terms = minitaur_walk_reward(previous, self._position, self.control_dt, recent,
-                                     float(measured[9]), front_feet_forward(measured.tolist()),
-                                     self.reward_weights, self.pretraining)
+        measured, position = self.robot.readings()
+        self._position = position
+        recent = self._recent = (action, *self._recent[:2])  # for the acceleration penalty
+        roll, pitch = measured[8], measured[9]
+        terms = minitaur_walk_reward(previous, position, self.control_dt, recent, pitch,
+                                     front_feet_forward(measured), self.reward_weights,
+                                     self.pretraining)
         self._stack.push(measured, action)
-        (x, y), (x0, y0) = self._position[:2].tolist(), self._start[:2].tolist()
-        roll, pitch = measured[8:10].tolist()
-        safety = minitaur_safety(roll, pitch, self.robot.base_height(), math.hypot(x - x0, y - y0),
-                                 self.limits)
+        drift = math.hypot(position[0] - self._start[0], position[1] - self._start[1])
+        # Height from motion capture, as the safety node on the robot measures it.
+        safety = minitaur_safety(roll, pitch, position[2] - MOCAP_HEIGHT, drift, self.limits)
         terminated = bool(safety['tilted'] or safety['low'] or safety['drifted'])
-        info = self._info(terms, terminated, safety)
-        reward = float(sum(info['reward_terms'].values()))
+        info = {'reward_terms': terms, 'position': np.array(position), 'fell': terminated,
+                **safety}
+        reward = float(sum(terms.values()))
         return self._stack.observation(), reward, terminated, False, info
 
     def _info(self, terms: dict, terminated: bool, safety: dict | None = None) -> dict:
         info = {'reward_terms': terms,
-                'position': self._position.copy(), 'fell': terminated}
+                'position': np.array(self._position), 'fell': terminated}
         if safety is not None:
             info.update(safety)
         return info
