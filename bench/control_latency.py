@@ -10,7 +10,11 @@ previous observation. Reports median, p99 and maximum latency and the missed dea
 Goal: p99 <= 2 ms and no missed deadline at 100 Hz.
 
     .venv/bin/python bench/control_latency.py [--seconds 600]
-        [--variants "compose:=robot" "compose:=none"]
+        [--variants "compose:=robot" "compose:=none" "SAC_ROBOT_EXECUTOR=single" "pin"]
+
+A variant is a set of launch arguments (``name:=value``), environment variables of the
+launched processes (``NAME=value``, e.g. the executor choice of sac_robot/nodes/spin.py) and
+``pin`` (the trainer on CPU 1, the other nodes on CPU 0).
 
 The last line is ``p99_latency_ms: X``.
 """
@@ -34,6 +38,30 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 
 
+def pin(launcher: int):
+    """Pin the trainer's process to CPU 1 and every other node process to CPU 0.
+
+    Every thread, each time it is called (threads come and go). Variant token ``pin``: what
+    ../shared/ROS2_FROM_PYPI.md advises for stable latency on two cores, tried here before it
+    becomes a launch option.
+    """
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as stream:
+                ppid = int(stream.read().rsplit(')', 1)[1].split()[1])
+            if ppid != launcher:
+                continue
+            with open(f'/proc/{entry}/cmdline', 'rb') as stream:
+                argv = stream.read().split(b'\0')
+            cpus = {1} if any(os.path.basename(a) == b'trainer' for a in argv) else {0}
+            for task in os.listdir(f'/proc/{entry}/task'):
+                os.sched_setaffinity(int(task), cpus)
+        except (OSError, IndexError, ValueError):
+            continue  # the process or thread has gone
+
+
 def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
     """Run the real-time graph for ``seconds``; return its latencies (ms) and missed deadlines."""
     with tempfile.TemporaryDirectory(prefix='control_latency_') as out:
@@ -43,13 +71,21 @@ def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
             stream.write(f'/**/sim_driver:\n  ros__parameters:\n    latency_log: {log}\n'
                          '/**/trainer:\n  ros__parameters:\n    checkpoint_period: 0.0\n'
                          f'    agent:\n      learning_starts: {learning_starts}\n')
+        # NAME=value (no ':='): an environment variable of the launched processes.
+        environment = dict(os.environ)
+        environment.update(a.split('=', 1) for a in launch_args
+                           if '=' in a and ':=' not in a)
         process = subprocess.Popen(
             [SAC_ROBOT, 'launch', 'minitaur_train.launch.py', 'clock:=realtime',
-             f'run_dir:={out}', f'config:={config}', 'status:=false', *launch_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             f'run_dir:={out}', f'config:={config}', 'status:=false',
+             *(a for a in launch_args if ':=' in a)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env=environment)
         start = time.monotonic()
         while time.monotonic() - start < seconds and process.poll() is None:
             time.sleep(1.0)
+            if 'pin' in launch_args:
+                pin(process.pid)
             elapsed = time.monotonic() - start
             if int(elapsed) % 30 == 0:
                 print(f'{elapsed:5.0f} s of {seconds:.0f}', flush=True)

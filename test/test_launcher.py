@@ -105,6 +105,19 @@ def test_composed_and_niced_command_lines(tmp_path):
     assert set(commands) == {'robot', 'trainer', 'status_monitor'}
 
 
+def test_ros2_launch_parameter_files_of_container_nodes(tmp_path):
+    """Under ros2 launch a container node's own values go in a file that names the node."""
+    import yaml
+
+    from sac_robot.bringup.graph import NodeParameters
+    from sac_robot.bringup.ros_launch import _parameters
+    assert _parameters({'seed': 3}, str(tmp_path)) == {'seed': 3}  # a whole-process dict
+    path = _parameters(NodeParameters('policy', {'seed': 3}), str(tmp_path))
+    assert os.path.dirname(path) == str(tmp_path)
+    with open(path) as stream:
+        assert yaml.safe_load(stream) == {'/**/policy': {'ros__parameters': {'seed': 3}}}
+
+
 def test_required_node_ends_the_graph_cleanly(demo_prefix, capfd):
     launcher = Launcher(load_graph(DEMO_LAUNCH), {'scenario': 'chat', 'count': '5'})
     assert launcher.run() == 0

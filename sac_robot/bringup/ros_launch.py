@@ -24,20 +24,21 @@ def launch_description(graph: Graph):
     return LaunchDescription(declared + [OpaqueFunction(function=_nodes, args=[graph])])
 
 
-def _parameters(parameters):
+def _parameters(parameters, directory: str):
     """A parameter entry as launch_ros takes it (a file or a dict for every node).
 
-    Values for one node of a container go in a parameter file that names it.
+    Values for one node of a container go in a parameter file that names it, in
+    ``directory``.
     """
     if not isinstance(parameters, NodeParameters):
         return parameters
-    import tempfile
+    import os
 
     import yaml
-    with tempfile.NamedTemporaryFile('w', prefix=f'{parameters.node}_', suffix='.yaml',
-                                     delete=False) as stream:
+    path = os.path.join(directory, f'{parameters.node}.yaml')
+    with open(path, 'w') as stream:
         yaml.safe_dump(parameters.as_yaml_dict(), stream)
-    return stream.name
+    return path
 
 
 def _nodes(context, graph: Graph):
@@ -46,8 +47,16 @@ def _nodes(context, graph: Graph):
     from launch.actions import SetEnvironmentVariable, Shutdown
     from launch_ros.actions import Node
 
+    import atexit
+    import shutil
+    import tempfile
+
     values = {argument.name: context.launch_configurations[argument.name]
               for argument in graph.arguments}
+    # The containers' per-node parameter files; the nodes read them as they start, and they
+    # go when ros2 launch exits.
+    directory = tempfile.mkdtemp(prefix='sac_robot_launch_')
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     actions = [SetEnvironmentVariable(name, value)
                for name, value in graph.env(values, os.environ).items()]
     for spec in graph.nodes(values):
@@ -56,7 +65,7 @@ def _nodes(context, graph: Graph):
             # A container's nodes keep their own names (a name would rename them all).
             name=None if spec.members else spec.name,
             namespace=spec.namespace or None,
-            parameters=[_parameters(p) for p in spec.parameters],
+            parameters=[_parameters(p, directory) for p in spec.parameters],
             remappings=list(spec.remappings), arguments=list(spec.arguments),
             additional_env=dict(spec.env) or None, output='screen', emulate_tty=True,
             prefix=f'nice -n {spec.nice}' if spec.nice else None,

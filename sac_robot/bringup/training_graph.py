@@ -14,7 +14,7 @@ import time
 from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArgumentError,
                                      NodeSpec, compose, config_file)
 
-ROBOT_SIDE = ('sim_driver', 'safety', 'reward_estimator', 'policy', 'collector', 'container')
+ROBOT_SIDE = ('sim_driver', 'safety', 'reward_estimator', 'policy', 'collector')
 
 
 def _flag(value: str) -> bool:
@@ -146,20 +146,21 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             bag = values['bag'] or os.path.join(run_dir, time.strftime('bag_%Y%m%d_%H%M%S'))
             nodes.append(NodeSpec('recorder', 'recorder', namespace=namespace,
                                   parameters=({'bag': bag},)))
-        mode = values['compose']
-        if mode != 'none':
-            # The policy first: after each measurement the executor serves its callbacks
-            # before the others' (the command goes out sooner).
-            members = ('policy', 'sim_driver') if mode == 'control' else (
-                'policy', 'sim_driver', 'safety', 'reward_estimator', 'collector')
-            by_executable = {n.executable: n for n in nodes}
-            chosen = [by_executable[name] for name in members if name in by_executable]
-            first = min(nodes.index(n) for n in chosen)
-            rest = [n for n in nodes if n not in chosen]
-            nodes = rest[:first] + [compose(mode, chosen)] + rest[first:]
+        # One side only (two machines): chosen node by node, before any are composed.
         part = values['part']
         if part != 'all':
             nodes = [n for n in nodes if (n.executable in ROBOT_SIDE) == (part == 'robot')]
+        mode = values['compose']
+        # The policy first: after each measurement the executor serves its callbacks before
+        # the others' (the command goes out sooner).
+        members = {'none': (), 'control': ('policy', 'sim_driver')}.get(
+            mode, ('policy', 'sim_driver', 'safety', 'reward_estimator', 'collector'))
+        by_executable = {n.executable: n for n in nodes}
+        chosen = [by_executable[name] for name in members if name in by_executable]
+        if chosen:
+            first = min(nodes.index(n) for n in chosen)
+            rest = [n for n in nodes if n not in chosen]
+            nodes = rest[:first] + [compose(mode, chosen)] + rest[first:]
         return nodes
 
     what = 'train' if train else 'evaluate a trained policy on'
