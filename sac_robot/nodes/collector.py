@@ -85,25 +85,29 @@ class DataCollector(Node):
         """Keep a policy step."""
         if msg.robot_id != self.robot_id:
             return
-        where = f'policy/steps: step {msg.step} of episode {msg.episode_id}'
         if (len(msg.observation) != self.observation_size
                 or len(msg.action) != self.profile.action_size):
             self.get_logger().error(
-                f'{where} has {len(msg.observation)} observations and {len(msg.action)} '
-                f'actions, expected {self.observation_size} and {self.profile.action_size}')
+                f'{self._where(msg)} has {len(msg.observation)} observations and '
+                f'{len(msg.action)} actions, expected {self.observation_size} and '
+                f'{self.profile.action_size}')
             return
         image = None
         if self.image_shape is not None:
             try:
-                image = convert.read_image(msg.image, self.image_shape, f'{where}: image')
+                image = convert.read_image(msg.image, self.image_shape, 'camera')
             except convert.MessageError as error:
-                self.get_logger().error(str(error))
+                self.get_logger().error(f'{self._where(msg)}: {error}')
                 return
         episode = self._episode(msg.episode_id)
         if episode is not None:
             episode.steps[msg.step] = msg
             if image is not None:
                 episode.images[msg.step] = image
+
+    @staticmethod
+    def _where(msg: PolicyStep) -> str:
+        return f'policy/steps: step {msg.step} of episode {msg.episode_id}'
 
     def on_reward(self, msg: RewardTerms):
         """Keep a step's reward."""

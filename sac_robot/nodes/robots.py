@@ -11,7 +11,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image, Imu, JointState
 
-from sac_robot.algorithms.observations import normalize_spec
+from sac_robot.algorithms.observations import spec_from_space
 from sac_robot.nodes.convert import (MessageError, read_image, read_imu, read_joint_state,
                                      read_pose)
 from sac_robot.rewards import (dclaw_safety, dclaw_turn_reward, minitaur_safety,
@@ -152,9 +152,8 @@ class DClawProfile:
         self.pixels = bool(pixels)
         size = self.image_size
         #: The policy's observation: a flat vector, or with pixels the environment's dict.
-        self.observation_spec = (
-            normalize_spec({'pixels': (size, size, 3), 'joints': (9,), 'velocities': (9,)})
-            if self.pixels else dclaw_task.STATE_SIZE)
+        self.observation_spec = (spec_from_space(dclaw_task.pixel_observation_space(size))
+                                 if self.pixels else dclaw_task.STATE_SIZE)
         self.policy_sensors = ('joints', 'camera') if self.pixels else ('joints', 'valve')
 
     def measure(self, msgs: dict) -> dict:
@@ -214,16 +213,13 @@ class _DClawPixelObserver:
     """The pixel task's dict observation (as DClawTurnEnv's with pixels)."""
 
     @staticmethod
-    def _observation(m: dict) -> dict:
-        return {'pixels': m['image'], 'joints': np.asarray(m['joints'], np.float32),
-                'velocities': np.asarray(m['velocities'], np.float32)}
-
-    def reset(self, measurement: dict) -> dict:
-        return self._observation(measurement)
+    def reset(measurement: dict) -> dict:
+        return dclaw_task.pixel_observation(measurement['image'], measurement['joints'],
+                                            measurement['velocities'])
 
     def push(self, measurement: dict, action) -> dict:
         del action
-        return self._observation(measurement)
+        return self.reset(measurement)
 
 
 PROFILES = {'minitaur': MinitaurProfile, 'dclaw': DClawProfile}

@@ -213,7 +213,7 @@ class MinitaurSim:
             return
         for _ in range(substeps):
             while self._pending and self._pending[0][0] <= self.data.time:
-                self.data.ctrl[self._ctrl] = self._pending.popleft()[1]
+                self._ctrl_array[self._ctrl] = self._pending.popleft()[1]
             mujoco.mj_step(self.model, self.data)
 
     # What the hardware measures -------------------------------------------------------------

@@ -55,6 +55,20 @@ def state_observation(joint_positions, valve_angle: float, last_action,
                            last_action, [error]]).astype(np.float32)
 
 
+def pixel_observation_space(image_size: int = 32) -> spaces.Dict:
+    """The pixel task's observation: the camera image, joint positions and velocities."""
+    return spaces.Dict({
+        'pixels': spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+        'joints': spaces.Box(-np.inf, np.inf, (9,), np.float32),
+        'velocities': spaces.Box(-np.inf, np.inf, (9,), np.float32)})
+
+
+def pixel_observation(image, joint_positions, joint_velocities) -> dict:
+    """The pixel task's observation from what the hand and its camera measure."""
+    return {'pixels': image, 'joints': np.asarray(joint_positions, np.float32),
+            'velocities': np.asarray(joint_velocities, np.float32)}
+
+
 class DClawTurnEnv(gymnasium.Env):
     """Turn the valve so that its red spoke points at the target angle."""
 
@@ -71,10 +85,7 @@ class DClawTurnEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.action_space = spaces.Box(-1.0, 1.0, (9,), np.float32)
         if pixels:
-            self.observation_space = spaces.Dict({
-                'pixels': spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
-                'joints': spaces.Box(-np.inf, np.inf, (9,), np.float32),
-                'velocities': spaces.Box(-np.inf, np.inf, (9,), np.float32)})
+            self.observation_space = pixel_observation_space(image_size)
         else:
             self.observation_space = spaces.Box(-np.inf, np.inf, (STATE_SIZE,), np.float32)
         self.target_angle = self.fixed_target
@@ -88,9 +99,8 @@ class DClawTurnEnv(gymnasium.Env):
     def _observation(self):
         q = self.robot.joint_positions()
         if self.pixels:
-            return {'pixels': self.robot.render(self.image_size, self.image_size),
-                    'joints': q.astype(np.float32),
-                    'velocities': self.robot.joint_velocities().astype(np.float32)}
+            return pixel_observation(self.robot.render(self.image_size, self.image_size), q,
+                                     self.robot.joint_velocities())
         return state_observation(q, self.robot.valve_angle(), self.last_action,
                                  self.target_angle)
 

@@ -208,17 +208,13 @@ class MinitaurWalkEnv(gymnasium.Env):
         # Height from motion capture, as the safety node on the robot measures it.
         safety = minitaur_safety(roll, pitch, position[2] - MOCAP_HEIGHT, drift, self.limits)
         terminated = bool(safety['tilted'] or safety['low'] or safety['drifted'])
-        info = {'reward_terms': terms, 'position': np.array(position), 'fell': terminated,
-                **safety}
+        info = self._info(terms, terminated, safety)
         reward = float(sum(terms.values()))
         return self._stack.observation(), reward, terminated, False, info
 
     def _info(self, terms: dict, terminated: bool, safety: dict | None = None) -> dict:
-        info = {'reward_terms': terms,
-                'position': np.array(self._position), 'fell': terminated}
-        if safety is not None:
-            info.update(safety)
-        return info
+        return {'reward_terms': terms, 'position': np.array(self._position), 'fell': terminated,
+                **(safety or {})}
 
     def render(self):
         """Return a 480 x 640 view from the camera that follows the robot."""
