@@ -10,7 +10,11 @@ deterministically for 5 episodes (forward speed, falls). It is the same algorith
 curves should lie on top of each other within seed noise. Writes ``learn_graph.png`` into
 ``--out``.
 
-    .venv/bin/python bench/learn_graph.py [--steps 40000] [--seeds 0 1 2]
+    .venv/bin/python bench/learn_graph.py [--steps 40000] [--seeds 0 1 2] [--reuse-inprocess]
+
+In-process training is deterministic for a seed (same seed, same run, bit for bit), so
+``--reuse-inprocess`` takes an in-process run of the same seed and length already in ``--out``
+instead of repeating it (half the time when only the graph changed).
 
 The last line is ``graph_vs_inprocess_final_speed_ratio: X``.
 """
@@ -56,15 +60,34 @@ def window_means(curve, steps: int) -> list:
     return out
 
 
-def run_seed(seed: int, steps: int, out: str) -> dict:
+def finished_run(directory: str, steps: int) -> float | None:
+    """The wall-clock seconds of a finished in-process run of ``steps`` in ``directory``."""
+    from sac_robot.algorithms.checkpoint import CheckpointError, read_checkpoint_meta
+    try:
+        meta = read_checkpoint_meta(os.path.join(directory, 'checkpoint'))
+        with open(os.path.join(directory, 'progress.csv')) as stream:
+            rows = list(csv.DictReader(stream))
+    except (OSError, CheckpointError):
+        return None
+    if meta.get('extra', {}).get('env_steps') != steps or not rows:
+        return None
+    return float(rows[-1]['wall_time'])
+
+
+def run_seed(seed: int, steps: int, out: str, reuse: bool = False) -> dict:
     """Both variants with ``seed``; their curves, final policies and wall-clock times."""
     from sac_robot.bagtools import learning_data
     from sac_robot.training import RunConfig, train
     inprocess = os.path.join(out, f'inprocess_seed{seed}')
-    start = time.monotonic()
-    train(RunConfig(env='sac_robot/MinitaurWalk-v0', steps=steps, out=inprocess, seed=seed,
-                    eval_every=0, checkpoint_every=0, progress=True, threads=1), dict(SETTINGS))
-    seconds = {'in-process': time.monotonic() - start}
+    seconds = {'in-process': finished_run(inprocess, steps) if reuse else None}
+    if seconds['in-process'] is None:
+        start = time.monotonic()
+        train(RunConfig(env='sac_robot/MinitaurWalk-v0', steps=steps, out=inprocess,
+                        seed=seed, eval_every=0, checkpoint_every=0, progress=True, threads=1),
+              dict(SETTINGS))
+        seconds['in-process'] = time.monotonic() - start
+    else:
+        print(f'seed {seed} in-process: reusing the run in {inprocess}', flush=True)
     with open(os.path.join(inprocess, 'progress.csv')) as stream:
         rows = [r for r in csv.DictReader(stream) if r['episode_return']]
     curves = {'in-process': (np.array([int(r['env_steps']) for r in rows]),
@@ -107,9 +130,13 @@ def main():
                         help='one run of each variant per seed (the spread between seeds is '
                              'what a difference between the variants is measured against)')
     parser.add_argument('--out', default=os.path.join('bench', 'out', 'learn_graph'))
+    parser.add_argument('--reuse-inprocess', action='store_true',
+                        help='take a finished in-process run of the same seed and steps in '
+                             '--out instead of training it again (it would be identical)')
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    runs = {seed: run_seed(seed, args.steps, args.out) for seed in args.seeds}
+    runs = {seed: run_seed(seed, args.steps, args.out, args.reuse_inprocess)
+            for seed in args.seeds}
     names = ('in-process', 'graph')
 
     marks = list(range(10_000, args.steps + 1, 10_000))

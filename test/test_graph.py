@@ -320,6 +320,7 @@ def test_launch_files_describe_the_graphs(robot, tmp_path):
     policy = next(n for n in evaluate.nodes({'checkpoint': 'x/checkpoint', 'compose': 'none'})
                   if n.executable == 'policy')
     assert policy.parameters[-1]['checkpoint'] == 'x/checkpoint'
+    assert policy.parameters[-1]['min_utd'] == 0.0  # no trainer to wait for (config says 1)
     control = evaluate.nodes({'checkpoint': 'x/checkpoint'})[0]
     assert control.members == ('policy', 'sim_driver', 'safety', 'reward_estimator')
     assert control.required  # the safety node ends an evaluation

@@ -10,7 +10,8 @@ import pytest
 from conftest import spin_until
 from rclpy.parameter import Parameter
 
-from sac_robot.msg import EpisodeEvent, Experience, ExperienceAck, PolicyStep, PolicyWeights
+from sac_robot.msg import (EpisodeEvent, Experience, ExperienceAck, PolicyStep, PolicyWeights,
+                           TrainingProgress)
 from sac_robot.nodes import convert, qos
 
 
@@ -91,6 +92,7 @@ def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor
     executor.add_node(safety)
     seen = listen(probe, Float64MultiArray, 'position_controller/commands', qos.COMMAND)
     events = listen(probe, EpisodeEvent, 'episode_events', qos.EVENTS)
+    checks = listen(probe, EpisodeEvent, 'episode_checks', qos.EXPERIENCE)
     commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
                                       qos.COMMAND)
     assert spin_until(executor, lambda: safety.state == 'running')
@@ -107,6 +109,13 @@ def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor
     assert spin_until(executor, lambda: any(e.event == EpisodeEvent.END for e in events))
     end = next(e for e in events if e.event == EpisodeEvent.END)
     assert end.truncated and not end.terminated and end.reason == 'stale commands'
+    # Every 10 steps that passed, the safety node said so (the collector streams on these); a
+    # stale END comes without a new measurement, so it may name a confirmed step.
+    expected = list(range(10, end.steps + 1, 10))
+    mine = lambda: [c for c in checks if c.episode_id == end.episode_id]  # noqa: E731
+    assert spin_until(executor, lambda: len(mine()) >= len(expected))
+    assert [(c.event, c.episode_id, c.steps) for c in mine()] == [
+        (EpisodeEvent.CHECKED, end.episode_id, n) for n in expected]
     commands.publish(convert.command(np.full(8, 1.5)))
     assert spin_until(executor, lambda: not safety.holding)
     safety.destroy_node()
@@ -236,7 +245,8 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     acks = listen(probe, ExperienceAck, 'experience/ack', qos.LATCHED)
     experience = probe.create_publisher(Experience, 'experience', qos.CHUNKS)
     assert spin_until(executor, lambda: experience.get_subscription_count() >= 1)
-    experience.publish(_experience(1, 5, value=100))  # before 0: waits for the gap
+    progress = listen(probe, TrainingProgress, 'training/progress', qos.LATCHED)
+    experience.publish(_experience(1, 5, value=100, first=3))  # before 0: waits for the gap
     spin_until(executor, lambda: False, timeout=0.3)
     assert len(trainer.buffer) == 0
     experience.publish(_experience(0, 3))
@@ -251,6 +261,11 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     assert acks[-1].next_sequence == 2
     obs = trainer.buffer.storage['obs'][:8, 0]
     assert list(obs) == [0, 1, 2, 100, 101, 102, 103, 104]  # in sequence order
+    # The policy's min_utd gate learns what it has of the running episode, and that it cannot
+    # update before learning_starts (so holding the policy would not help).
+    assert spin_until(executor, lambda: progress and progress[-1].env_steps == 8)
+    assert (progress[-1].episode_id, progress[-1].episode_steps) == (1, 8)
+    assert progress[-1].waiting_for_experience and progress[-1].gradient_steps == 0
     trainer.checkpoint()
     assert spin_until(executor, lambda: acks[-1].checkpointed_sequence == 2)
     trainer.close()
@@ -297,6 +312,92 @@ def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
     count = len(delivered)
     spin_until(executor, lambda: False, timeout=1.0)
     assert len(delivered) == count and not collector.unacked  # acknowledged: quiet, forgotten
+    collector.destroy_node()
+
+
+def test_collector_streams_confirmed_steps_and_flags_the_end(ros_context, executor, probe):
+    """Transitions go out while the episode runs, as the safety node confirms its steps.
+
+    Transition k is sent once step k + 2 is confirmed; the rest at the END, with its flags
+    (also an END that comes without a new measurement: stale commands); a gap stops the
+    stream, and what lies after it is reported dropped.
+    """
+    from sac_robot.msg import RewardTerms
+    from sac_robot.nodes.collector import DataCollector
+    collector = DataCollector(context=ros_context, namespace='/minitaur',
+                              parameter_overrides=params(complete_wait=0.3, resend_period=60.0))
+    executor.add_node(collector)
+    delivered = listen(probe, Experience, 'experience', qos.CHUNKS)
+    steps = probe.create_publisher(PolicyStep, 'policy/steps', qos.EXPERIENCE)
+    rewards = probe.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE)
+    events = probe.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS)
+    checks = probe.create_publisher(EpisodeEvent, 'episode_checks', qos.EXPERIENCE)
+    acks = probe.create_publisher(ExperienceAck, 'experience/ack', qos.LATCHED)
+    assert spin_until(executor, lambda: checks.get_subscription_count() >= 1
+                      and steps.get_subscription_count() >= 1)
+    acks.publish(ExperienceAck(robot_id='minitaur', next_sequence=0))
+    assert spin_until(executor, lambda: collector.next_sequence == 0)
+
+    def take(episode, first, last, skip=()):
+        for k in range(first, last):
+            if k in skip:
+                continue
+            step = PolicyStep(robot_id='minitaur', episode_id=episode, step=k)
+            step.observation = np.full(112, 100 * episode + k, np.float32)
+            step.action = np.zeros(8, np.float32)
+            steps.publish(step)
+            rewards.publish(RewardTerms(robot_id='minitaur', episode_id=episode, step=k,
+                                        reward=float(k)))
+
+    def event(kind, episode, n, **flags):
+        (checks if kind == EpisodeEvent.CHECKED else events).publish(EpisodeEvent(
+            robot_id='minitaur', episode_id=episode, event=kind, steps=n, **flags))
+
+    def streamed(episode, n):  # (before the END, which could overtake on its topic)
+        assert spin_until(executor, lambda: episode in collector.episodes
+                          and collector.episodes[episode].sent == n)
+
+    def rows(chunks):
+        out = [convert.read_experience(c, 112, 8, 'experience') for c in chunks]
+        return {key: np.concatenate([r[key] for r in out]) for key in out[0]}
+
+    take(1, 0, 15)
+    event(EpisodeEvent.CHECKED, 1, 10)
+    assert spin_until(executor, lambda: delivered)
+    assert [(c.first_step, c.num_transitions) for c in delivered] == [(0, 9)]
+    take(1, 15, 24)  # the policy also acts past the end, which will come at step 20
+    event(EpisodeEvent.CHECKED, 1, 20)
+    assert spin_until(executor, lambda: len(delivered) == 2)
+    streamed(1, 19)
+    event(EpisodeEvent.END, 1, 20, truncated=True)  # stale commands: no new measurement
+    assert spin_until(executor, lambda: len(delivered) == 3)
+    assert [(c.first_step, c.num_transitions) for c in delivered] == [(0, 9), (9, 10), (19, 1)]
+    got = rows(delivered)
+    assert list(got['observations'][:, 0]) == list(range(100, 120))
+    assert list(got['next_observations'][:, 0]) == list(range(101, 121))
+    assert list(got['rewards']) == list(range(20))
+    assert not got['terminated'].any() and list(np.flatnonzero(got['truncated'])) == [19]
+
+    take(2, 0, 14)  # a fall: the last transition is terminal
+    event(EpisodeEvent.CHECKED, 2, 10)
+    streamed(2, 9)
+    event(EpisodeEvent.END, 2, 13, terminated=True)
+    assert spin_until(executor, lambda: sum(c.episode_id == 2 for c in delivered) == 2)
+    got = rows([c for c in delivered if c.episode_id == 2])
+    assert list(got['observations'][:, 0]) == list(range(200, 213))
+    assert list(np.flatnonzero(got['terminated'])) == [12] and not got['truncated'].any()
+
+    take(3, 0, 14, skip=(5,))  # step 5 lost: streaming stops before it, the rest is dropped
+    event(EpisodeEvent.CHECKED, 3, 10)
+    streamed(3, 4)
+    event(EpisodeEvent.END, 3, 13, truncated=True)
+    assert spin_until(executor, lambda: sum(c.episode_id == 3 for c in delivered) == 2)
+    third = [c for c in delivered if c.episode_id == 3]
+    assert [(c.first_step, c.num_transitions, c.dropped) for c in third] == [(0, 4, 0),
+                                                                           (4, 0, 9)]
+    assert collector.transitions == 20 + 13 + 4 and collector.dropped == 9
+    assert [c.sequence for c in delivered] == list(range(len(delivered)))
+    assert not collector.episodes  # everything finished and forgotten
     collector.destroy_node()
 
 
@@ -352,31 +453,41 @@ def test_trainer_starts_from_a_replay_file(ros_context, tmp_path):
 
 
 def test_policy_min_utd_gate_never_holds_the_data_the_trainer_waits_for(ros_context):
-    from sac_robot.msg import TrainingProgress
+
     from sac_robot.nodes.policy import PolicyNode
-    policy = PolicyNode(context=ros_context, parameter_overrides=params(min_utd=1.0))
-    assert policy.utd_slack == 500  # one Minitaur episode
-    policy.commands, policy.step, policy.episode_id = 499, 499, 1
-    assert not policy._behind_trainer(0)  # no trainer yet: one episode's worth is free
-    policy.commands = 500
+    policy = PolicyNode(context=ros_context, parameter_overrides=params(min_utd=1.0,
+                                                                       utd_slack=20))
+    policy.commands, policy.step, policy.episode_id = 19, 19, 1
+    assert not policy._behind_trainer(0)  # no trainer yet: utd_slack steps are free
+    policy.commands = 20
     assert policy._behind_trainer(0)
-    # learning_starts 5000, 4500 delivered, the 10th episode running: the trainer cannot update
-    # until it ends, so the policy must not hold it, however many steps it took past earlier
-    # episodes' ends (those never become data).
-    policy.progress = TrainingProgress(gradient_steps=0, env_steps=4500, learning_starts=5000)
+
+    def progress(updates, steps, episode=0, episode_steps=0, waiting=False):
+        policy.progress = TrainingProgress(
+            gradient_steps=updates, env_steps=steps, learning_starts=5000, episode_id=episode,
+            episode_steps=episode_steps, waiting_for_experience=waiting)
+
+    # A trainer waiting for experience (before learning_starts, or at its max_utd) is never
+    # held, however far ahead the steps are: only more steps can move it on.
+    progress(0, 4500, waiting=True)
     policy.commands, policy.episode_id = 5501, 10
     for step in range(0, 501):
         policy.step = step
         assert not policy._behind_trainer(0), step
-    # Learning: at most one episode (the slack) ahead of one update per transition.
-    policy.progress = TrainingProgress(gradient_steps=1000, env_steps=7000, learning_starts=5000)
+    # Learning: steps (received + this episode's not yet received) at most utd_slack ahead of
+    # one update per transition beyond learning_starts.
     policy.step = 100
-    assert policy._behind_trainer(0)  # 7000 + 100 - 5000 - 500 = 1600 > 1000 updates
-    policy.progress = TrainingProgress(gradient_steps=1600, env_steps=7000, learning_starts=5000)
+    progress(1000, 7000, episode=9, episode_steps=500)  # nothing of episode 10 received yet
+    assert policy._behind_trainer(0)  # 7000 + 100 - 5000 - 20 = 2080 > 1000 updates
+    progress(2080, 7000, episode=9, episode_steps=500)
     assert not policy._behind_trainer(0)
+    progress(2080, 7090, episode=10, episode_steps=90)  # streamed: counted once
+    assert not policy._behind_trainer(0)
+    progress(2079, 7090, episode=10, episode_steps=90)
+    assert policy._behind_trainer(0)
     policy.starts[5] = 11  # a measurement that begins an episode is its step 0
-    policy.progress = TrainingProgress(gradient_steps=1550, env_steps=7000, learning_starts=5000)
-    assert policy._behind_trainer(0) and not policy._behind_trainer(5)  # 1600 vs 1500
+    progress(2075, 7090, episode=10, episode_steps=90)
+    assert policy._behind_trainer(0) and not policy._behind_trainer(5)  # 2080, 2070 vs 2075
     policy.destroy_node()
 
 
@@ -386,10 +497,10 @@ def test_policy_acts_once_on_a_held_measurement_that_begins_an_episode(ros_conte
     Held for the trainer before its START came, it is acted on exactly once, when the trainer
     catches up: not at the START (which must not bypass the hold), and not again after.
     """
-    from sac_robot.msg import TrainingProgress
     from sac_robot.nodes.policy import PolicyNode
     from sac_robot.robots.minitaur import STANDING_EXTENSION
-    policy = PolicyNode(context=ros_context, parameter_overrides=params(min_utd=1.0))
+    policy = PolicyNode(context=ros_context, parameter_overrides=params(min_utd=1.0,
+                                                                       utd_slack=500))
     names = policy.profile.joint_names
 
     def measurement(stamp):

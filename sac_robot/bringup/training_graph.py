@@ -138,7 +138,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         else:
             nodes.append(NodeSpec('policy', 'policy', namespace=namespace, parameters=(
                 *files, {**common, **seeing, 'seed': seed, 'checkpoint': values['checkpoint'],
-                         'deterministic': _flag(values['deterministic'])})))
+                         'deterministic': _flag(values['deterministic']),
+                         'min_utd': 0.0})))  # no trainer to wait for
         if _flag(values['status']):
             nodes.append(NodeSpec('status_monitor', 'status_monitor', namespace=namespace,
                                   parameters=files))

@@ -1,12 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """collector: policy steps + rewards + episode ends -> transitions, delivered exactly once.
 
-Joins ``policy/steps`` (observation, action, version), ``reward`` and ``episode_events`` into
-transitions ``(o_k, a_k, r_k, o_{k+1}, terminated, truncated)``. An episode's transitions are
-final once its ``END`` has come (only then is it known which step was the last, and steps the
-policy took past the end are dropped); they go out as ``experience`` chunks
-(sac_robot/Experience) of at most ``chunk_size`` transitions. With ``pixels`` each step's
-camera image (in the policy step) goes with it, as the chunk's ``images``.
+Joins ``policy/steps`` (observation, action, version), ``reward``, ``episode_events`` and
+``episode_checks`` into transitions ``(o_k, a_k, r_k, o_{k+1}, terminated, truncated)``.
+Transitions stream to the trainer while the episode runs: the safety node confirms every few
+steps that a measurement passed its checks (``CHECKED`` on ``episode_checks``), and a
+transition is final once the step after its successor is confirmed (so the one before an
+``END`` still gets its truncated flag, even when the end comes without a new measurement, as
+stale commands do). The rest of an episode is final once its ``END`` has come (only then is it
+known which step was the last; steps the policy took past the end are dropped). Without
+confirmations (the safety node's ``confirm_every`` 0) whole episodes go out after their end.
+Transitions go out as ``experience`` chunks (sac_robot/Experience) of at most ``chunk_size``
+transitions, checked every ``period`` seconds. With ``pixels`` each step's camera image (in the
+policy step) goes with it, as the chunk's ``images``.
 
 Delivery: every chunk gets the next sequence number of this robot's stream. The trainer
 acknowledges on ``experience/ack`` (latched) the next sequence it expects and the newest one
@@ -38,6 +44,8 @@ class _Episode:
         self.rewards = {}  # step -> reward
         self.end = None  # EpisodeEvent END
         self.ended_at = None  # monotonic time END arrived
+        self.confirmed = 0  # the newest step the safety node let the episode go on past
+        self.sent = 0  # transitions already made into chunks (0 .. sent - 1)
 
 
 class DataCollector(Node):
@@ -64,7 +72,10 @@ class DataCollector(Node):
         self.create_subscription(RewardTerms, 'reward', self.on_reward, qos.EXPERIENCE)
         self.create_subscription(EpisodeEvent, 'episode_events', self.on_event, qos.EVENTS)
         self.create_subscription(ExperienceAck, 'experience/ack', self.on_ack, qos.LATCHED)
-        self.create_timer(0.1, self.on_timer)
+        self.create_subscription(EpisodeEvent, 'episode_checks', self.on_check, qos.EXPERIENCE)
+        self.create_timer(declare('period', 0.05, describe(
+            'Seconds between looks for finished transitions and chunks to (re)send.')).value,
+            self.on_timer)
 
         self.episodes = collections.OrderedDict()  # episode id -> _Episode
         self.finished = set()  # episode ids already turned into transitions
@@ -100,7 +111,7 @@ class DataCollector(Node):
                 self.get_logger().error(f'{self._where(msg)}: {error}')
                 return
         episode = self._episode(msg.episode_id)
-        if episode is not None:
+        if episode is not None and msg.step >= episode.sent:
             episode.steps[msg.step] = msg
             if image is not None:
                 episode.images[msg.step] = image
@@ -114,7 +125,7 @@ class DataCollector(Node):
         if msg.robot_id != self.robot_id:
             return
         episode = self._episode(msg.episode_id)
-        if episode is not None:
+        if episode is not None and msg.step >= episode.sent:
             episode.rewards[msg.step] = msg.reward
 
     def on_event(self, msg: EpisodeEvent):
@@ -124,6 +135,14 @@ class DataCollector(Node):
         episode = self._episode(msg.episode_id)
         if episode is not None:
             episode.end, episode.ended_at = msg, time.monotonic()
+
+    def on_check(self, msg: EpisodeEvent):
+        """The safety node let an episode go on past a step."""
+        if msg.robot_id != self.robot_id or msg.event != EpisodeEvent.CHECKED:
+            return
+        episode = self._episode(msg.episode_id)
+        if episode is not None:
+            episode.confirmed = max(episode.confirmed, msg.steps)
 
     def on_ack(self, msg: ExperienceAck):
         """Forget checkpointed chunks; (re)start numbering where the trainer stands."""
@@ -157,6 +176,10 @@ class DataCollector(Node):
             if episode.end is not None and (self._complete(episode)
                                             or now - episode.ended_at > self.complete_wait):
                 self._finish(episode_id, episode)
+            elif episode.end is None and episode.confirmed >= episode.sent + 2:
+                # Transition k is final once step k + 2 is confirmed: step k + 1 was not the
+                # last, and an END without a new measurement (stale commands) cannot make it so.
+                self._emit(episode_id, episode, self._usable(episode, episode.confirmed - 1))
         while self.next_sequence is not None and self.unnumbered:
             first_step, episode_id, rows, dropped = self.unnumbered.popleft()
             msg = convert.experience(self.robot_id, self.next_sequence, episode_id, first_step,
@@ -172,8 +195,17 @@ class DataCollector(Node):
     @staticmethod
     def _complete(episode: _Episode) -> bool:
         n = episode.end.steps
-        return all(k in episode.steps for k in range(n + 1)) and all(
-            k in episode.rewards for k in range(n))
+        return all(k in episode.steps for k in range(episode.sent, n + 1)) and all(
+            k in episode.rewards for k in range(episode.sent, n))
+
+    @staticmethod
+    def _usable(episode: _Episode, n: int) -> int:
+        """How many of transitions 0 .. n - 1 are complete, without a gap."""
+        usable = episode.sent
+        while usable < n and usable in episode.rewards and usable + 1 in episode.steps \
+                and usable in episode.steps:
+            usable += 1
+        return usable
 
     def _finish(self, episode_id: int, episode: _Episode):
         del self.episodes[episode_id]
@@ -181,40 +213,54 @@ class DataCollector(Node):
         for old in [e for e in self.finished if e < episode_id - 1000]:
             self.finished.discard(old)
         n = episode.end.steps
-        usable = 0
-        while usable < n and usable in episode.rewards and usable + 1 in episode.steps \
-                and usable in episode.steps:
-            usable += 1
+        usable = self._usable(episode, n)
         if usable < n:
             self.dropped += n - usable
             self.get_logger().warning(f'episode {episode_id}: step {usable} of {n} incomplete; '
                                       f'{n - usable} transition(s) dropped')
-        if usable == 0:
-            self.unnumbered.append((0, episode_id, None, n))  # tell the trainer what was lost
+        if usable == episode.sent:  # nothing (more) to send: tell the trainer what was lost
+            if n > usable:
+                self.unnumbered.append((usable, episode_id, None, n - usable))
             return
-        steps = episode.steps
-        rows = {
-            'observations': np.stack([steps[k].observation for k in range(usable)]),
-            'actions': np.stack([steps[k].action for k in range(usable)]),
-            'rewards': np.array([episode.rewards[k] for k in range(usable)], np.float32),
-            'next_observations': np.stack([steps[k + 1].observation for k in range(usable)]),
-            'terminated': np.zeros(usable, bool), 'truncated': np.zeros(usable, bool),
-            'policy_versions': np.array([steps[k].policy_version for k in range(usable)],
-                                        np.uint64)}
-        if self.image_shape is not None:
-            rows['images'] = np.stack([episode.images[k] for k in range(usable)])
-            rows['next_images'] = np.stack([episode.images[k + 1] for k in range(usable)])
+        rows = self._emit(episode_id, episode, usable, dropped=n - usable, last=True)
         if usable == n:
             rows['terminated'][-1] = episode.end.terminated
             rows['truncated'][-1] = episode.end.truncated
         else:
             rows['truncated'][-1] = True  # cut at the gap: not a terminal state
-        self.transitions += usable
-        starts = list(range(0, usable, self.chunk_size))
-        for start in starts:
+
+    def _emit(self, episode_id: int, episode: _Episode, upto: int, dropped: int = 0,
+              last: bool = False) -> dict | None:
+        """Queue transitions ``episode.sent .. upto - 1`` as chunks; return their rows."""
+        first = episode.sent
+        if upto <= first:
+            return None
+        steps, rewards, images = episode.steps, episode.rewards, episode.images
+        rows = {
+            'observations': np.stack([steps[k].observation for k in range(first, upto)]),
+            'actions': np.stack([steps[k].action for k in range(first, upto)]),
+            'rewards': np.array([rewards[k] for k in range(first, upto)], np.float32),
+            'next_observations': np.stack([steps[k + 1].observation
+                                           for k in range(first, upto)]),
+            'terminated': np.zeros(upto - first, bool),
+            'truncated': np.zeros(upto - first, bool),
+            'policy_versions': np.array([steps[k].policy_version for k in range(first, upto)],
+                                        np.uint64)}
+        if self.image_shape is not None:
+            rows['images'] = np.stack([images[k] for k in range(first, upto)])
+            rows['next_images'] = np.stack([images[k + 1] for k in range(first, upto)])
+        for k in range(first, upto):  # keep step `upto`: the next transition starts there
+            steps.pop(k, None)
+            rewards.pop(k, None)
+            images.pop(k, None)
+        episode.sent = upto
+        self.transitions += upto - first
+        starts = list(range(0, upto - first, self.chunk_size))
+        for start in starts:  # views: the flags set on rows after this reach the last chunk
             chunk = {k: v[start:start + self.chunk_size] for k, v in rows.items()}
-            self.unnumbered.append((start, episode_id, chunk,
-                                    n - usable if start == starts[-1] else 0))
+            self.unnumbered.append((first + start, episode_id, chunk,
+                                    dropped if last and start == starts[-1] else 0))
+        return rows
 
     def pending(self) -> int:
         """Transitions assembled but not yet acknowledged by the trainer."""

@@ -50,7 +50,8 @@ class LoadedPolicy:
     (the D'Claw's camera) go through the torch network.
     """
 
-    def __init__(self, data: bytes, version: int, observation_spec, action_size: int):
+    def __init__(self, data: bytes, version: int, observation_spec, action_size: int,
+                 seed: int = 0):
         network, meta = import_policy(data)
         spec = spec_from_json(meta['obs_spec'])
         if spec != observation_spec:
@@ -61,8 +62,10 @@ class LoadedPolicy:
                                   f'this robot takes {action_size}')
         self.network, self.algorithm, self.version = network, meta['algorithm'], version
         self.action_size = action_size
-        self.generator = torch.Generator().manual_seed(version)
-        self.rng = np.random.default_rng(version)
+        # Exploration noise: a stream of its own for each run's seed and weights version.
+        streams = np.random.SeedSequence([seed, version]).spawn(2)
+        self.generator = torch.Generator().manual_seed(int(streams[0].generate_state(1)[0]))
+        self.rng = np.random.default_rng(streams[1])
         self.layers = None  # [(weight [in, out], bias [out])], when the observation is flat
         if isinstance(spec, int):
             self.layers = [(layer.weight.detach().numpy().T.astype(np.float32).copy(),
@@ -119,22 +122,24 @@ class PolicyNode(Node):
         checkpoint = declare('checkpoint', '', describe(
             'Load this policy at start: a checkpoint directory or a policy.safetensors file.')
         ).value
-        seed = declare('seed', 0, describe('Seed of the warm-up random actions.')).value
+        seed = declare('seed', 0, describe(
+            'Seed of the warm-up random actions and the exploration noise.')).value
         self.min_utd = declare('min_utd', 0.0, describe(
             'Lockstep simulation: hold the next action while the trainer has done fewer than '
             'min_utd updates per step taken (beyond learning_starts and utd_slack); 0: never.')
         ).value
         self.utd_slack = declare('utd_slack', 0, describe(
-            'Steps the policy may run ahead of the min_utd line (0: one episode), covering the '
-            'experience still on its way to the trainer; at least one episode, or the gate '
-            'could hold the episode the trainer needs to start.')).value
+            'Steps the policy may run ahead of the min_utd line (experience on its way to the '
+            'trainer counts as taken). The gate never holds a trainer that waits for '
+            'experience, so any value is safe; more lets the simulation run further ahead of '
+            'the updates.')).value
         # One thread: a control step is a small forward pass, and the other core belongs to
         # the trainer.
         torch.set_num_threads(1)
         self.profile = make_profile(robot, pixels=declare('pixels', False, describe(
             "Act on the camera image (the D'Claw): observations are the image, joint positions "
             'and velocities, as in sac_robot/DClawTurnPixels-v0.')).value)
-        self.utd_slack = self.utd_slack or self.profile.max_episode_steps
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.command_publisher = self.create_publisher(
             Float64MultiArray, 'position_controller/commands', qos.COMMAND)
@@ -174,7 +179,7 @@ class PolicyNode(Node):
         with open(file, 'rb') as stream:
             data = stream.read()
         self.policy = LoadedPolicy(data, 1, self.profile.observation_spec,
-                                   self.profile.action_size)
+                                   self.profile.action_size, self.seed)
         self.get_logger().info(f'policy loaded from {path}')
 
     # Weights --------------------------------------------------------------------------------
@@ -196,7 +201,7 @@ class PolicyNode(Node):
                 return
             try:
                 policy = LoadedPolicy(data, version, self.profile.observation_spec,
-                                      self.profile.action_size)
+                                      self.profile.action_size, self.seed)
             except CheckpointError as error:
                 self.get_logger().error(f'weights v{version} rejected: {error}')
                 return
@@ -236,8 +241,8 @@ class PolicyNode(Node):
             self.get_logger().info(
                 f'waiting for the trainer (min_utd {self.min_utd}): '
                 + ('no trainer yet' if progress is None else
-                   f'{progress.env_steps} transitions delivered + {self.step} in this episode, '
-                   f'{progress.gradient_steps} updates'), throttle_duration_sec=10.0)
+                   f'{progress.env_steps} transitions received + {self._unsent(stamp)} on '
+                   f'their way, {progress.gradient_steps} updates'), throttle_duration_sec=10.0)
             return
         self.on_measurement(stamp, msgs)
 
@@ -249,20 +254,30 @@ class PolicyNode(Node):
     def _behind_trainer(self, stamp: int) -> bool:
         """Whether acting on the measurement at ``stamp`` must wait for the trainer (min_utd).
 
-        Counts the transitions the trainer has received plus the steps of the running episode
-        (steps taken past an episode's end never become data and do not count; a measurement
-        that starts an episode is its step 0). The slack of one episode covers experience still
-        on its way; without it the gate could hold an episode the trainer needs to reach
-        ``learning_starts``.
+        Counts the transitions the trainer has received plus those of the running episode it
+        has not (steps taken past an episode's end never become data and do not count; a
+        measurement that starts an episode is its step 0). A trainer that waits for experience
+        (before ``learning_starts``, or at its ``max_utd``) is never held: only more steps can
+        move it on.
         """
         if not self.min_utd:
             return False
-        if self.progress is None:  # no trainer yet: one episode's worth, then wait for it
+        if self.progress is None:  # no trainer yet: utd_slack steps, then wait for it
             return self.commands >= self.utd_slack
         progress = self.progress
-        step = 0 if stamp in self.starts or self.episode_id is None else self.step
-        ahead = progress.env_steps + step - progress.learning_starts - self.utd_slack
+        if progress.waiting_for_experience:
+            return False
+        ahead = (progress.env_steps + self._unsent(stamp) - progress.learning_starts
+                 - self.utd_slack)
         return ahead > 0 and progress.gradient_steps < self.min_utd * ahead
+
+    def _unsent(self, stamp: int) -> int:
+        """Steps of the running episode the trainer has not received (yet)."""
+        if stamp in self.starts or self.episode_id is None:
+            return 0  # step 0 of a new episode
+        if self.progress is not None and self.progress.episode_id == self.episode_id:
+            return max(self.step - self.progress.episode_steps, 0)
+        return self.step
 
     def on_progress(self, msg: TrainingProgress):
         """The trainer moved on: act on a measurement held for it."""

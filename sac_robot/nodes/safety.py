@@ -12,7 +12,9 @@ running episode, whether it ends:
 It then publishes ``END`` on ``episode_events`` (sac_robot/EpisodeEvent, with the step count,
 the reason and the return summed from ``reward``), calls the driver's ``reset`` service and
 publishes ``START`` with the stamp of the new episode's first measurement. After ``max_steps``
-environment steps in all it starts no new episode and reports ``done``.
+environment steps in all it starts no new episode and reports ``done``. Every ``confirm_every``
+steps that pass the checks it says so (``CHECKED`` on ``episode_checks``): the collector then
+delivers the transitions before them without waiting for the episode's end.
 
 Command watchdog: once the policy has commanded in an episode, a gap of more than
 ``command_timeout`` seconds between commands makes it publish the robot's hold pose (the
@@ -53,6 +55,9 @@ class SafetyNode(Node):
         self.command_timeout = declare('command_timeout', 0.25, describe(
             'Seconds between commands after which the stream counts as stale (0: never).')
         ).value
+        self.confirm_every = declare('confirm_every', 10, describe(
+            'Publish CHECKED on episode_checks every this many steps that pass the checks, so '
+            "the collector streams the episode's transitions (0: only at its END).")).value
         self.seed = declare('seed', 0, describe('Seed given to the first reset.')).value
         self.exit_when_done = declare('exit_when_done', False, describe(
             'End the node (and a launch that requires it) after max_steps.')).value
@@ -72,6 +77,7 @@ class SafetyNode(Node):
             self.profile.limits = limits
 
         self.events = self.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS)
+        self.checks = self.create_publisher(EpisodeEvent, 'episode_checks', qos.EXPERIENCE)
         self.hold_publisher = self.create_publisher(
             Float64MultiArray, 'position_controller/commands', qos.COMMAND)
         self.reset_client = self.create_client(Reset, 'reset')
@@ -139,14 +145,14 @@ class SafetyNode(Node):
                 self._check(stamp, measurement)
 
     def _publish_event(self, event: int, stamp: int, terminated=False, truncated=False,
-                       reason=''):
+                       reason='', publisher=None):
         msg = EpisodeEvent()
         msg.header.stamp = convert.to_stamp(stamp)
         msg.robot_id, msg.episode_id, msg.event = self.robot_id, self.episode_id, event
         msg.steps, msg.terminated, msg.truncated, msg.reason = (
             self.steps, terminated, truncated, reason)
         msg.episode_return = float(self.returns.get(self.episode_id, 0.0))
-        self.events.publish(msg)
+        (publisher or self.events).publish(msg)
 
     def _end(self, stamp: int, terminated: bool, truncated: bool, reason: str):
         self.state = 'ending'
@@ -209,6 +215,8 @@ class SafetyNode(Node):
             self._end(stamp, False, True, 'time_limit')
         elif self.max_steps and self.total_steps + self.steps >= self.max_steps:
             self._end(stamp, False, True, 'max_steps')
+        elif self.confirm_every and self.steps % self.confirm_every == 0:
+            self._publish_event(EpisodeEvent.CHECKED, stamp, publisher=self.checks)
 
     def on_reward(self, msg: RewardTerms):
         """Sum the episode's return."""

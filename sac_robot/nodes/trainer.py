@@ -95,7 +95,7 @@ class Trainer(Node):
             'Warn when updates per transition fall below this.')).value
         self.max_utd = declare('max_utd', 1.0, describe(
             'Most updates per received transition.')).value
-        self.publish_every = declare('publish_every', 100, describe(
+        self.publish_every = declare('publish_every', 20, describe(
             'Updates between published policies.')).value
         self.checkpoint_period = declare('checkpoint_period', 120.0, describe(
             'Seconds between checkpoints.')).value
@@ -119,6 +119,8 @@ class Trainer(Node):
         self.waiting = {}  # sequence -> Experience that came before a gap was filled
         self.env_steps, self.episodes, self.policy_version = 0, 0, 0
         self.dropped = 0  # transitions the collector reported lost
+        self.newest = (0, 0)  # (episode id, its transitions received) of the newest chunk
+        self.starved = False  # the training thread is waiting for experience
         self.data_wait = 0.0  # seconds the training thread waited for experience (max_utd)
         self.metrics = {}
 
@@ -189,7 +191,7 @@ class Trainer(Node):
         if msg.dropped:
             self.get_logger().warning(f'episode {msg.episode_id}: {msg.dropped} transition(s) '
                                       'lost before delivery')
-        self.waiting[msg.sequence] = (rows, msg.dropped)
+        self.waiting[msg.sequence] = (rows, msg.dropped, msg.episode_id, msg.first_step)
         while self.next_sequence in self.waiting:
             self._add(*self.waiting.pop(self.next_sequence))
             self.next_sequence += 1
@@ -200,8 +202,9 @@ class Trainer(Node):
             self.get_logger().info(f'{self.env_steps} transitions received: done')
             self.finish()
 
-    def _add(self, rows: dict, dropped: int):
+    def _add(self, rows: dict, dropped: int, episode_id: int = 0, first_step: int = 0):
         self.dropped += dropped
+        self.newest = (episode_id, first_step + len(rows['rewards']))
         if not len(rows['rewards']):
             return
         with self.lock:
@@ -222,15 +225,16 @@ class Trainer(Node):
     # Training -------------------------------------------------------------------------------
 
     def _train(self):
-        starts = max(self.config.learning_starts, self.config.batch_size)
         while not self._stop.is_set():
-            if len(self.buffer) < starts:
-                time.sleep(0.002)
+            if self._starving():
+                if not self.starved:  # a policy holding for us must go on
+                    self.starved = True
+                    self.publish_progress()
+                time.sleep(0.002)  # training waits for collection
+                if len(self.buffer) >= self._starts():
+                    self.data_wait += 0.002  # (max_utd reached)
                 continue
-            if self.agent.gradient_steps >= self.max_utd * (self.env_steps + self.preloaded):
-                time.sleep(0.002)  # training waits for collection (max_utd reached)
-                self.data_wait += 0.002
-                continue
+            self.starved = False
             with self.lock:
                 batch = self.buffer.sample(self.config.batch_size, self.agent.device)
                 metrics = self.agent.update(batch)
@@ -240,6 +244,14 @@ class Trainer(Node):
             if self.agent.gradient_steps % 10 == 0:
                 self.publish_progress()
 
+    def _starts(self) -> int:
+        return max(self.config.learning_starts, self.config.batch_size)
+
+    def _starving(self) -> bool:
+        """Whether no update can run until more experience comes."""
+        return (len(self.buffer) < self._starts() or self.agent.gradient_steps
+                >= self.max_utd * (self.env_steps + self.preloaded))
+
     def publish_progress(self):
         """Tell the policy node how far training is (its min_utd gate)."""
         if not self.context.ok():
@@ -248,6 +260,8 @@ class Trainer(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.gradient_steps, msg.env_steps = self.agent.gradient_steps, self.env_steps
         msg.learning_starts = self.config.learning_starts
+        msg.episode_id, msg.episode_steps = self.newest
+        msg.waiting_for_experience = self._starving()
         self.progress_publisher.publish(msg)
 
     def publish_policy(self):
