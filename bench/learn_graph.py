@@ -7,8 +7,11 @@ steps (5000 random warm-up steps, one update per step): once in one process
 record:=true`` (lockstep, the policy's min_utd hold at 1). The training returns per episode come
 from ``progress.csv`` and from the bag's episode events; the final policies are both evaluated
 deterministically for 5 episodes (forward speed, falls). It is the same algorithm, so the two
-curves should lie on top of each other within seed noise. Writes ``learn_graph.png`` into
-``--out``.
+curves should lie on top of each other within seed noise; the learner's own statistics (alpha,
+policy entropy, mean Q, critic loss at each 10k mark) are printed side by side too, as they are
+far less noisy than the returns. The graph is not deterministic (thread timing decides which
+transitions each update samples), so one seed run twice through it shows its own spread.
+Writes ``learn_graph.png`` into ``--out``.
 
     .venv/bin/python bench/learn_graph.py [--steps 40000] [--seeds 0 1 2] [--reuse-inprocess]
 
@@ -74,6 +77,34 @@ def finished_run(directory: str, steps: int) -> float | None:
     return float(rows[-1]['wall_time'])
 
 
+LEARNER = ('alpha', 'entropy', 'q/mean', 'loss/critic')
+
+
+def learner_marks(bag: str | None, progress_csv: str | None, steps: int) -> dict:
+    """The learner's statistics nearest each 10k mark.
+
+    From the bag's training_stats (the graph) or from progress.csv (in-process).
+    """
+    rows = []  # (env_steps, {name: value})
+    if bag is not None:
+        from rosbags.rosbag2 import Reader
+
+        from sac_robot.bagtools import typestore_with_package_types
+        typestore = typestore_with_package_types()
+        with Reader(bag) as reader:
+            connections = [c for c in reader.connections if c.topic.endswith('training_stats')]
+            for connection, _, raw in reader.messages(connections):
+                msg = typestore.deserialize_cdr(raw, connection.msgtype)
+                rows.append((msg.env_steps, dict(zip(msg.names, msg.values))))
+    else:
+        with open(progress_csv) as stream:
+            rows = [(int(r['env_steps']), {k: float(r[k]) for k in LEARNER if r.get(k)})
+                    for r in csv.DictReader(stream)]
+    rows = [(n, values) for n, values in rows if all(k in values for k in LEARNER)]
+    return {mark: min(rows, key=lambda row: abs(row[0] - mark))[1] if rows else {}
+            for mark in range(10_000, steps + 1, 10_000)}
+
+
 def run_seed(seed: int, steps: int, out: str, reuse: bool = False) -> dict:
     """Both variants with ``seed``; their curves, final policies and wall-clock times."""
     from sac_robot.bagtools import learning_data
@@ -106,8 +137,16 @@ def run_seed(seed: int, steps: int, out: str, reuse: bool = False) -> dict:
     seconds['graph'] = time.monotonic() - start
     if status != 0:
         raise SystemExit(f'the graph run (seed {seed}) failed with status {status}')
-    bag = sorted(d for d in os.listdir(graph_dir) if d.startswith('bag_'))[-1]
-    episodes = learning_data(os.path.join(graph_dir, bag))['episodes']
+    bag = os.path.join(graph_dir, sorted(d for d in os.listdir(graph_dir)
+                                         if d.startswith('bag_'))[-1])
+    episodes = learning_data(bag)['episodes']
+    learner = {'in-process': learner_marks(None, os.path.join(inprocess, 'progress.csv'), steps),
+               'graph': learner_marks(bag, None, steps)}
+    for mark in learner['graph']:
+        print(f'seed {seed} learner at {mark}: ' + '; '.join(
+            f'{name} {learner["in-process"][mark].get(name, float("nan")):.4g} / '
+            f'{learner["graph"][mark].get(name, float("nan")):.4g}' for name in LEARNER)
+            + ' (in-process / graph)', flush=True)
     curves['graph'] = (np.cumsum([s for _, s, _ in episodes]),
                        np.array([r for _, _, r in episodes]))
     print(f'seed {seed} graph: {steps} steps in {seconds["graph"]:.0f} s', flush=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sac_robot.algorithms.checkpoint import (CheckpointError, export_policy, import_policy,
-                                             load_checkpoint, save_checkpoint)
+                                             load_checkpoint, policy_layers, save_checkpoint)
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SAC, SACConfig
 from sac_robot.algorithms.sql import SQL, SQLConfig
@@ -135,3 +135,46 @@ def test_policy_import_rejects_garbage():
     data = bytearray(export_policy(agent))
     with pytest.raises(CheckpointError):
         import_policy(bytes(data[:len(data) // 2]))
+
+
+@pytest.mark.parametrize('algo', ['sac', 'sql'])
+def test_policy_layers_are_the_networks_without_torch(algo):
+    """The policy node's numpy layers equal the torch network's, and bad bytes are refused."""
+    from safetensors.numpy import load as load_numpy
+    from safetensors.numpy import save as save_numpy
+    agent, _ = trained(algo)
+    data = export_policy(agent, version=3)
+    layers, meta = policy_layers(data)
+    network, _ = import_policy(data)
+    linear = [m for m in network.net if isinstance(m, torch.nn.Linear)]
+    assert meta['algorithm'] == algo and len(layers) == len(linear)
+    for (weight, bias), module in zip(layers, linear):
+        assert weight.dtype == np.float32 and weight.flags['C_CONTIGUOUS']
+        np.testing.assert_array_equal(weight, module.weight.detach().numpy().T)
+        np.testing.assert_array_equal(bias, module.bias.detach().numpy())
+
+    tensors, header = load_numpy(data), json.loads(
+        data[8:8 + int.from_bytes(data[:8], 'little')])['__metadata__']
+
+    def remade(change=None, **meta_changes):
+        changed = {k: v.copy() for k, v in tensors.items()}
+        if change:
+            change(changed)
+        return save_numpy(changed, metadata=dict(header, **meta_changes))
+
+    with pytest.raises(CheckpointError, match='not a valid safetensors'):
+        policy_layers(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='format'):
+        policy_layers(remade(format='something/else'))
+    with pytest.raises(CheckpointError, match='unknown algorithm'):
+        policy_layers(remade(algorithm='ppo'))
+    with pytest.raises(CheckpointError, match='non-finite'):
+        policy_layers(remade(lambda t: t['net.2.bias'].__setitem__(0, np.nan)))
+    with pytest.raises(CheckpointError, match='policy layer 0: weight'):
+        policy_layers(remade(obs_spec='5'))
+    with pytest.raises(CheckpointError, match='outputs' if algo == 'sac' else 'policy layer 0'):
+        policy_layers(remade(action_dim='3'))  # (SQL's sampler also takes noise of that size)
+    with pytest.raises(CheckpointError, match="MLP's layers"):
+        policy_layers(remade(lambda t: t.pop('net.0.bias')))
+    with pytest.raises(CheckpointError, match='flat-observation'):
+        policy_layers(remade(obs_spec='{"pixels": [32, 32, 3], "joints": [9]}'))
