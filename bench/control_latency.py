@@ -10,10 +10,12 @@ previous observation. Reports median, p99 and maximum latency and the missed dea
 Goal: p99 <= 2 ms and no missed deadline at 100 Hz.
 
     .venv/bin/python bench/control_latency.py [--seconds 600]
-        [--variants "compose:=robot" "compose:=none" "SAC_ROBOT_EXECUTOR=single" "pin"]
+        [--variants "compose:=robot" "compose:=none" "SAC_ROBOT_EXECUTOR=single" "pin"
+                    "set:policy.local_commands=false"]
 
 A variant is a set of launch arguments (``name:=value``), environment variables of the
-launched processes (``NAME=value``, e.g. the executor choice of sac_robot/nodes/spin.py) and
+launched processes (``NAME=value``, e.g. the executor choice of sac_robot/nodes/spin.py), node
+parameters (``set:NODE.PARAMETER=VALUE``, e.g. ``set:policy.local_commands=false``) and
 ``pin`` (the trainer on CPU 1, the other nodes on CPU 0).
 
 The last line is ``p99_latency_ms: X``.
@@ -67,10 +69,16 @@ def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
     with tempfile.TemporaryDirectory(prefix='control_latency_') as out:
         log = os.path.join(out, 'latency.csv')
         config = os.path.join(out, 'config.yaml')
+        settings = [a[len('set:'):] for a in launch_args if a.startswith('set:')]
+        launch_args = [a for a in launch_args if not a.startswith('set:')]
         with open(config, 'w') as stream:
             stream.write(f'/**/sim_driver:\n  ros__parameters:\n    latency_log: {log}\n'
                          '/**/trainer:\n  ros__parameters:\n    checkpoint_period: 0.0\n'
                          f'    agent:\n      learning_starts: {learning_starts}\n')
+            for setting in settings:  # set:NODE.PARAMETER=VALUE
+                name, value = setting.split('=', 1)
+                node, parameter = name.split('.', 1)
+                stream.write(f'/**/{node}:\n  ros__parameters:\n    {parameter}: {value}\n')
         # NAME=value (no ':='): an environment variable of the launched processes.
         environment = dict(os.environ)
         environment.update(a.split('=', 1) for a in launch_args

@@ -122,6 +122,52 @@ def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor
     driver.destroy_node()
 
 
+def test_policy_hands_commands_to_a_realtime_driver_in_its_process(ros_context, executor,
+                                                                  probe):
+    """Composed with a real-time driver, the policy hands it each command before publishing.
+
+    The driver takes it at once (not after the other nodes' sensor callbacks) and ignores the
+    published copy; a lockstep driver, another robot's driver, or local_commands off: no link.
+    """
+    from sac_robot.nodes.policy import PolicyNode
+    from sac_robot.nodes.sim_driver import SimDriver
+    from sac_robot.robots.minitaur import STANDING_EXTENSION
+    driver = SimDriver(context=ros_context, namespace='/minitaur',
+                       parameter_overrides=params(clock='realtime'))
+    lockstep = SimDriver(context=ros_context, namespace='/minitaur')
+    elsewhere = SimDriver(context=ros_context, namespace='/other',
+                          parameter_overrides=params(clock='realtime'))
+    policy = PolicyNode(context=ros_context, namespace='/minitaur')
+    policy.connect_local([lockstep, elsewhere, policy, driver])
+    assert policy.local_drivers == [driver.take_local_command]
+    off = PolicyNode(context=ros_context, namespace='/minitaur',
+                     parameter_overrides=params(local_commands=False))
+    off.connect_local([driver])
+    assert not off.local_drivers
+    executor.add_node(driver)  # (the policy is not spun: it acts only on what the test gives)
+    from std_msgs.msg import Float64MultiArray
+    seen = listen(probe, Float64MultiArray, 'position_controller/commands', qos.COMMAND)
+    assert spin_until(executor, lambda: policy.command_publisher.get_subscription_count() >= 3)
+
+    stamp = driver.get_clock().now().nanoseconds
+    names = policy.profile.joint_names
+    start = EpisodeEvent(event=EpisodeEvent.START, episode_id=1, robot_id='minitaur')
+    start.header.stamp = convert.to_stamp(stamp)
+    policy.on_event(start)
+    policy._on_sensors(stamp, {
+        'joints': convert.joint_state(names, [STANDING_EXTENSION] * 8, [0.0] * 8, None, stamp),
+        'imu': convert.imu([1, 0, 0, 0], [0, 0, 0], [0, 0, 9.81], stamp)})
+    # Taken before any callback ran: the targets are the policy's command, latency logged once.
+    assert driver.answered == stamp and len(driver.latencies) == 1
+    np.testing.assert_allclose(driver.targets, policy.profile.action_to_command(
+        policy.last_action))
+    assert spin_until(executor, lambda: seen)  # published too; the driver's copy is ignored
+    spin_until(executor, lambda: False, timeout=0.2)
+    assert driver.answered == stamp and len(driver.latencies) == 1
+    for node in (policy, off, driver, lockstep, elsewhere):
+        node.destroy_node()
+
+
 def test_policy_takes_good_weights_and_rejects_bad_ones(ros_context, executor, probe):
     from sac_robot.algorithms.checkpoint import export_policy
     from sac_robot.algorithms.sac import SAC, SACConfig

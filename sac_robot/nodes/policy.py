@@ -140,6 +140,11 @@ class PolicyNode(Node):
             'trainer counts as taken). The gate never holds a trainer that waits for '
             'experience, so any value is safe; more lets the simulation run further ahead of '
             'the updates.')).value
+        self.local_commands = declare('local_commands', True, describe(
+            'Composed with a real-time driver in one process: hand it each command directly as '
+            "well as publishing it (as rclcpp's intra-process delivery would), so the command "
+            "does not queue behind the other nodes' sensor callbacks.")).value
+        self.local_drivers = []  # command takers of drivers in this process (connect_local)
         # One thread: a control step is a small forward pass, and the other core belongs to
         # the trainer.
         torch.set_num_threads(1)
@@ -177,6 +182,18 @@ class PolicyNode(Node):
         self.waited = 0.0  # seconds spent waiting for the trainer, in all
         if checkpoint:
             self._load_checkpoint(checkpoint)
+
+    def connect_local(self, nodes: list):
+        """Find a real-time driver of this robot among the nodes of this process."""
+        if not self.local_commands:
+            return
+        for node in nodes:
+            take = getattr(node, 'take_local_command', None)
+            if (take is not None and node.get_namespace() == self.get_namespace()
+                    and getattr(node, 'clock_mode', None) == 'realtime'):
+                self.local_drivers.append(take)
+                self.get_logger().info(f'commands also go straight to {node.get_name()} '
+                                       '(same process)')
 
     def _load_checkpoint(self, path: str):
         file = os.path.join(path, 'policy.safetensors') if os.path.isdir(path) else path
@@ -328,6 +345,8 @@ class PolicyNode(Node):
             action = action.astype(np.float32).astype(np.float64)
             command = convert.command(self.profile.action_to_command(action), stamp,
                                       self.episode_id)
+            for take in self.local_drivers:
+                take(command)
             self.command_publisher.publish(command)
             self.commands += 1
             self.last_command = (stamp, command)

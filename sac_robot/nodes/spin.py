@@ -38,14 +38,20 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
     """Run several nodes in this process, on one executor (see :func:`run`).
 
     The nodes share one DDS participant, so what they say to each other is delivered inside
-    the process without a transport. The run ends when any node sets its ``exit_status``
-    (that status is returned), on Ctrl-C or SIGTERM; every node is then closed, in reverse.
+    the process without a transport; a node with ``connect_local(nodes)`` is told who its
+    neighbours are (the policy hands commands to a real-time driver directly). The run ends
+    when any node sets its ``exit_status`` (that status is returned), on Ctrl-C or SIGTERM;
+    every node is then closed, in reverse.
     """
     rclpy.init(args=args)
     nodes = []
     try:
         for node_class in node_classes:
             nodes.append(node_class())
+        for node in nodes:  # nodes that work better knowing their neighbours (the policy)
+            connect = getattr(node, 'connect_local', None)
+            if connect is not None:
+                connect(nodes)
         executor = (executor_class or _executor_class())()
         for node in nodes:
             executor.add_node(node)
