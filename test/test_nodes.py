@@ -312,8 +312,12 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     assert spin_until(executor, lambda: progress and progress[-1].env_steps == 8)
     assert (progress[-1].episode_id, progress[-1].episode_steps) == (1, 8)
     assert progress[-1].waiting_for_experience and progress[-1].gradient_steps == 0
+    # A chunk that only reports transitions lost after a gap ends its episode.
+    experience.publish(convert.experience('minitaur', 2, 1, 8, None, dropped=4))
+    assert spin_until(executor, lambda: trainer.next_sequence == 3)
+    assert trainer.episodes == 1 and trainer.dropped == 4 and len(trainer.buffer) == 8
     trainer.checkpoint()
-    assert spin_until(executor, lambda: acks[-1].checkpointed_sequence == 2)
+    assert spin_until(executor, lambda: acks[-1].checkpointed_sequence == 3)
     trainer.close()
     trainer.destroy_node()
 

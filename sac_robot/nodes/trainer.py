@@ -206,6 +206,9 @@ class Trainer(Node):
         self.dropped += dropped
         self.newest = (episode_id, first_step + len(rows['rewards']))
         if not len(rows['rewards']):
+            # Only a report of what was lost: the episode ended after a gap (its transitions
+            # before the gap, if any, came without the end's flag).
+            self.episodes += int(dropped > 0)
             return
         with self.lock:
             self.buffer.add(rows['observations'], rows['actions'], rows['rewards'],
