@@ -33,6 +33,7 @@ import time
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
+os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='sac_robot_ros_log_'))
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 

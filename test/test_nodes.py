@@ -322,19 +322,29 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     trainer.destroy_node()
 
 
-def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
-        ros_context, executor, probe):
+def _collector_rig(ros_context, executor, probe, **overrides):
+    """A Minitaur collector, what it delivers, and publishers of everything it listens to."""
     from sac_robot.msg import RewardTerms
     from sac_robot.nodes.collector import DataCollector
     collector = DataCollector(context=ros_context, namespace='/minitaur',
-                              parameter_overrides=params(resend_period=0.3))
+                              parameter_overrides=params(**overrides))
     executor.add_node(collector)
     delivered = listen(probe, Experience, 'experience', qos.CHUNKS)
-    steps = probe.create_publisher(PolicyStep, 'policy/steps', qos.EXPERIENCE)
-    rewards = probe.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE)
-    events = probe.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS)
-    acks = probe.create_publisher(ExperienceAck, 'experience/ack', qos.LATCHED)
-    assert spin_until(executor, lambda: steps.get_subscription_count() >= 1)
+    publishers = (probe.create_publisher(PolicyStep, 'policy/steps', qos.EXPERIENCE),
+                  probe.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE),
+                  probe.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS),
+                  probe.create_publisher(EpisodeEvent, 'episode_checks', qos.EXPERIENCE),
+                  probe.create_publisher(ExperienceAck, 'experience/ack', qos.LATCHED))
+    assert spin_until(executor, lambda: all(p.get_subscription_count() >= 1
+                                            for p in publishers))
+    return collector, delivered, publishers
+
+
+def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
+        ros_context, executor, probe):
+    from sac_robot.msg import RewardTerms
+    collector, delivered, (steps, rewards, events, _, acks) = _collector_rig(
+        ros_context, executor, probe, resend_period=0.3)
     for k in range(5):  # four transitions; the policy ran one step past the end
         step = PolicyStep(robot_id='minitaur', episode_id=7, step=k, policy_version=2)
         step.observation = np.full(112, k, np.float32)
@@ -373,18 +383,8 @@ def test_collector_streams_confirmed_steps_and_flags_the_end(ros_context, execut
     stream, and what lies after it is reported dropped.
     """
     from sac_robot.msg import RewardTerms
-    from sac_robot.nodes.collector import DataCollector
-    collector = DataCollector(context=ros_context, namespace='/minitaur',
-                              parameter_overrides=params(complete_wait=0.3, resend_period=60.0))
-    executor.add_node(collector)
-    delivered = listen(probe, Experience, 'experience', qos.CHUNKS)
-    steps = probe.create_publisher(PolicyStep, 'policy/steps', qos.EXPERIENCE)
-    rewards = probe.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE)
-    events = probe.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS)
-    checks = probe.create_publisher(EpisodeEvent, 'episode_checks', qos.EXPERIENCE)
-    acks = probe.create_publisher(ExperienceAck, 'experience/ack', qos.LATCHED)
-    assert spin_until(executor, lambda: checks.get_subscription_count() >= 1
-                      and steps.get_subscription_count() >= 1)
+    collector, delivered, (steps, rewards, events, checks, acks) = _collector_rig(
+        ros_context, executor, probe, complete_wait=0.3, resend_period=60.0)
     acks.publish(ExperienceAck(robot_id='minitaur', next_sequence=0))
     assert spin_until(executor, lambda: collector.next_sequence == 0)
 

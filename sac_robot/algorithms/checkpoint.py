@@ -235,6 +235,24 @@ def policy_metadata(data: bytes) -> dict:
     return header.get('__metadata__', {})
 
 
+def policy_header(data: bytes) -> tuple[dict, object, int]:
+    """The checked metadata of :func:`export_policy` bytes: ``(meta, obs_spec, action_dim)``.
+
+    Refuses another format, an unknown algorithm, and missing or malformed sizes.
+    """
+    from sac_robot.algorithms.observations import spec_from_json
+    meta = policy_metadata(data)
+    if meta.get('format') != POLICY_FORMAT:
+        raise CheckpointError(f'policy format {meta.get("format")!r}, expected {POLICY_FORMAT!r}')
+    try:
+        spec, action_dim = spec_from_json(meta['obs_spec']), int(meta['action_dim'])
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f'policy metadata incomplete or malformed: {error}') from error
+    if meta.get('algorithm') not in ('sac', 'sql'):
+        raise CheckpointError(f'unknown algorithm {meta.get("algorithm")!r} in policy bytes')
+    return meta, spec, action_dim
+
+
 def policy_layers(data: bytes) -> tuple[list, dict]:
     """The fully connected layers of a flat-observation policy, as numpy, without torch.
 
@@ -247,21 +265,11 @@ def policy_layers(data: bytes) -> tuple[list, dict]:
     """
     import numpy as np
     from safetensors.numpy import load as load_numpy
-
-    from sac_robot.algorithms.observations import spec_from_json
     try:
         tensors = load_numpy(bytes(data))
     except Exception as error:
         raise CheckpointError(f'policy bytes are not a valid safetensors file: {error}') from error
-    meta = policy_metadata(data)
-    if meta.get('format') != POLICY_FORMAT:
-        raise CheckpointError(f'policy format {meta.get("format")!r}, expected {POLICY_FORMAT!r}')
-    if meta.get('algorithm') not in ('sac', 'sql'):
-        raise CheckpointError(f'unknown algorithm {meta.get("algorithm")!r} in policy bytes')
-    try:
-        spec, action_dim = spec_from_json(meta['obs_spec']), int(meta['action_dim'])
-    except (KeyError, ValueError) as error:
-        raise CheckpointError(f'policy metadata incomplete or malformed: {error}') from error
+    meta, spec, action_dim = policy_header(data)
     if not isinstance(spec, int):
         raise CheckpointError('policy_layers takes flat-observation policies; this one takes '
                               f'{spec} (use import_policy)')
@@ -297,27 +305,18 @@ def import_policy(data: bytes):
     from safetensors import deserialize
 
     from sac_robot.algorithms.networks import SamplingNetwork, TanhGaussianPolicy
-    from sac_robot.algorithms.observations import spec_from_json
 
     try:
-        header = json.loads(bytes(data[8:8 + int.from_bytes(data[:8], 'little')]))
-        metadata = header.get('__metadata__', {})
         deserialize(bytes(data))  # validates the whole layout
         tensors = load(bytes(data))
     except Exception as error:
         raise CheckpointError(f'policy bytes are not a valid safetensors file: {error}') from error
-    if metadata.get('format') != POLICY_FORMAT:
-        raise CheckpointError(f'policy format {metadata.get("format")!r}, '
-                              f'expected {POLICY_FORMAT!r}')
+    metadata, obs_spec, action_dim = policy_header(data)
     try:
-        obs_spec, action_dim = spec_from_json(metadata['obs_spec']), int(metadata['action_dim'])
         hidden = tuple(json.loads(metadata['hidden']))
     except (KeyError, ValueError) as error:
         raise CheckpointError(f'policy metadata incomplete or malformed: {error}') from error
-    network_class = {'sac': TanhGaussianPolicy, 'sql': SamplingNetwork}.get(
-        metadata['algorithm'])
-    if network_class is None:
-        raise CheckpointError(f'unknown algorithm {metadata["algorithm"]!r} in policy bytes')
+    network_class = {'sac': TanhGaussianPolicy, 'sql': SamplingNetwork}[metadata['algorithm']]
     network = network_class(obs_spec, action_dim, hidden)
     try:
         network.load_state_dict(tensors)

@@ -222,16 +222,19 @@ class DataCollector(Node):
             if n > usable:
                 self.unnumbered.append((usable, episode_id, None, n - usable))
             return
-        rows = self._emit(episode_id, episode, usable, dropped=n - usable, last=True)
+        rows = self._emit(episode_id, episode, usable, dropped=n - usable)
         if usable == n:
             rows['terminated'][-1] = episode.end.terminated
             rows['truncated'][-1] = episode.end.truncated
         else:
             rows['truncated'][-1] = True  # cut at the gap: not a terminal state
 
-    def _emit(self, episode_id: int, episode: _Episode, upto: int, dropped: int = 0,
-              last: bool = False) -> dict | None:
-        """Queue transitions ``episode.sent .. upto - 1`` as chunks; return their rows."""
+    def _emit(self, episode_id: int, episode: _Episode, upto: int,
+              dropped: int = 0) -> dict | None:
+        """Queue transitions ``episode.sent .. upto - 1`` as chunks; return their rows.
+
+        ``dropped`` (transitions lost after these, at an episode's end) goes with the last chunk.
+        """
         first = episode.sent
         if upto <= first:
             return None
@@ -259,7 +262,7 @@ class DataCollector(Node):
         for start in starts:  # views: the flags set on rows after this reach the last chunk
             chunk = {k: v[start:start + self.chunk_size] for k, v in rows.items()}
             self.unnumbered.append((first + start, episode_id, chunk,
-                                    dropped if last and start == starts[-1] else 0))
+                                    dropped if start == starts[-1] else 0))
         return rows
 
     def pending(self) -> int:

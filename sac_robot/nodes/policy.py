@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from rclpy.node import Node
 
-from sac_robot.algorithms.checkpoint import (CheckpointError, import_policy, policy_layers,
-                                             policy_metadata)
+from sac_robot.algorithms.checkpoint import (CheckpointError, import_policy, policy_header,
+                                             policy_layers)
 from sac_robot.algorithms.networks import LOG_STD_MAX, LOG_STD_MIN
-from sac_robot.algorithms.observations import spec_from_json, to_wire
+from sac_robot.algorithms.observations import to_wire
 from sac_robot.msg import EpisodeEvent, PolicyStep, PolicyWeights, TrainingProgress
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot_id, describe
@@ -55,12 +55,7 @@ class LoadedPolicy:
 
     def __init__(self, data: bytes, version: int, observation_spec, action_size: int,
                  seed: int = 0):
-        meta = policy_metadata(data)
-        try:
-            spec, action_dim = spec_from_json(meta['obs_spec']), int(meta['action_dim'])
-        except (KeyError, ValueError) as error:
-            raise CheckpointError(f'policy v{version}: metadata incomplete or malformed: '
-                                  f'{error}') from error
+        _, spec, action_dim = policy_header(data)
         if spec != observation_spec:
             raise CheckpointError(f'policy v{version} takes observations of {spec}, this robot '
                                   f'gives {observation_spec}')
