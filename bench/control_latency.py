@@ -1,17 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """Observation-to-command latency through DDS, in real time at the Minitaur's 100 Hz.
 
-Launches the Minitaur training graph with ``clock:=realtime`` (the simulated driver ticking at
-100 Hz, the trainer learning on the other core once its warm-up is collected) for
-``--seconds``. The driver logs, for every command, the time from publishing the observation to
-receiving the command that answers it (the command carries the observation's stamp), and counts
-missed deadlines: ticks at which the policy, while commanding, had not yet answered the
-previous observation. Reports median, p99 and maximum latency and the missed deadlines.
+Launches the Minitaur training graph with ``clock:=realtime`` (the simulated driver's control
+thread ticking at 100 Hz, the trainer learning on the other core once its warm-up is collected)
+for ``--seconds``. The driver logs every measurement it publishes and the time from its stamp
+(taken after the physics step) to receiving the command that answers it (the command carries
+the observation's stamp), and counts missed deadlines: answers that came after the next
+measurement had gone out. Reports median, p99 and maximum latency, the missed deadlines, the
+ticks without an answer (an episode's final measurement and those between episodes get none)
+and the control period's spread (the driver's schedule; an overrun is a period missed whole).
 Goal: p99 <= 2 ms and no missed deadline at 100 Hz.
 
     .venv/bin/python bench/control_latency.py [--seconds 600]
         [--variants "compose:=robot" "compose:=none" "SAC_ROBOT_EXECUTOR=single" "pin"
-                    "set:policy.local_commands=false"]
+                    "set:policy.local_measurements=false" "set:sim_driver.thread_priority=0"]
 
 A variant is a set of launch arguments (``name:=value``), environment variables of the
 launched processes (``NAME=value``, e.g. the executor choice of sac_robot/nodes/spin.py), node
@@ -23,6 +25,7 @@ The last line is ``p99_latency_ms: X``.
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,9 +105,15 @@ def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
         process.wait(timeout=60)
         with open(log) as stream:
             header = stream.readline()
-            latencies = np.loadtxt(stream, skiprows=1, ndmin=1)
-    steps, missed = (int(x) for x in header.replace(',', '').split()[2::3])
-    return {'steps': steps, 'missed': missed, 'latencies': latencies}
+            table = np.loadtxt(stream, delimiter=',', skiprows=1, ndmin=2)
+    # '# steps N, missed deadlines M, overruns K'
+    steps, missed, overruns = (int(x) for x in re.findall(r'\d+', header))
+    stamps, timer, latency = table[:, 0].astype(np.int64), table[:, 1] > 0, table[:, 2]
+    # Control periods: between consecutive ticks of the control thread (a reset breaks them).
+    periods = np.diff(stamps)[timer[1:] & timer[:-1]] / 1e6
+    return {'steps': steps, 'missed': missed, 'overruns': overruns,
+            'latencies': latency[~np.isnan(latency)],
+            'unanswered': int(np.isnan(latency[timer]).sum()), 'periods': periods}
 
 
 def main():
@@ -117,11 +126,16 @@ def main():
     for variant in args.variants:
         print(f'{variant}:', flush=True)
         result = results[variant] = run(args.seconds, args.learning_starts, variant.split())
-        latencies = result['latencies']
+        latencies, periods = result['latencies'], result['periods']
         print(f'{variant}: {result["steps"]} control steps at 100 Hz over {args.seconds:.0f} s, '
               f'{len(latencies)} commands timed; latency ms: median {np.median(latencies):.3f}, '
               f'p99 {np.percentile(latencies, 99):.3f}, max {latencies.max():.3f}; missed '
-              f'deadlines {result["missed"]}', flush=True)
+              f'deadlines {result["missed"]} (answers later than the next tick), '
+              f'{result["unanswered"]} ticks never answered; control period ms: median '
+              f'{np.median(periods):.3f}, p1 {np.percentile(periods, 1):.3f}, p99 '
+              f'{np.percentile(periods, 99):.3f}, max {periods.max():.3f}, '
+              f'{int((periods > 15.0).sum())} over 15 ms, {result["overruns"]} overruns (a whole '
+              'period late)', flush=True)
     first = results[args.variants[0]]['latencies']
     print(f'p99_latency_ms: {np.percentile(first, 99):.3f}')
 

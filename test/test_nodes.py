@@ -122,50 +122,95 @@ def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor
     driver.destroy_node()
 
 
-def test_policy_hands_commands_to_a_realtime_driver_in_its_process(ros_context, executor,
-                                                                  probe):
-    """Composed with a real-time driver, the policy hands it each command before publishing.
+def test_policy_and_realtime_driver_in_one_process_bypass_dds(ros_context, executor, probe,
+                                                              tmp_path):
+    """A policy composed with a real-time driver skips DDS both ways.
 
-    The driver takes it at once (not after the other nodes' sensor callbacks) and ignores the
-    published copy; a lockstep driver, another robot's driver, or local_commands off: no link.
+    It takes each measurement from the driver directly (and stops subscribing to the sensor
+    topics; the driver counts it as a reader) and hands the command back directly: every
+    period of the driver's control thread is answered within that period, once. A lockstep
+    driver, another robot's driver, or the parameters off: no link.
     """
+    from std_msgs.msg import Float64MultiArray
+
     from sac_robot.nodes.policy import PolicyNode
     from sac_robot.nodes.sim_driver import SimDriver
-    from sac_robot.robots.minitaur import STANDING_EXTENSION
-    driver = SimDriver(context=ros_context, namespace='/minitaur',
-                       parameter_overrides=params(clock='realtime'))
+    from sac_robot.srv import Reset
+    log = tmp_path / 'latency.csv'
+    driver = SimDriver(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+        clock='realtime', latency_log=str(log)))
     lockstep = SimDriver(context=ros_context, namespace='/minitaur')
     elsewhere = SimDriver(context=ros_context, namespace='/other',
                           parameter_overrides=params(clock='realtime'))
     policy = PolicyNode(context=ros_context, namespace='/minitaur')
     policy.connect_local([lockstep, elsewhere, policy, driver])
     assert policy.local_drivers == [driver.take_local_command]
-    off = PolicyNode(context=ros_context, namespace='/minitaur',
-                     parameter_overrides=params(local_commands=False))
+    assert driver.local_readers == [policy.sync.take_local]
+    assert not lockstep.local_readers and not elsewhere.local_readers
+    assert not policy.sync.subscriptions and driver.local_counts == {
+        'joint_states': 1, 'imu/data': 1}
+    driver.wait_for_readers = ['joint_states>=1', 'imu/data>=1', 'mocap/pose>=1']
+    assert driver._missing_readers() == ['mocap/pose (0/1)']
+    driver.wait_for_readers = []
+    off = PolicyNode(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+        local_commands=False, local_measurements=False))
     off.connect_local([driver])
-    assert not off.local_drivers
-    executor.add_node(driver)  # (the policy is not spun: it acts only on what the test gives)
-    from std_msgs.msg import Float64MultiArray
+    assert not off.local_drivers and driver.local_readers == [policy.sync.take_local]
+    elsewhere.destroy_node()
+    executor.add_node(driver)
+    executor.add_node(policy)
     seen = listen(probe, Float64MultiArray, 'position_controller/commands', qos.COMMAND)
-    assert spin_until(executor, lambda: policy.command_publisher.get_subscription_count() >= 3)
+    assert spin_until(executor, lambda: policy.command_publisher.get_subscription_count() >= 2)
 
-    stamp = driver.get_clock().now().nanoseconds
-    names = policy.profile.joint_names
-    start = EpisodeEvent(event=EpisodeEvent.START, episode_id=1, robot_id='minitaur')
+    # A reset, as the safety node asks for it: its measurement reaches the policy at once.
+    response = driver.on_reset(Reset.Request(seed=1, reason='test'), Reset.Response())
+    stamp = convert.stamp_ns(response.stamp)
+    assert response.success and stamp in policy.recent and driver.answered != stamp
+    start = EpisodeEvent(event=EpisodeEvent.START, episode_id=response.episode_id,
+                         robot_id='minitaur')
     start.header.stamp = convert.to_stamp(stamp)
-    policy.on_event(start)
-    policy._on_sensors(stamp, {
-        'joints': convert.joint_state(names, [STANDING_EXTENSION] * 8, [0.0] * 8, None, stamp),
-        'imu': convert.imu([1, 0, 0, 0], [0, 0, 0], [0, 0, 9.81], stamp)})
-    # Taken before any callback ran: the targets are the policy's command, latency logged once.
-    assert driver.answered == stamp and len(driver.latencies) == 1
+    policy.on_event(start)  # the policy acts on it, and the driver has the command already
+    assert driver.answered == stamp and stamp in driver.latencies
     np.testing.assert_allclose(driver.targets, policy.profile.action_to_command(
         policy.last_action))
-    assert spin_until(executor, lambda: seen)  # published too; the driver's copy is ignored
-    spin_until(executor, lambda: False, timeout=0.2)
-    assert driver.answered == stamp and len(driver.latencies) == 1
-    for node in (policy, off, driver, lockstep, elsewhere):
+    # The control thread ticks on while the executor delivers the published copies.
+    assert spin_until(executor, lambda: policy.step >= 30)
+    driver.close()  # stops the thread, writes the log
+    assert not driver._thread.is_alive()
+    spin_until(executor, lambda: False, timeout=0.3)
+    with open(log) as stream:
+        header = stream.readline()
+        rows = np.loadtxt(stream, delimiter=',', skiprows=1, ndmin=2)
+    assert 'missed deadlines 0' in header and driver.missed == 0
+    rows = rows[rows[:, 0] >= stamp]  # (before the reset the thread ticked with no episode)
+    ticks = rows[rows[:, 1] == 1]
+    assert len(ticks) >= 30 and rows[0, 0] == stamp and rows[0, 1] == 0
+    assert not np.isnan(ticks[:, 2]).any()  # every period answered, in its own period
+    assert policy.step == len(ticks) and policy.commands == len(ticks) + 1  # once each
+    labels = [m.layout.dim[0].label for m in seen]
+    assert len(seen) > 0 and len(set(labels)) == len(seen)  # none published twice
+    for node in (policy, off, driver, lockstep):
         node.destroy_node()
+
+
+def test_realtime_driver_control_thread_stops_the_run_when_a_step_fails(ros_context):
+    """A control step that raises ends the node's run with status 1 (not a silent thread)."""
+    import time
+
+    from sac_robot.nodes.sim_driver import SimDriver
+    driver = SimDriver(context=ros_context, namespace='/minitaur',
+                       parameter_overrides=params(clock='realtime'))
+
+    def broken(stamp, msgs):
+        raise RuntimeError('reader failed')
+    driver.add_local_reader(broken, ['joints'])
+    deadline = time.monotonic() + 5.0
+    while getattr(driver, 'exit_status', None) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert driver.exit_status == 1
+    driver._thread.join(timeout=1.0)
+    assert not driver._thread.is_alive()
+    driver.destroy_node()
 
 
 def test_policy_takes_good_weights_and_rejects_bad_ones(ros_context, executor, probe):
@@ -582,3 +627,65 @@ def test_policy_acts_once_on_a_held_measurement_that_begins_an_episode(ros_conte
     policy._on_sensors(110, measurement(110))
     assert steps == [(1, 0, 100), (1, 1, 110)] and policy.commands == 2
     policy.destroy_node()
+
+
+def test_realtime_dclaw_resets_and_renders_in_its_control_thread(ros_context, executor, probe):
+    """In real time the control thread owns the robot.
+
+    A reset asked for through the service happens there, in place of a period's step, and the
+    camera (whose GL context works in one thread only) renders there, at reset and at every
+    period.
+    """
+    from sensor_msgs.msg import Image
+
+    from sac_robot.nodes.sim_driver import SimDriver
+    from sac_robot.srv import Reset
+    driver = SimDriver(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+        robot='dclaw', clock='realtime', pixels=True))
+    executor.add_node(driver)
+    images = listen(probe, Image, '/dclaw/camera/image_raw', qos.SENSOR_DEEP)
+    client = probe.create_client(Reset, '/dclaw/reset')
+    assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=4, reason='test'))
+    assert spin_until(executor, future.done) and future.result().success
+    first = convert.stamp_ns(future.result().stamp)
+    assert spin_until(executor, lambda: sum(
+        convert.stamp_ns(m.header.stamp) > first for m in images) >= 2)
+    mine = [m for m in images if convert.stamp_ns(m.header.stamp) >= first]
+    assert convert.stamp_ns(mine[0].header.stamp) == first
+    assert all((m.height, m.width, m.encoding) == (32, 32, 'rgb8') for m in mine)
+    assert any(np.frombuffer(bytes(m.data), np.uint8).any() for m in mine)  # a picture
+    assert getattr(driver, 'exit_status', None) is None
+    driver.destroy_node()
+
+
+def test_run_nodes_freezes_what_startup_made_and_returns_a_nodes_exit_status():
+    """A node process freezes its start-up objects and ends with the status a node sets.
+
+    Out of the garbage collector's sight, they cost a full collection nothing (it would hold
+    the interpreter lock for ~130 ms: a real-time control thread's stall); the node is closed.
+    """
+    import gc
+
+    from rclpy.node import Node
+
+    from sac_robot.nodes.spin import run_nodes
+    seen = {}
+
+    class Quitter(Node):
+        def __init__(self):
+            super().__init__('quitter')
+            self.create_timer(0.01, self.tick)
+
+        def tick(self):
+            seen['frozen'] = gc.get_freeze_count()
+            self.exit_status = 3
+
+        def close(self):
+            seen['closed'] = True
+
+    try:
+        assert run_nodes([Quitter], args=[]) == 3
+    finally:
+        gc.unfreeze()
+    assert seen['frozen'] > 10000 and seen['closed']

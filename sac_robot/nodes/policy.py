@@ -139,6 +139,10 @@ class PolicyNode(Node):
             'Composed with a real-time driver in one process: hand it each command directly as '
             "well as publishing it (as rclcpp's intra-process delivery would), so the command "
             "does not queue behind the other nodes' sensor callbacks.")).value
+        self.local_measurements = declare('local_measurements', True, describe(
+            'Composed with a real-time driver in one process: take each measurement from it '
+            'directly, before it is published, instead of after the DDS round trip and behind '
+            "the other nodes' callbacks (the published copies are then ignored).")).value
         self.local_drivers = []  # command takers of drivers in this process (connect_local)
         # One thread: a control step is a small forward pass, and the other core belongs to
         # the trainer.
@@ -162,6 +166,9 @@ class PolicyNode(Node):
 
         self.policy = None  # LoadedPolicy, swapped whole by the loader thread
         self._loading = threading.Lock()
+        # A real-time driver's control thread hands measurements over (local_measurements)
+        # while the executor delivers events and progress: the episode state, one at a time.
+        self._state = threading.RLock()
         self.episode_id, self.step, self.end_step = None, 0, None
         self.observer = self.profile.observer()
         self.last_action = np.zeros(self.profile.action_size)
@@ -180,14 +187,19 @@ class PolicyNode(Node):
 
     def connect_local(self, nodes: list):
         """Find a real-time driver of this robot among the nodes of this process."""
-        if not self.local_commands:
-            return
         for node in nodes:
-            take = getattr(node, 'take_local_command', None)
-            if (take is not None and node.get_namespace() == self.get_namespace()
-                    and getattr(node, 'clock_mode', None) == 'realtime'):
-                self.local_drivers.append(take)
+            if (not hasattr(node, 'take_local_command') or getattr(
+                    node, 'clock_mode', None) != 'realtime'
+                    or node.get_namespace() != self.get_namespace()):
+                continue
+            if self.local_commands:
+                self.local_drivers.append(node.take_local_command)
                 self.get_logger().info(f'commands also go straight to {node.get_name()} '
+                                       '(same process)')
+            if self.local_measurements:
+                node.add_local_reader(self.sync.take_local, self.sync.keys)
+                self.sync.unsubscribe()  # the published copies would only cost the executor
+                self.get_logger().info(f'measurements come straight from {node.get_name()} '
                                        '(same process)')
 
     def _load_checkpoint(self, path: str):
@@ -230,6 +242,10 @@ class PolicyNode(Node):
 
     def on_event(self, msg: EpisodeEvent):
         """Note where episodes start and end."""
+        with self._state:
+            self._on_event(msg)
+
+    def _on_event(self, msg: EpisodeEvent):
         if msg.event == EpisodeEvent.START:
             if msg.episode_id <= self.last_started:
                 return  # this episode has begun already (the event came again)
@@ -247,10 +263,11 @@ class PolicyNode(Node):
                 self.on_measurement(stamp, msgs)
 
     def _on_sensors(self, stamp: int, msgs: dict):
-        self.recent[stamp] = msgs
-        if len(self.recent) > 8:
-            del self.recent[min(self.recent)]
-        self._act_or_hold(stamp, msgs)
+        with self._state:
+            self.recent[stamp] = msgs
+            if len(self.recent) > 8:
+                del self.recent[min(self.recent)]
+            self._act_or_hold(stamp, msgs)
 
     def _act_or_hold(self, stamp: int, msgs: dict):
         """Act on a measurement, or hold it while the trainer is behind (min_utd)."""
@@ -300,12 +317,13 @@ class PolicyNode(Node):
 
     def on_progress(self, msg: TrainingProgress):
         """The trainer moved on: act on a measurement held for it."""
-        self.progress = msg
-        if self.held is not None and not self._behind_trainer(self.held[0]):
-            stamp, msgs, since = self.held
-            self.held = None
-            self.waited += time.monotonic() - since
-            self.on_measurement(stamp, msgs)
+        with self._state:
+            self.progress = msg
+            if self.held is not None and not self._behind_trainer(self.held[0]):
+                stamp, msgs, since = self.held
+                self.held = None
+                self.waited += time.monotonic() - since
+                self.on_measurement(stamp, msgs)
 
     def on_measurement(self, stamp: int, msgs: dict):
         """Observation -> action -> command, for a measurement of a running episode."""
@@ -353,8 +371,9 @@ class PolicyNode(Node):
 
     def on_repeat(self, stamp: int):
         """The driver sent the newest observation again: our command may be lost; resend."""
-        if self.last_command is not None and self.last_command[0] == stamp:
-            self.command_publisher.publish(self.last_command[1])
+        last = self.last_command
+        if last is not None and last[0] == stamp:
+            self.command_publisher.publish(last[1])
 
     def _publish_step(self, stamp: int, observation, action, version: int):
         msg = PolicyStep()

@@ -23,12 +23,20 @@ Clock modes (parameter ``clock``):
   steps at once; a ``hold`` command only sets the targets. If nothing comes for
   ``resend_period`` seconds the newest observation is published again, so a lost sample cannot
   stall the loop.
-- ``realtime``: a timer steps the physics every control period with the newest targets (held
-  between commands); stamps are the node's clock.
+- ``realtime``: a control thread of its own steps the physics every control period with the
+  newest targets (held between commands); stamps are the node's clock. Like ros2_control's
+  controller manager, the thread runs at real-time priority (``thread_priority``, SCHED_FIFO)
+  where the system allows it and keeps an absolute schedule: a period it overruns is counted
+  and the schedule restarts from now (never a burst of catch-up steps). Not the executor's
+  timer: that fires behind whatever callbacks the process has queued (in the composed robot
+  side, 1 % of periods came over 15 ms late; bench/control_latency.py).
 """
 
-import collections
+import os
+import sys
+import threading
 import time
+import traceback
 
 import numpy as np
 from rclpy.node import Node
@@ -53,7 +61,7 @@ class SimDriver(Node):
         robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
         self.clock_mode = declare('clock', 'lockstep', describe(
             'lockstep: one control step per command, as fast as they come, /clock published; '
-            'realtime: a timer at the control rate')).value
+            'realtime: a control thread at the control rate')).value
         self.seed = declare('seed', 0, describe('Seed of resets (valve angle, randomisation).')
                             ).value
         latency = declare('latency', 0.0, describe(
@@ -66,8 +74,14 @@ class SimDriver(Node):
             'Lockstep: seconds without a command before the newest observation is sent again.')
         ).value
         self.latency_log = declare('latency_log', '', describe(
-            'Real time: on shutdown, write the observation-to-command latency (ms) of every '
-            'command and the count of missed deadlines to this CSV file.')).value
+            'Real time: on shutdown, write every published measurement (its stamp, whether the '
+            'control thread or a reset published it, and the latency in ms of the command that '
+            'answered it) and the counts of missed deadlines and overruns to this CSV file.')
+        ).value
+        self.thread_priority = declare('thread_priority', 50, describe(
+            "Real time: SCHED_FIFO priority (1-99) of the control thread, as ros2_control's "
+            'thread_priority; 0 or not permitted (no CAP_SYS_NICE or rtprio limit; a warning '
+            'says so): normal scheduling.')).value
         self.wait_for_readers = [entry for entry in declare('wait_for_readers', [''], describe(
             "Before the first episode, refuse resets until each sensor topic ('topic>=N') has "
             'N matched readers, so that no node of the graph misses its first measurements.')
@@ -103,13 +117,24 @@ class SimDriver(Node):
         self.targets = self.profile.hold_command()
         self.steps = 0
         self.dropped = 0
-        self.latencies = []  # real time: observation-to-command latency of each command, ms
+        # Real time: stamp -> observation-to-command latency (ms) of its command, and every
+        # published stamp with whether the control thread (1) or a reset (0) published it.
+        self.latencies, self.timeline = {}, []
+        self.local_readers = []  # nodes of this process taking measurements directly
+        self.local_keys = set()  # the sensors they read
+        self.local_counts = {}  # topic -> how many of them read it
         self.answered, self.missed = None, 0
-        self.published = collections.deque(maxlen=2)  # the two newest observation stamps
         self._last_activity = time.monotonic()
+        self.overruns = 0  # real time: periods the control thread came too late for
+        # Real time: the control thread owns the robot; the reset service hands it requests.
+        self._reset_request = None  # (seed, done event, result box)
+        self._stop = threading.Event()
+        self._thread = None
         self._reset_robot()
         if self.clock_mode == 'realtime':
-            self.create_timer(self.profile.control_period, self.on_tick)
+            self._thread = threading.Thread(target=self._control_loop, name='control',
+                                            daemon=True)
+            self._thread.start()
         else:
             self.create_timer(min(self.resend_period, 0.1), self.on_resend_check)
 
@@ -136,36 +161,51 @@ class SimDriver(Node):
         self.robot.command(self.targets)
         self.robot.step(self.substeps)
         self.steps += 1
-        self.publish(self._next_stamp())
+        stamp = self._next_stamp()
+        if self.latency_log and self.clock_mode == 'realtime':
+            self.timeline.append((stamp, 1))
+        self.publish(stamp)
 
     def publish(self, stamp: int):
         """Publish every sensor at ``stamp`` (ns)."""
         self.stamp = stamp
-        self.published.append(stamp)
         self._last_activity = time.monotonic()
         if self.clock_publisher is not None:
             self.clock_publisher.publish(Clock(clock=convert.to_stamp(stamp)))
-        for key, msg in self.measurements(stamp).items():
+        msgs = {}
+        if self.local_readers:  # the policy of this process acts first, on what it reads
+            msgs = self.measurements(stamp, self.local_keys)
+            for reader in self.local_readers:
+                reader(stamp, msgs)
+        msgs.update(self.measurements(stamp, [k for k in self.publishers_ if k not in msgs]))
+        for key, msg in msgs.items():
             self.publishers_[key].publish(msg)
 
-    def measurements(self, stamp: int) -> dict:
-        """The sensor messages of the current state, stamped ``stamp``."""
+    def measurements(self, stamp: int, keys=None) -> dict:
+        """The sensor messages of the current state, stamped ``stamp`` (``keys``: only these)."""
         robot, names = self.robot, self.profile.joint_names
+        keys = self.publishers_ if keys is None else keys
+        msgs = {}
         if self.profile.name == 'minitaur':
-            data = robot.data
-            position, orientation = robot.base_pose()
-            return {
-                'joints': convert.joint_state(names, robot.motor_angles(),
-                                              robot.motor_velocities(), robot.motor_torques(),
-                                              stamp, 'base'),
-                'imu': convert.imu(robot.base_orientation(), robot.base_angular_velocity(),
-                                   data.sensor('imu_accelerometer').data, stamp, 'imu'),
-                'mocap': convert.pose_stamped(position, orientation, stamp, 'world')}
-        msgs = {'joints': convert.joint_state(names, robot.joint_positions(),
-                                              robot.joint_velocities(), None, stamp, 'mount'),
-                'valve': convert.joint_state(('valve',), [robot.valve_angle()],
-                                             [robot.valve_velocity()], None, stamp, 'valve')}
-        if self.pixels:
+            if 'joints' in keys:
+                msgs['joints'] = convert.joint_state(
+                    names, robot.motor_angles(), robot.motor_velocities(),
+                    robot.motor_torques(), stamp, 'base')
+            if 'imu' in keys:
+                msgs['imu'] = convert.imu(
+                    robot.base_orientation(), robot.base_angular_velocity(),
+                    robot.data.sensor('imu_accelerometer').data, stamp, 'imu')
+            if 'mocap' in keys:
+                position, orientation = robot.base_pose()
+                msgs['mocap'] = convert.pose_stamped(position, orientation, stamp, 'world')
+            return msgs
+        if 'joints' in keys:
+            msgs['joints'] = convert.joint_state(names, robot.joint_positions(),
+                                                 robot.joint_velocities(), None, stamp, 'mount')
+        if 'valve' in keys:
+            msgs['valve'] = convert.joint_state(('valve',), [robot.valve_angle()],
+                                                [robot.valve_velocity()], None, stamp, 'valve')
+        if 'camera' in keys and self.pixels:
             size = self.profile.image_size
             msgs['camera'] = convert.image(robot.render(size, size), stamp,
                                            self.profile.camera_frame)
@@ -187,8 +227,11 @@ class SimDriver(Node):
             if stamp is not None and not hold:
                 if stamp == self.answered:
                     return  # the published copy of a command handed over in-process
+                if stamp != self.stamp:
+                    self.missed += 1  # a newer measurement went out before this answer came
                 self.answered = stamp
-                self.latencies.append((self.get_clock().now().nanoseconds - stamp) / 1e6)
+                self.latencies.setdefault(
+                    stamp, (self.get_clock().now().nanoseconds - stamp) / 1e6)
             self.targets = targets
             return
         if self.stamp is None:
@@ -201,6 +244,23 @@ class SimDriver(Node):
         self.targets = targets
         self._step()
 
+    def add_local_reader(self, reader, keys):
+        """Hand every measurement's ``keys`` sensors to ``reader(stamp_ns, {key: message})``.
+
+        For a node of this process (the policy, real time only): it gets the messages before
+        they are published, as rclcpp's intra-process delivery would, instead of after the DDS
+        round trip and behind the other nodes' callbacks; the published copies follow as usual.
+        The other sensors' messages are built after the readers have been served.
+        """
+        unknown = set(keys) - set(self.publishers_)
+        if unknown:
+            raise ValueError(f'{self.get_name()} publishes no {", ".join(sorted(unknown))}')
+        self.local_readers.append(reader)
+        self.local_keys.update(keys)
+        for key in keys:
+            topic = self.profile.sensors[key][0]
+            self.local_counts[topic] = self.local_counts.get(topic, 0) + 1
+
     def take_local_command(self, msg: Float64MultiArray):
         """A command from a policy node in this process, handed over before it is published.
 
@@ -209,10 +269,61 @@ class SimDriver(Node):
         """
         self.on_command(msg)
 
+    def _control_loop(self):
+        """Real time: call :meth:`on_tick` every control period, on an absolute schedule."""
+        self._raise_priority()
+        period = self.profile.control_period
+        deadline = time.monotonic()
+        while True:
+            deadline += period
+            delay = deadline - time.monotonic()
+            if delay < -period:  # overran a whole period: count it, restart the schedule
+                self.overruns += 1
+                deadline, delay = time.monotonic(), 0.0
+            if self._stop.wait(max(delay, 0.0)):
+                break
+            try:
+                request, self._reset_request = self._reset_request, None
+                if request is None:
+                    self.on_tick()
+                else:  # a reset asked for by the service: this period's measurement
+                    seed, done, box = request
+                    box['stamp'] = self._reset(seed)
+                    done.set()
+            except Exception:  # noqa: BLE001 - a failed control step ends the run, loudly
+                if not (self._stop.is_set() or not self.context.ok()):
+                    self.get_logger().fatal(f'control step failed:\n{traceback.format_exc()}')
+                    self.exit_status = 1
+                break
+        self._close_robot()  # in the thread that rendered
+
+    def _raise_priority(self):
+        """Put the calling thread under SCHED_FIFO at ``thread_priority``, if allowed."""
+        # A waiting control thread gets the interpreter lock after at most this long (the
+        # default 5 ms would be half a control period spent behind another thread's Python).
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+        if self.thread_priority <= 0:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.thread_priority))
+        except (PermissionError, AttributeError, OSError) as error:
+            self.get_logger().warning(
+                f'control thread at normal priority (SCHED_FIFO {self.thread_priority} not '
+                f'permitted: {error}); for steadier control periods allow real-time priority '
+                '(README, "Real time")')
+
+    def _stop_control(self):
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+    def destroy_node(self):
+        """Stop the control thread before the node goes."""
+        self._stop_control()
+        return super().destroy_node()
+
     def on_tick(self):
         """Real time: one control period with the newest targets."""
-        if len(self.published) == 2 and self.answered == self.published[0]:
-            self.missed += 1  # the policy commands, but its answer to the last one is late
         self._step()
 
     def on_resend_check(self):
@@ -229,37 +340,69 @@ class SimDriver(Node):
         for entry in self.wait_for_readers:
             topic, _, count = entry.partition('>=')
             publisher = by_topic.get(topic.strip())
-            if publisher is not None and publisher.get_subscription_count() < int(count):
-                missing.append(f'{topic.strip()} ({publisher.get_subscription_count()}/{count})')
+            if publisher is None:
+                continue
+            # Matched readers, and nodes of this process that take the sensor directly.
+            readers = publisher.get_subscription_count() + self.local_counts.get(
+                topic.strip(), 0)
+            if readers < int(count):
+                missing.append(f'{topic.strip()} ({readers}/{count})')
         return missing
 
     def on_reset(self, request: Reset.Request, response: Reset.Response):
-        """Start a new episode: reset the physics and publish its first observation."""
+        """Start a new episode: reset the physics and publish its first observation.
+
+        In real time the control thread does it, in place of its next step (it owns the robot:
+        a camera's GL context works in one thread only), and the service waits for it.
+        """
         if self.episode_id == 0 and self.wait_for_readers:
             missing = self._missing_readers()  # matched readers, as this writer sees them
             if missing:
                 response.success = False
                 response.message = f'waiting for readers: {", ".join(missing)}'
                 return response
-        if request.seed >= 0:
-            self.rng = np.random.default_rng(request.seed)
-        self._reset_robot()
-        self.episode_id += 1
-        stamp = self._next_stamp()
-        self.publish(stamp)
+        if self._thread is None:
+            stamp = self._reset(request.seed)
+        else:
+            done, box = threading.Event(), {}
+            self._reset_request = (request.seed, done, box)
+            if not done.wait(timeout=max(1.0, 20 * self.profile.control_period)):
+                response.success = False
+                response.message = 'the control thread did not take the reset (stopped?)'
+                return response
+            stamp = box['stamp']
         self.get_logger().debug(f'episode {self.episode_id} starts at {stamp} ns '
                                 f'({request.reason or "no reason given"})')
         response.success, response.episode_id = True, self.episode_id
         response.stamp = convert.to_stamp(stamp)
         return response
 
+    def _reset(self, seed: int) -> int:
+        """Reset the robot and publish the new episode's first measurement; its stamp."""
+        if seed >= 0:
+            self.rng = np.random.default_rng(seed)
+        self._reset_robot()
+        self.episode_id += 1
+        stamp = self._next_stamp()
+        if self.latency_log and self.clock_mode == 'realtime':
+            self.timeline.append((stamp, 0))
+        self.publish(stamp)
+        return stamp
+
     def close(self):
-        """Write the latency log; release the renderer."""
+        """Stop the control thread; write the latency log; release the renderer."""
+        self._stop_control()
         if self.latency_log:
             with open(self.latency_log, 'w', encoding='utf-8') as stream:
-                stream.write(f'# steps {self.steps}, missed deadlines {self.missed}\n'
-                             'latency_ms\n')
-                stream.writelines(f'{value:.4f}\n' for value in self.latencies)
+                stream.write(f'# steps {self.steps}, missed deadlines {self.missed}, '
+                             f'overruns {self.overruns}\n'
+                             'stamp_ns,timer,latency_ms\n')
+                stream.writelines(f'{stamp},{timer},{self.latencies.get(stamp, np.nan):.4f}\n'
+                                  for stamp, timer in self.timeline)
+        if self._thread is None:
+            self._close_robot()
+
+    def _close_robot(self):
         close = getattr(self.robot, 'close', None)
         if close is not None:
             close()

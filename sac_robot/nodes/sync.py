@@ -46,6 +46,14 @@ class SensorSync:
                                        f'the way ({info.total_count} in all)',
                                        throttle_duration_sec=1.0)
 
+    def take_local(self, stamp: int, msgs: dict):
+        """A whole measurement from a driver in this process (its ``add_local_reader``).
+
+        The node then no longer subscribes to the topics (:meth:`unsubscribe`).
+        """
+        if stamp > self._newest:
+            self._complete(stamp, msgs)
+
     def _on_message(self, key, msg):
         stamp = stamp_ns(msg.header.stamp)
         if stamp <= self._newest:  # a late or repeated sample of a stamp already handled
@@ -59,6 +67,9 @@ class SensorSync:
                 self._pending.popitem(last=False)
             return
         del self._pending[stamp]
+        self._complete(stamp, group)
+
+    def _complete(self, stamp: int, group: dict):
         for old in [s for s in self._pending if s < stamp]:
             have = self._pending.pop(old)
             missing = [key for key in self.keys if key not in have]
@@ -72,6 +83,8 @@ class SensorSync:
             self.node.get_logger().error(f'dropped the measurement at {stamp} ns: {error}',
                                          throttle_duration_sec=1.0)
 
-    def forget(self, stamp: int):
-        """Accept stamps after ``stamp`` only (a repeated stamp is ignored anyway)."""
-        self._newest = max(self._newest, stamp)
+    def unsubscribe(self):
+        """Stop listening to the topics (the measurements come by :meth:`take_local`)."""
+        for subscription in self.subscriptions:
+            self.node.destroy_subscription(subscription)
+        self.subscriptions = []
