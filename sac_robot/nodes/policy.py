@@ -142,7 +142,8 @@ class PolicyNode(Node):
         self.local_measurements = declare('local_measurements', True, describe(
             'Composed with a real-time driver in one process: take each measurement from it '
             'directly, before it is published, instead of after the DDS round trip and behind '
-            "the other nodes' callbacks (the published copies are then ignored).")).value
+            "the other nodes' callbacks (it then does not subscribe to the sensor topics).")
+        ).value
         self.local_drivers = []  # command takers of drivers in this process (connect_local)
         # One thread: a control step is a small forward pass, and the other core belongs to
         # the trainer.

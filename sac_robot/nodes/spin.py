@@ -40,9 +40,9 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
 
     The nodes share one DDS participant, so what they say to each other is delivered inside
     the process without a transport; a node with ``connect_local(nodes)`` is told who its
-    neighbours are (the policy hands commands to a real-time driver directly). The run ends
-    when any node sets its ``exit_status`` (that status is returned), on Ctrl-C or SIGTERM;
-    every node is then closed, in reverse.
+    neighbours are (the policy and a real-time driver hand each other measurements and
+    commands directly). The run ends when any node sets its ``exit_status`` (that status is
+    returned), on Ctrl-C or SIGTERM; every node is then closed, in reverse.
     """
     rclpy.init(args=args)
     nodes = []
