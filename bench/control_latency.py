@@ -11,6 +11,12 @@ ticks without an answer (an episode's final measurement and those between episod
 and the control period's spread (the driver's schedule; an overrun is a period missed whole).
 Goal: p99 <= 2 ms and no missed deadline at 100 Hz.
 
+Beside every variant runs a floor probe: a process at the control thread's SCHED_FIFO priority
+that does a fixed ``--floor-work`` ms of pure computation every 10 ms and times it. What
+stretches it (the other core's trainer sharing caches, the hypervisor taking the CPU away) is
+what this machine does to any 1 ms of control work, compiled or not; the graph's latency tail is
+read against it.
+
     .venv/bin/python bench/control_latency.py [--seconds 600]
         [--variants "compose:=robot" "compose:=none" "SAC_ROBOT_EXECUTOR=single" "pin"
                     "set:policy.local_measurements=false" "set:sim_driver.thread_priority=0"]
@@ -68,7 +74,48 @@ def pin(launcher: int):
             continue  # the process or thread has gone
 
 
-def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def probe_main(seconds: float, work_ms: float, priority: int):
+    """The floor probe's process: print how long ``work_ms`` of computation took, each time."""
+    n, best = 1000, 0.0
+    while best < work_ms / 2e3:  # calibrate: iterations that take work_ms at the fastest
+        n *= 2
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            _spin(n)
+            times.append(time.perf_counter() - start)
+        best = min(times)
+    n = int(n * work_ms / 1e3 / best)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError):
+        pass
+    durations, deadline = [], time.monotonic()
+    end = deadline + seconds
+    while deadline < end:
+        deadline += 0.01
+        time.sleep(max(deadline - time.monotonic(), 0.0))
+        start = time.perf_counter()
+        _spin(n)
+        durations.append((time.perf_counter() - start) * 1e3)
+    print(' '.join(f'{d:.4f}' for d in durations))
+
+
+def floor_probe(seconds: float, work_ms: float, priority: int = 50) -> subprocess.Popen:
+    """Start the floor probe for ``seconds``; ``.communicate()[0]`` holds its durations."""
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), '--probe',
+                             f'{seconds},{work_ms},{priority}'], stdout=subprocess.PIPE,
+                            text=True)
+
+
+def run(seconds: float, learning_starts: int, launch_args=(), floor_ms: float = 0.0) -> dict:
     """Run the real-time graph for ``seconds``; return its latencies (ms) and missed deadlines."""
     with tempfile.TemporaryDirectory(prefix='control_latency_') as out:
         log = os.path.join(out, 'latency.csv')
@@ -94,7 +141,11 @@ def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             env=environment)
         start = time.monotonic()
+        probe = None
         while time.monotonic() - start < seconds and process.poll() is None:
+            if probe is None and floor_ms > 0 and time.monotonic() - start > 0.25 * seconds:
+                # Over the run's last three quarters: the trainer is learning by then.
+                probe = floor_probe(0.7 * seconds, floor_ms)
             time.sleep(1.0)
             if 'pin' in launch_args:
                 pin(process.pid)
@@ -103,6 +154,8 @@ def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
                 print(f'{elapsed:5.0f} s of {seconds:.0f}', flush=True)
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=60)
+        floor = (np.array([float(x) for x in probe.communicate()[0].split()])
+                 if probe is not None else np.zeros(0))
         with open(log) as stream:
             header = stream.readline()
             table = np.loadtxt(stream, delimiter=',', skiprows=1, ndmin=2)
@@ -113,19 +166,28 @@ def run(seconds: float, learning_starts: int, launch_args=()) -> dict:
     periods = np.diff(stamps)[timer[1:] & timer[:-1]] / 1e6
     return {'steps': steps, 'missed': missed, 'overruns': overruns,
             'latencies': latency[~np.isnan(latency)],
-            'unanswered': int(np.isnan(latency[timer]).sum()), 'periods': periods}
+            'unanswered': int(np.isnan(latency[timer]).sum()), 'periods': periods,
+            'floor': floor}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seconds', type=float, default=600.0)
     parser.add_argument('--learning-starts', type=int, default=1000)
+    parser.add_argument('--floor-work', type=float, default=1.0,
+                        help='ms of pure computation the floor probe times (0: no probe)')
+    parser.add_argument('--probe', help=argparse.SUPPRESS)  # SECONDS,WORK_MS,PRIORITY
     add_variants_argument(parser)
     args = parser.parse_args()
+    if args.probe:
+        seconds, work_ms, priority = args.probe.split(',')
+        probe_main(float(seconds), float(work_ms), int(priority))
+        return
     results = {}
     for variant in args.variants:
         print(f'{variant}:', flush=True)
-        result = results[variant] = run(args.seconds, args.learning_starts, variant.split())
+        result = results[variant] = run(args.seconds, args.learning_starts, variant.split(),
+                                        args.floor_work)
         latencies, periods = result['latencies'], result['periods']
         print(f'{variant}: {result["steps"]} control steps at 100 Hz over {args.seconds:.0f} s, '
               f'{len(latencies)} commands timed; latency ms: median {np.median(latencies):.3f}, '
@@ -136,6 +198,12 @@ def main():
               f'{np.percentile(periods, 99):.3f}, max {periods.max():.3f}, '
               f'{int((periods > 15.0).sum())} over 15 ms, {result["overruns"]} overruns (a whole '
               'period late)', flush=True)
+        floor = result['floor']
+        if len(floor):
+            print(f'{variant}: floor probe, {args.floor_work:g} ms of computation every 10 ms '
+                  f'at the same priority ({len(floor)} times): median {np.median(floor):.3f}, '
+                  f'p99 {np.percentile(floor, 99):.3f}, max {floor.max():.3f} ms; '
+                  f'{int((floor > 10.0).sum())} over 10 ms', flush=True)
     first = results[args.variants[0]]['latencies']
     print(f'p99_latency_ms: {np.percentile(first, 99):.3f}')
 

@@ -689,3 +689,51 @@ def test_run_nodes_freezes_what_startup_made_and_returns_a_nodes_exit_status():
     finally:
         gc.unfreeze()
     assert seen['frozen'] > 10000 and seen['closed']
+
+
+def test_realtime_driver_runs_the_process_callbacks_on_its_control_thread():
+    """In a node process a real-time driver takes the executor over.
+
+    Every callback of the process (another node's timer, the driver's own reset service) runs
+    on the control thread, between steps, so no other thread holds the interpreter lock during
+    a step; a reset through the service is done there without waiting on itself; the process
+    ends with the status a node sets and the control thread is stopped before the nodes go.
+    """
+    import threading
+
+    from rclpy.node import Node
+
+    from sac_robot.nodes.sim_driver import SimDriver
+    from sac_robot.nodes.spin import run_nodes
+    from sac_robot.srv import Reset
+    seen = {'threads': set()}
+
+    def driver():
+        seen['driver'] = SimDriver(namespace='/minitaur', parameter_overrides=params(
+            clock='realtime', thread_priority=0))
+        return seen['driver']
+
+    class Watcher(Node):
+        def __init__(self):
+            super().__init__('watcher', namespace='/minitaur')
+            self.client = self.create_client(Reset, 'reset')
+            self.future = None
+            self.create_timer(0.005, self.tick)
+
+        def tick(self):
+            seen['threads'].add(threading.current_thread().name)
+            if self.future is None and self.client.service_is_ready():
+                self.future = self.client.call_async(Reset.Request(seed=2, reason='test'))
+            elif self.future is not None and self.future.done():
+                seen['reset'] = self.future.result()
+                if seen['driver'].steps >= 20:
+                    self.exit_status = 5
+
+    try:
+        assert run_nodes([driver, Watcher], args=[]) == 5
+    finally:
+        import gc
+        gc.unfreeze()
+    assert seen['threads'] == {'control'}
+    assert seen['reset'].success and seen['reset'].episode_id == 1
+    assert not seen['driver']._thread.is_alive()

@@ -82,6 +82,11 @@ class SimDriver(Node):
             "Real time: SCHED_FIFO priority (1-99) of the control thread, as ros2_control's "
             'thread_priority; 0 or not permitted (no CAP_SYS_NICE or rtprio limit; a warning '
             'says so): normal scheduling.')).value
+        self.spin_on_control_thread = declare('spin_on_control_thread', True, describe(
+            "Real time, in a sac-robot node process: the control thread also runs the "
+            "process's other callbacks (its nodes' subscriptions, timers, services), between "
+            'its steps, so that no other thread of the process holds the interpreter lock '
+            "while a step runs; false: the process's main thread runs them.")).value
         self.wait_for_readers = [entry for entry in declare('wait_for_readers', [''], describe(
             "Before the first episode, refuse resets until each sensor topic ('topic>=N') has "
             'N matched readers, so that no node of the graph misses its first measurements.')
@@ -131,6 +136,7 @@ class SimDriver(Node):
         self._reset_request = None  # (seed, done event, result box)
         self._stop = threading.Event()
         self._thread = None
+        self._executor = None  # spun by the control thread between steps (take_executor)
         self._reset_robot()
         if self.clock_mode == 'realtime':
             self._thread = threading.Thread(target=self._control_loop, name='control',
@@ -277,13 +283,12 @@ class SimDriver(Node):
         deadline = time.monotonic()
         while True:
             deadline += period
-            delay = deadline - time.monotonic()
-            if delay < -period:  # overran a whole period: count it, restart the schedule
-                self.overruns += 1
-                deadline, delay = time.monotonic(), 0.0
-            if self._stop.wait(max(delay, 0.0)):
-                break
+            if deadline - time.monotonic() < -period:  # overran a whole period: count it,
+                self.overruns += 1  # restart the schedule
+                deadline = time.monotonic()
             try:
+                if self._wait_until(deadline):
+                    break
                 request, self._reset_request = self._reset_request, None
                 if request is None:
                     self.on_tick()
@@ -293,10 +298,45 @@ class SimDriver(Node):
                     done.set()
             except Exception:  # noqa: BLE001 - a failed control step ends the run, loudly
                 if not (self._stop.is_set() or not self.context.ok()):
-                    self.get_logger().fatal(f'control step failed:\n{traceback.format_exc()}')
+                    self.get_logger().fatal(f'control thread failed:\n{traceback.format_exc()}')
                     self.exit_status = 1
                 break
         self._close_robot()  # in the thread that rendered
+
+    def _wait_until(self, deadline: float) -> bool:
+        """Wait until ``deadline`` (monotonic s); True when the thread is to stop.
+
+        Runs the process's callbacks meanwhile if it handed its executor over, one at a time,
+        so a step starts at most one callback late.
+        """
+        while not self._stop.is_set():
+            delay = deadline - time.monotonic()
+            if delay <= 0.0:
+                return False
+            executor = self._executor
+            if executor is None:
+                self._stop.wait(delay)
+            else:
+                executor.spin_once(timeout_sec=delay)
+        return True
+
+    def take_executor(self, executor) -> bool:
+        """Offered the process's executor (``spin.run_nodes``): spin it on the control thread.
+
+        Real time with ``spin_on_control_thread`` only. A step then never shares the
+        interpreter with the process's callbacks: with the executor on a thread of its own
+        the control thread waited for the lock behind it, and for as long as the scheduler
+        kept that thread off the CPU while it held the lock. Returns whether it took it; the
+        process must then call :meth:`release_executor` before it destroys any node.
+        """
+        if self._thread is None or not self.spin_on_control_thread:
+            return False
+        self._executor = executor
+        return True
+
+    def release_executor(self):
+        """Stop the control thread (and with it the executor's spinning)."""
+        self._stop_control()
 
     def _raise_priority(self):
         """Put the calling thread under SCHED_FIFO at ``thread_priority``, if allowed."""
@@ -362,8 +402,8 @@ class SimDriver(Node):
                 response.success = False
                 response.message = f'waiting for readers: {", ".join(missing)}'
                 return response
-        if self._thread is None:
-            stamp = self._reset(request.seed)
+        if self._thread is None or threading.current_thread() is self._thread:
+            stamp = self._reset(request.seed)  # (or the control thread runs this service)
         else:
             done, box = threading.Event(), {}
             self._reset_request = (request.seed, done, box)
