@@ -691,13 +691,14 @@ def test_run_nodes_freezes_what_startup_made_and_returns_a_nodes_exit_status():
     assert seen['frozen'] > 10000 and seen['closed']
 
 
-def test_realtime_driver_runs_the_process_callbacks_on_its_control_thread():
+def test_realtime_driver_runs_the_process_callbacks_on_its_control_thread(tmp_path):
     """In a node process a real-time driver takes the executor over.
 
     Every callback of the process (another node's timer, the driver's own reset service) runs
     on the control thread, between steps, so no other thread holds the interpreter lock during
-    a step; a reset through the service is done there without waiting on itself; the process
-    ends with the status a node sets and the control thread is stopped before the nodes go.
+    a step; a reset through the service is done there without waiting on itself, and its
+    measurement gets a whole period before the next step, as a step's does; the process ends
+    with the status a node sets and the control thread is stopped before the nodes go.
     """
     import threading
 
@@ -710,7 +711,7 @@ def test_realtime_driver_runs_the_process_callbacks_on_its_control_thread():
 
     def driver():
         seen['driver'] = SimDriver(namespace='/minitaur', parameter_overrides=params(
-            clock='realtime', thread_priority=0))
+            clock='realtime', thread_priority=0, latency_log=str(tmp_path / 'latency.csv')))
         return seen['driver']
 
     class Watcher(Node):
@@ -737,3 +738,8 @@ def test_realtime_driver_runs_the_process_callbacks_on_its_control_thread():
     assert seen['threads'] == {'control'}
     assert seen['reset'].success and seen['reset'].episode_id == 1
     assert not seen['driver']._thread.is_alive()
+    timeline = seen['driver'].timeline  # (stamp ns, 1 for a step or 0 for a reset)
+    reset = [i for i, (_, step) in enumerate(timeline) if not step]
+    assert len(reset) == 1 and timeline[reset[0] + 1][1] == 1
+    period = seen['driver'].period_ns
+    assert timeline[reset[0] + 1][0] - timeline[reset[0]][0] >= 0.95 * period

@@ -137,6 +137,7 @@ class SimDriver(Node):
         self._stop = threading.Event()
         self._thread = None
         self._executor = None  # spun by the control thread between steps (take_executor)
+        self._deadline = 0.0  # of the control thread's next step (time.monotonic)
         self._reset_robot()
         if self.clock_mode == 'realtime':
             self._thread = threading.Thread(target=self._control_loop, name='control',
@@ -280,14 +281,14 @@ class SimDriver(Node):
         """Real time: call :meth:`on_tick` every control period, on an absolute schedule."""
         self._raise_priority()
         period = self.profile.control_period
-        deadline = time.monotonic()
+        self._deadline = time.monotonic()
         while True:
-            deadline += period
-            if deadline - time.monotonic() < -period:  # overran a whole period: count it,
-                self.overruns += 1  # restart the schedule
-                deadline = time.monotonic()
+            self._deadline += period
+            if self._deadline - time.monotonic() < -period:  # overran a whole period: count
+                self.overruns += 1  # it, restart the schedule
+                self._deadline = time.monotonic()
             try:
-                if self._wait_until(deadline):
+                if self._wait():
                     break
                 request, self._reset_request = self._reset_request, None
                 if request is None:
@@ -303,14 +304,15 @@ class SimDriver(Node):
                 break
         self._close_robot()  # in the thread that rendered
 
-    def _wait_until(self, deadline: float) -> bool:
-        """Wait until ``deadline`` (monotonic s); True when the thread is to stop.
+    def _wait(self) -> bool:
+        """Wait for the next step's deadline; True when the thread is to stop.
 
         Runs the process's callbacks meanwhile if it handed its executor over, one at a time,
-        so a step starts at most one callback late.
+        so a step starts at most one callback late. (A reset done by one of them moves the
+        deadline: its measurement gets a whole period, as a step's does.)
         """
         while not self._stop.is_set():
-            delay = deadline - time.monotonic()
+            delay = self._deadline - time.monotonic()
             if delay <= 0.0:
                 return False
             executor = self._executor
@@ -402,8 +404,11 @@ class SimDriver(Node):
                 response.success = False
                 response.message = f'waiting for readers: {", ".join(missing)}'
                 return response
-        if self._thread is None or threading.current_thread() is self._thread:
-            stamp = self._reset(request.seed)  # (or the control thread runs this service)
+        if self._thread is None:
+            stamp = self._reset(request.seed)
+        elif threading.current_thread() is self._thread:  # it runs the callbacks too
+            stamp = self._reset(request.seed)
+            self._deadline = time.monotonic() + self.profile.control_period
         else:
             done, box = threading.Event(), {}
             self._reset_request = (request.seed, done, box)
