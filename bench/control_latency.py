@@ -11,15 +11,16 @@ ticks without an answer (an episode's final measurement and those between episod
 and the control period's spread (the driver's schedule; an overrun is a period missed whole).
 Goal: p99 <= 2 ms and no missed deadline at 100 Hz.
 
-Beside every variant runs a floor probe: a process at the control thread's SCHED_FIFO priority
-that does a fixed ``--floor-work`` ms of pure computation every 10 ms and times it. What
-stretches it (the other core's trainer sharing caches, the hypervisor taking the CPU away) is
-what this machine does to any 1 ms of control work, compiled or not; the graph's latency tail is
-read against it.
+Beside every variant runs a floor probe: a process at SCHED_FIFO 50 (the control thread's
+default priority) that does a fixed ``--floor-work`` ms of pure computation every 10 ms and
+times it. What stretches it (the other core's trainer sharing caches, the hypervisor taking the
+CPU away) is what this machine does to any 1 ms of control work, compiled or not; the graph's
+latency tail is read against it.
 
-    .venv/bin/python bench/control_latency.py [--seconds 600]
+    .venv/bin/python bench/control_latency.py [--seconds 600] [--floor-work 1.0]
         [--variants "compose:=robot" "compose:=none" "SAC_ROBOT_EXECUTOR=single" "pin"
-                    "set:policy.local_measurements=false" "set:sim_driver.thread_priority=0"]
+                    "set:policy.local_measurements=false" "set:sim_driver.thread_priority=0"
+                    "set:sim_driver.spin_on_control_thread=false"]
 
 A variant is a set of launch arguments (``name:=value``), environment variables of the
 launched processes (``NAME=value``, e.g. the executor choice of sac_robot/nodes/spin.py), node
