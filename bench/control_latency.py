@@ -42,11 +42,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from graph_throughput import add_variants_argument  # noqa: E402
+from graph_throughput import add_variants_argument, isolate_ros  # noqa: E402
 
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
-os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='sac_robot_ros_log_'))
+isolate_ros()
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 

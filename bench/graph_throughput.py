@@ -31,9 +31,20 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
-os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='sac_robot_ros_log_'))
+
+
+def isolate_ros():
+    """Keep a benchmark's ROS graph to itself (the caller's own settings are kept).
+
+    Loopback discovery, a domain of its own, and logs in a temporary directory.
+    """
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
+    if 'ROS_LOG_DIR' not in os.environ:  # (no directory made where one is given)
+        os.environ['ROS_LOG_DIR'] = tempfile.mkdtemp(prefix='sac_robot_ros_log_')
+
+
+isolate_ros()
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 

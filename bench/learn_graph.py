@@ -27,17 +27,16 @@ import csv
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
-os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='sac_robot_ros_log_'))
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from graph_throughput import isolate_ros  # noqa: E402
 from learn_minitaur import walk  # noqa: E402
+
+isolate_ros()
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 SETTINGS = {'learning_starts': 5000}

@@ -397,8 +397,9 @@ class SimDriver(Node):
     def on_reset(self, request: Reset.Request, response: Reset.Response):
         """Start a new episode: reset the physics and publish its first observation.
 
-        In real time the control thread does it, in place of its next step (it owns the robot:
-        a camera's GL context works in one thread only), and the service waits for it.
+        In real time the control thread does it (it owns the robot: a camera's GL context works
+        in one thread only): right here when it runs the process's callbacks, the next step then
+        a whole period later; otherwise in place of its next step, the service waiting for it.
         """
         if self.episode_id == 0 and self.wait_for_readers:
             missing = self._missing_readers()  # matched readers, as this writer sees them
