@@ -144,8 +144,8 @@ def test_policy_and_realtime_driver_in_one_process_bypass_dds(ros_context, execu
                           parameter_overrides=params(clock='realtime'))
     policy = PolicyNode(context=ros_context, namespace='/minitaur')
     policy.connect_local([lockstep, elsewhere, policy, driver])
-    assert policy.local_drivers == [driver.take_local_command]
-    assert driver.local_readers == [policy.sync.take_local]
+    assert policy.local_drivers == [driver.take_local_targets]
+    assert driver.local_readers == [policy.on_readings]
     assert not lockstep.local_readers and not elsewhere.local_readers
     assert not policy.sync.subscriptions and driver.local_counts == {
         'joint_states': 1, 'imu/data': 1}
@@ -155,7 +155,7 @@ def test_policy_and_realtime_driver_in_one_process_bypass_dds(ros_context, execu
     off = PolicyNode(context=ros_context, namespace='/minitaur', parameter_overrides=params(
         local_commands=False, local_measurements=False))
     off.connect_local([driver])
-    assert not off.local_drivers and driver.local_readers == [policy.sync.take_local]
+    assert not off.local_drivers and driver.local_readers == [policy.on_readings]
     elsewhere.destroy_node()
     executor.add_node(driver)
     executor.add_node(policy)
@@ -191,6 +191,53 @@ def test_policy_and_realtime_driver_in_one_process_bypass_dds(ros_context, execu
     assert len(seen) > 0 and len(set(labels)) == len(seen)  # none published twice
     for node in (policy, off, driver, lockstep):
         node.destroy_node()
+
+
+@pytest.mark.parametrize('robot', ['minitaur', 'dclaw'])
+def test_local_readings_and_targets_are_what_the_topics_carry(ros_context, robot):
+    """What a driver hands a reader of its process is what its messages read as.
+
+    In a moving state, the profile's measurement of the driver's readings equals its
+    measurement of the driver's messages (one image rendered for both); targets handed over
+    directly are checked as a command's are: wrong size or not finite, refused, kept as were.
+    A measurement that is not finite is not handed over.
+    """
+    from sac_robot.nodes.sim_driver import SimDriver
+    driver = SimDriver(context=ros_context, namespace=f'/{robot}', parameter_overrides=params(
+        robot=robot, pixels=robot == 'dclaw'))
+    profile = driver.profile
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        driver.targets = profile.action_to_command(rng.uniform(-1, 1, profile.action_size))
+        for _ in range(20):
+            driver.robot.command(driver.targets)
+            driver.robot.step(driver.substeps)
+        readings = driver.readings(profile.sensors)
+        image = readings['camera'][0] if 'camera' in readings else None
+        direct = profile.measurement(readings)
+        via_messages = profile.measure(driver.measurements(7, image))
+        assert direct.keys() == via_messages.keys() and len(direct) >= 4
+        for key, value in direct.items():
+            np.testing.assert_allclose(value, via_messages[key], rtol=0, atol=1e-12,
+                                       err_msg=key)
+        assert np.abs(direct['joints' if robot == 'dclaw' else 'motor_velocities']).max() > 0
+
+    size = len(profile.joint_names)
+    before = driver.targets.copy()
+    assert not driver.take_local_targets(np.full(size - 1, 0.1), 5)
+    assert not driver.take_local_targets(np.r_[np.full(size - 1, 0.1), np.nan], 5)
+    np.testing.assert_array_equal(driver.targets, before)
+    assert driver.answered is None
+    assert driver.take_local_targets(np.full(size, 0.1), 5) and driver.answered == 5
+    np.testing.assert_array_equal(driver.targets, np.full(size, 0.1))
+
+    seen = []
+    driver.add_local_reader(lambda stamp, readings: seen.append(stamp), ['joints'])
+    driver.publish(10)
+    driver.robot.data.qvel[:] = np.nan
+    driver.publish(20)
+    assert seen == [10]
+    driver.destroy_node()
 
 
 def test_realtime_driver_control_thread_stops_the_run_when_a_step_fails(ros_context):

@@ -86,12 +86,11 @@ class LoadedPolicy:
             return self._act_torch(observation, deterministic)
         obs = np.asarray(observation, np.float32)
         if self.algorithm == 'sac':  # a = tanh(mu + sigma * eps) (SAC paper Eq. 8, App. C)
-            mean, log_std = np.split(self._mlp(obs), 2)
+            out, n = self._mlp(obs), self.action_size  # [mean, log std]
             if deterministic:
-                return np.tanh(mean).astype(np.float64)
-            std = np.exp(np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX))
-            return np.tanh(mean + std * self.rng.standard_normal(self.action_size)).astype(
-                np.float64)
+                return np.tanh(out[:n]).astype(np.float64)
+            std = np.exp(np.minimum(np.maximum(out[n:], LOG_STD_MIN), LOG_STD_MAX))
+            return np.tanh(out[:n] + std * self.rng.standard_normal(n))
         # SQL's sampler a = tanh(f(s, xi)); it has no mean action.
         noise = self.rng.standard_normal(self.action_size).astype(np.float32)
         return np.tanh(self._mlp(np.concatenate([obs, noise]))).astype(np.float64)
@@ -174,12 +173,12 @@ class PolicyNode(Node):
         self.observer = self.profile.observer()
         self.last_action = np.zeros(self.profile.action_size)
         self.starts = {}  # stamp -> episode id, from START events not reached yet
-        self.recent = {}  # stamp -> measurement messages, the newest few
+        self.recent = {}  # stamp -> measurement, the newest few
         self.last_command = None  # (stamp, msg), sent again if the driver repeats the stamp
         self.steps_published = 0
         self.commands = 0  # actions sent in this run: the min_utd gate counts them
         self.progress = None  # the trainer's newest TrainingProgress
-        self.held = None  # (stamp, msgs, since) of a measurement waiting for the trainer
+        self.held = None  # (stamp, measurement, since) of one waiting for the trainer
         self.last_stamp = -1  # of the newest measurement acted on
         self.last_started = 0  # id of the newest episode begun
         self.waited = 0.0  # seconds spent waiting for the trainer, in all
@@ -189,16 +188,16 @@ class PolicyNode(Node):
     def connect_local(self, nodes: list):
         """Find a real-time driver of this robot among the nodes of this process."""
         for node in nodes:
-            if (not hasattr(node, 'take_local_command') or getattr(
+            if (not hasattr(node, 'take_local_targets') or getattr(
                     node, 'clock_mode', None) != 'realtime'
                     or node.get_namespace() != self.get_namespace()):
                 continue
             if self.local_commands:
-                self.local_drivers.append(node.take_local_command)
+                self.local_drivers.append(node.take_local_targets)
                 self.get_logger().info(f'commands also go straight to {node.get_name()} '
                                        '(same process)')
             if self.local_measurements:
-                node.add_local_reader(self.sync.take_local, self.sync.keys)
+                node.add_local_reader(self.on_readings, self.sync.keys)
                 self.sync.unsubscribe()  # the published copies would only cost the executor
                 self.get_logger().info(f'measurements come straight from {node.get_name()} '
                                        '(same process)')
@@ -259,21 +258,29 @@ class PolicyNode(Node):
             if self.step >= msg.steps:
                 self.episode_id = None  # already past the end: wait for the next START
             elif self.held is not None and self._final_next():
-                stamp, msgs, _ = self.held  # the final observation: no need to wait
+                stamp, measurement, _ = self.held  # the final observation: no need to wait
                 self.held = None
-                self.on_measurement(stamp, msgs)
+                self.on_measurement(stamp, measurement)
 
     def _on_sensors(self, stamp: int, msgs: dict):
+        """A whole measurement's messages (SensorSync); a MessageError drops it, logged."""
+        self._on_measured(stamp, self.profile.measure(msgs))
+
+    def on_readings(self, stamp: int, readings: dict):
+        """A measurement's readings from a real-time driver in this process (local)."""
+        self._on_measured(stamp, self.profile.measurement(readings))
+
+    def _on_measured(self, stamp: int, measurement: dict):
         with self._state:
-            self.recent[stamp] = msgs
+            self.recent[stamp] = measurement
             if len(self.recent) > 8:
                 del self.recent[min(self.recent)]
-            self._act_or_hold(stamp, msgs)
+            self._act_or_hold(stamp, measurement)
 
-    def _act_or_hold(self, stamp: int, msgs: dict):
+    def _act_or_hold(self, stamp: int, measurement: dict):
         """Act on a measurement, or hold it while the trainer is behind (min_utd)."""
         if self._behind_trainer(stamp) and not self._final_next():
-            self.held = (stamp, msgs, time.monotonic())
+            self.held = (stamp, measurement, time.monotonic())
             progress = self.progress
             self.get_logger().info(
                 f'waiting for the trainer (min_utd {self.min_utd}): '
@@ -281,7 +288,7 @@ class PolicyNode(Node):
                    f'{progress.env_steps} transitions received + {self._unsent(stamp)} on '
                    f'their way, {progress.gradient_steps} updates'), throttle_duration_sec=10.0)
             return
-        self.on_measurement(stamp, msgs)
+        self.on_measurement(stamp, measurement)
 
     def _final_next(self) -> bool:
         """Whether the next measurement is its episode's last (published without acting)."""
@@ -321,12 +328,12 @@ class PolicyNode(Node):
         with self._state:
             self.progress = msg
             if self.held is not None and not self._behind_trainer(self.held[0]):
-                stamp, msgs, since = self.held
+                stamp, measurement, since = self.held
                 self.held = None
                 self.waited += time.monotonic() - since
-                self.on_measurement(stamp, msgs)
+                self.on_measurement(stamp, measurement)
 
-    def on_measurement(self, stamp: int, msgs: dict):
+    def on_measurement(self, stamp: int, measurement: dict):
         """Observation -> action -> command, for a measurement of a running episode."""
         if self.held is not None and self.held[0] <= stamp:
             self.held = None  # acting on it (or on a newer one) now
@@ -335,7 +342,6 @@ class PolicyNode(Node):
             self.last_started = self.episode_id
             for old in [s for s in self.starts if s < stamp]:
                 del self.starts[old]
-            measurement = self.profile.measure(msgs)
             observation = self.observer.reset(measurement)
             self.last_action = np.zeros(self.profile.action_size)
         elif self.episode_id is None:
@@ -343,7 +349,6 @@ class PolicyNode(Node):
         elif stamp <= self.last_stamp:
             return  # acted on already (a held copy, an event racing a measurement)
         else:
-            measurement = self.profile.measure(msgs)
             self.step += 1
             observation = self.observer.push(measurement, self.last_action)
         final = self.end_step is not None and self.step >= self.end_step
@@ -357,10 +362,10 @@ class PolicyNode(Node):
                 action = policy.act(observation, self.deterministic)
             # What the experience records (float32) is exactly what the robot was sent.
             action = action.astype(np.float32).astype(np.float64)
-            command = convert.command(self.profile.action_to_command(action), stamp,
-                                      self.episode_id)
-            for take in self.local_drivers:
-                take(command)
+            targets = self.profile.action_to_command(action)
+            for take in self.local_drivers:  # the robot first, then the topic
+                take(targets, stamp)
+            command = convert.command(targets, stamp, self.episode_id)
             self.command_publisher.publish(command)
             self.commands += 1
             self.last_command = (stamp, command)

@@ -52,19 +52,39 @@ class MinitaurProfile:
                                  + history * self.action_size)
         self.reward_weights, self.limits, self.pretraining = reward_weights, limits, pretraining
 
+    def read(self, msgs: dict) -> dict:
+        """The readings of whichever sensor messages are present, checked.
+
+        ``joints``: ``(angles [8], velocities [8])`` in :attr:`joint_names` order; ``imu``:
+        ``(quaternion [w, x, y, z], body rates [3])``; ``mocap``: ``(position [3], quaternion)``.
+        A driver in the reader's process hands over the same tuples directly (its
+        ``readings``). Raises :class:`MessageError` for a message that cannot be used.
+        """
+        readings = {}
+        if 'joints' in msgs:
+            readings['joints'] = read_joint_state(msgs['joints'], self.joint_names,
+                                                  self.sensors['joints'][0])
+        if 'imu' in msgs:
+            readings['imu'] = read_imu(msgs['imu'], self.sensors['imu'][0])
+        if 'mocap' in msgs:
+            readings['mocap'] = read_pose(msgs['mocap'], self.sensors['mocap'][0])
+        return readings
+
     def measure(self, msgs: dict) -> dict:
         """A measurement from whichever of the sensor messages are present."""
+        return self.measurement(self.read(msgs))
+
+    def measurement(self, readings: dict) -> dict:
+        """A measurement from sensor readings (:meth:`read`)."""
         out = {}
-        if 'joints' in msgs:
-            out['motors'], out['motor_velocities'] = read_joint_state(
-                msgs['joints'], self.joint_names, self.sensors['joints'][0])
-        if 'imu' in msgs:
-            quaternion, rates = read_imu(msgs['imu'], self.sensors['imu'][0])
-            out['roll'], out['pitch'] = minitaur_robot.roll_pitch(quaternion)
-            out['roll_rate'], out['pitch_rate'] = rates[0], rates[1]
-        if 'mocap' in msgs:
-            out['position'], out['orientation'] = read_pose(msgs['mocap'],
-                                                            self.sensors['mocap'][0])
+        if 'joints' in readings:
+            out['motors'], out['motor_velocities'] = readings['joints']
+        if 'imu' in readings:
+            quaternion, rates = readings['imu']
+            out['roll'], out['pitch'] = minitaur_robot.roll_pitch(quaternion.tolist())
+            out['roll_rate'], out['pitch_rate'] = float(rates[0]), float(rates[1])
+        if 'mocap' in readings:
+            out['position'], out['orientation'] = readings['mocap']
         return out
 
     def observer(self):
@@ -73,7 +93,12 @@ class MinitaurProfile:
 
     def action_to_command(self, action) -> np.ndarray:
         """The eight motor targets (rad) for an action in [-1, 1]^8."""
-        return minitaur_task.action_to_motors(action, self.swing_range, self.extension_range)
+        values = np.asarray(action, np.float64).tolist()
+        if len(values) != self.action_size:
+            raise ValueError(f'expected {self.action_size} action values, got {len(values)}')
+        values = minitaur_task.clip_action(values)
+        return np.array(minitaur_task.motor_targets(values, self.swing_range,
+                                                    self.extension_range))
 
     def hold_command(self) -> np.ndarray:
         """The standing pose's motor targets: what a stale command stream is replaced by."""
@@ -156,19 +181,38 @@ class DClawProfile:
                                  if self.pixels else dclaw_task.STATE_SIZE)
         self.policy_sensors = ('joints', 'camera') if self.pixels else ('joints', 'valve')
 
+    def read(self, msgs: dict) -> dict:
+        """The readings of whichever sensor messages are present, checked.
+
+        ``joints``: ``(positions [9], velocities [9] or None)`` in :attr:`joint_names` order;
+        ``valve``: ``(angle [1], velocity [1] or None)``; ``camera``: ``(image [H, W, 3],)``.
+        """
+        readings = {}
+        if 'joints' in msgs:
+            readings['joints'] = read_joint_state(msgs['joints'], self.joint_names,
+                                                  self.sensors['joints'][0])
+        if 'valve' in msgs:
+            readings['valve'] = read_joint_state(msgs['valve'], ('valve',),
+                                                 self.sensors['valve'][0])
+        if 'camera' in msgs:
+            readings['camera'] = (read_image(msgs['camera'], (self.image_size, self.image_size,
+                                                              3), self.sensors['camera'][0]),)
+        return readings
+
     def measure(self, msgs: dict) -> dict:
         """A measurement from whichever of the sensor messages are present."""
+        return self.measurement(self.read(msgs))
+
+    def measurement(self, readings: dict) -> dict:
+        """A measurement from sensor readings (:meth:`read`)."""
         out = {}
-        if 'joints' in msgs:
-            out['joints'], velocities = read_joint_state(msgs['joints'], self.joint_names,
-                                                         self.sensors['joints'][0])
+        if 'joints' in readings:
+            out['joints'], velocities = readings['joints']
             out['velocities'] = np.zeros(9) if velocities is None else velocities
-        if 'valve' in msgs:
-            angle, _ = read_joint_state(msgs['valve'], ('valve',), self.sensors['valve'][0])
-            out['valve'] = float(angle[0])
-        if 'camera' in msgs:
-            out['image'] = read_image(msgs['camera'], (self.image_size, self.image_size, 3),
-                                      self.sensors['camera'][0])
+        if 'valve' in readings:
+            out['valve'] = float(readings['valve'][0][0])
+        if 'camera' in readings:
+            out['image'] = readings['camera'][0]
         return out
 
     def observer(self):

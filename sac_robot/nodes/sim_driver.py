@@ -54,6 +54,13 @@ from sac_robot.srv import Reset
 HOLD_LABEL = 'hold'
 
 
+def _all_finite(readings: dict) -> bool:
+    """Whether every floating-point reading (``{key: (array or None, ...)}``) is finite."""
+    floats = [value for reading in readings.values() for value in reading
+              if value is not None and value.dtype.kind == 'f']
+    return not floats or bool(np.isfinite(np.concatenate(floats)).all())
+
+
 class SimDriver(Node):
     """Simulate one robot and publish its sensors; step on commands or in real time."""
 
@@ -177,24 +184,57 @@ class SimDriver(Node):
         self.publish(stamp)
 
     def publish(self, stamp: int):
-        """Publish every sensor at ``stamp`` (ns)."""
+        """Publish every sensor at ``stamp`` (ns), after serving the local readers."""
         self.stamp = stamp
         self._last_activity = time.monotonic()
         if self.clock_publisher is not None:
             self.clock_publisher.publish(Clock(clock=convert.to_stamp(stamp)))
-        msgs = {}
+        readings = {}
         if self.local_readers:  # the policy of this process acts first, on what it reads
-            msgs = self.measurements(stamp, self.local_keys)
-            for reader in self.local_readers:
-                reader(stamp, msgs)
-        msgs.update(self.measurements(stamp, [k for k in self.publishers_ if k not in msgs]))
-        for key, msg in msgs.items():
+            readings = self.readings(self.local_keys)
+            if _all_finite(readings):
+                for reader in self.local_readers:
+                    reader(stamp, readings)
+            else:  # (the published copies carry it: their subscribers reject them)
+                self.get_logger().error(f'the measurement at {stamp} ns is not finite: not '
+                                        "handed to this process's readers",
+                                        throttle_duration_sec=1.0)
+        camera = readings.get('camera')
+        for key, msg in self.measurements(stamp, None if camera is None else camera[0]).items():
             self.publishers_[key].publish(msg)
 
-    def measurements(self, stamp: int, keys=None) -> dict:
-        """The sensor messages of the current state, stamped ``stamp`` (``keys``: only these)."""
-        robot, names = self.robot, self.profile.joint_names
-        keys = self.publishers_ if keys is None else keys
+    def readings(self, keys) -> dict:
+        """The current state as the robot's profile reads its sensor messages (``read``).
+
+        What a reader in this process takes instead of the messages, as a ros2_control
+        controller reads its hardware's state interfaces: the same numbers, without building
+        and parsing messages on the way from the measurement to the command.
+        """
+        robot, readings = self.robot, {}
+        if self.profile.name == 'minitaur':
+            if 'joints' in keys:
+                readings['joints'] = (robot.motor_angles(), robot.motor_velocities())
+            if 'imu' in keys:
+                readings['imu'] = (robot.base_orientation(), robot.base_angular_velocity())
+            if 'mocap' in keys:
+                readings['mocap'] = robot.base_pose()
+            return readings
+        if 'joints' in keys:
+            readings['joints'] = (robot.joint_positions(), robot.joint_velocities())
+        if 'valve' in keys:
+            readings['valve'] = (np.array([robot.valve_angle()]),
+                                 np.array([robot.valve_velocity()]))
+        if 'camera' in keys and self.pixels:
+            size = self.profile.image_size
+            readings['camera'] = (robot.render(size, size),)
+        return readings
+
+    def measurements(self, stamp: int, image=None) -> dict:
+        """Every sensor's message for the current state, stamped ``stamp`` (ns).
+
+        ``image``: the camera's picture of this state when it has been rendered already.
+        """
+        robot, names, keys = self.robot, self.profile.joint_names, self.publishers_
         msgs = {}
         if self.profile.name == 'minitaur':
             if 'joints' in keys:
@@ -215,10 +255,10 @@ class SimDriver(Node):
         if 'valve' in keys:
             msgs['valve'] = convert.joint_state(('valve',), [robot.valve_angle()],
                                                 [robot.valve_velocity()], None, stamp, 'valve')
-        if 'camera' in keys and self.pixels:
+        if 'camera' in keys:
             size = self.profile.image_size
-            msgs['camera'] = convert.image(robot.render(size, size), stamp,
-                                           self.profile.camera_frame)
+            msgs['camera'] = convert.image(robot.render(size, size) if image is None else image,
+                                           stamp, self.profile.camera_frame)
         return msgs
 
     # Callbacks ------------------------------------------------------------------------------
@@ -237,11 +277,7 @@ class SimDriver(Node):
             if stamp is not None and not hold:
                 if stamp == self.answered:
                     return  # the published copy of a command handed over in-process
-                if stamp != self.stamp:
-                    self.missed += 1  # a newer measurement went out before this answer came
-                self.answered = stamp
-                self.latencies.setdefault(
-                    stamp, (self.get_clock().now().nanoseconds - stamp) / 1e6)
+                self._answered(stamp)
             self.targets = targets
             return
         if self.stamp is None:
@@ -254,13 +290,22 @@ class SimDriver(Node):
         self.targets = targets
         self._step()
 
-    def add_local_reader(self, reader, keys):
-        """Hand every measurement's ``keys`` sensors to ``reader(stamp_ns, {key: message})``.
+    def _answered(self, stamp: int):
+        """Real time: the measurement at ``stamp`` has its command; time it."""
+        if stamp != self.stamp:
+            self.missed += 1  # a newer measurement went out before this answer came
+        self.answered = stamp
+        self.latencies.setdefault(stamp, (self.get_clock().now().nanoseconds - stamp) / 1e6)
 
-        For a node of this process (the policy, real time only): it gets the messages before
-        they are published, as rclcpp's intra-process delivery would, instead of after the DDS
-        round trip and behind the other nodes' callbacks; the published copies follow as usual.
-        The other sensors' messages are built after the readers have been served.
+    def add_local_reader(self, reader, keys):
+        """Hand every measurement's ``keys`` sensors to ``reader(stamp_ns, readings)``.
+
+        For a node of this process (the policy, real time only): it gets the readings
+        (:meth:`readings`, the tuples its profile's ``read`` makes of the messages) before the
+        messages are built and published, as a ros2_control controller reads state interfaces,
+        instead of after the DDS round trip and behind the other nodes' callbacks. The
+        published messages follow as usual. A measurement that is not finite is not handed
+        over (logged); its messages still go out.
         """
         unknown = set(keys) - set(self.publishers_)
         if unknown:
@@ -271,13 +316,25 @@ class SimDriver(Node):
             topic = self.profile.sensors[key][0]
             self.local_counts[topic] = self.local_counts.get(topic, 0) + 1
 
-    def take_local_command(self, msg: Float64MultiArray):
-        """A command from a policy node in this process, handed over before it is published.
+    def take_local_targets(self, targets: np.ndarray, stamp: int) -> bool:
+        """Joint targets from a policy node in this process, for the measurement at ``stamp``.
 
-        Real time only (the policy checks ``clock_mode``): the targets are taken as from the
-        topic, whose copy then comes as a repeat and is ignored.
+        Real time only (the policy checks ``clock_mode``): what the command topic would
+        deliver, as a controller writes command interfaces, taken before the command is
+        published; its published copy then comes as a repeat and is ignored. Targets of the
+        wrong size or not finite are refused (logged; False), as the topic's would be.
         """
-        self.on_command(msg)
+        targets = np.asarray(targets, np.float64)
+        if targets.shape != (len(self.profile.joint_names),) or not np.isfinite(targets).all():
+            self.get_logger().error(
+                f'local targets rejected for the measurement at {stamp} ns: expected '
+                f'{len(self.profile.joint_names)} finite values, got {targets.tolist()}',
+                throttle_duration_sec=1.0)
+            return False
+        if stamp != self.answered:
+            self._answered(stamp)
+        self.targets = targets
+        return True
 
     def _control_loop(self):
         """Real time: call :meth:`on_tick` every control period, on an absolute schedule."""

@@ -46,14 +46,6 @@ class SensorSync:
                                        f'the way ({info.total_count} in all)',
                                        throttle_duration_sec=1.0)
 
-    def take_local(self, stamp: int, msgs: dict):
-        """A whole measurement from a driver in this process (its ``add_local_reader``).
-
-        The node then no longer subscribes to the topics (:meth:`unsubscribe`).
-        """
-        if stamp > self._newest:
-            self._complete(stamp, msgs)
-
     def _on_message(self, key, msg):
         stamp = stamp_ns(msg.header.stamp)
         if stamp <= self._newest:  # a late or repeated sample of a stamp already handled
@@ -84,7 +76,7 @@ class SensorSync:
                                          throttle_duration_sec=1.0)
 
     def unsubscribe(self):
-        """Stop listening to the topics (the measurements come by :meth:`take_local`)."""
+        """Stop listening to the topics (the node takes the measurements some other way)."""
         for subscription in self.subscriptions:
             self.node.destroy_subscription(subscription)
         self.subscriptions = []
