@@ -10,6 +10,11 @@ same code, :mod:`sac_robot.nodes.robots`), samples an action, publishes the join
 ``pixels`` (the D'Claw) the observation is the environment's dict: the camera image rides in the
 step's ``image``, the joint positions and velocities in its ``observation``.
 
+Composed with a real-time driver in one process (``connect_local``), it reads each
+measurement's state from the driver directly, before any message is built, and hands the joint
+targets straight back, as a ros2_control controller reads state and writes command interfaces
+(``local_measurements``, ``local_commands``); the command is published all the same.
+
 Until the first weights arrive the actions are uniform random, which is SAC's warm-up
 exploration. New weights are checked (SHA-256, safetensors only, sizes) and rebuilt on a
 background thread, then swapped in between two control steps: control never waits for them.
@@ -135,13 +140,15 @@ class PolicyNode(Node):
             'experience, so any value is safe; more lets the simulation run further ahead of '
             'the updates.')).value
         self.local_commands = declare('local_commands', True, describe(
-            'Composed with a real-time driver in one process: hand it each command directly as '
-            "well as publishing it (as rclcpp's intra-process delivery would), so the command "
-            "does not queue behind the other nodes' sensor callbacks.")).value
+            "Composed with a real-time driver in one process: hand it each command's joint "
+            'targets directly, before publishing the command (as a ros2_control controller '
+            "writes command interfaces), so the command does not queue behind the other nodes' "
+            'callbacks.')).value
         self.local_measurements = declare('local_measurements', True, describe(
-            'Composed with a real-time driver in one process: take each measurement from it '
-            'directly, before it is published, instead of after the DDS round trip and behind '
-            "the other nodes' callbacks (it then does not subscribe to the sensor topics).")
+            "Composed with a real-time driver in one process: read each measurement's state "
+            'from it directly, before its messages are built (as a ros2_control controller '
+            'reads state interfaces), instead of after the DDS round trip and behind the other '
+            "nodes' callbacks (it then does not subscribe to the sensor topics).")
         ).value
         self.local_drivers = []  # command takers of drivers in this process (connect_local)
         # One thread: a control step is a small forward pass, and the other core belongs to
