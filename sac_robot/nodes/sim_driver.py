@@ -31,7 +31,10 @@ Clock modes (parameter ``clock``):
   timer: that fired behind whatever callbacks the process had queued and lost 2.7 % of the
   periods over 10 minutes (bench/control_latency.py). In a node process the thread also runs
   the process's callbacks between its steps (``spin_on_control_thread``): one Python thread
-  per step, so a step never waits for the interpreter lock.
+  per step, so a step never waits for the interpreter lock. A policy node of the same process
+  reads each measurement's state before any message is built (:meth:`add_local_reader`) and
+  writes its targets back (:meth:`take_local_targets`), as a ros2_control controller uses
+  state and command interfaces; the messages follow for everyone else.
 """
 
 import os
