@@ -32,7 +32,6 @@ import threading
 import time
 
 
-
 def isolate_ros():
     """Keep a benchmark's ROS graph to itself (the caller's own settings are kept).
 

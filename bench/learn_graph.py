@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from graph_throughput import isolate_ros  # noqa: E402
 from learn_minitaur import walk  # noqa: E402

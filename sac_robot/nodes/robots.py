@@ -22,7 +22,18 @@ from sac_robot.tasks import dclaw as dclaw_task
 from sac_robot.tasks import minitaur as minitaur_task
 
 
-class MinitaurProfile:
+class _Profile:
+    """What every robot's profile does the same way."""
+
+    def measure(self, msgs: dict) -> dict:
+        """A measurement from whichever of the sensor messages are present.
+
+        The profile's ``read`` (checked readings), then its ``measurement``.
+        """
+        return self.measurement(self.read(msgs))
+
+
+class MinitaurProfile(_Profile):
     """Minitaur walking: motor encoders, IMU, motion capture; 100 Hz, 500-step episodes."""
 
     name = 'minitaur'
@@ -69,10 +80,6 @@ class MinitaurProfile:
         if 'mocap' in msgs:
             readings['mocap'] = read_pose(msgs['mocap'], self.sensors['mocap'][0])
         return readings
-
-    def measure(self, msgs: dict) -> dict:
-        """A measurement from whichever of the sensor messages are present."""
-        return self.measurement(self.read(msgs))
 
     def measurement(self, readings: dict) -> dict:
         """A measurement from sensor readings (:meth:`read`)."""
@@ -150,7 +157,7 @@ class _MinitaurObserver:
         return self.stack.observation()
 
 
-class DClawProfile:
+class DClawProfile(_Profile):
     """D'Claw valve turning: nine servos, the valve encoder; 10 Hz, 40-step episodes.
 
     With ``pixels`` the policy sees what ``sac_robot/DClawTurnPixels-v0`` gives it: the 32 x 32
@@ -198,10 +205,6 @@ class DClawProfile:
             readings['camera'] = (read_image(msgs['camera'], (self.image_size, self.image_size,
                                                               3), self.sensors['camera'][0]),)
         return readings
-
-    def measure(self, msgs: dict) -> dict:
-        """A measurement from whichever of the sensor messages are present."""
-        return self.measurement(self.read(msgs))
 
     def measurement(self, readings: dict) -> dict:
         """A measurement from sensor readings (:meth:`read`)."""

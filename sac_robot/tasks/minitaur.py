@@ -174,10 +174,6 @@ class MinitaurWalkEnv(gymnasium.Env):
         """Map an action in [-1, 1]^8 to the eight motor targets (rad)."""
         return action_to_motors(action, self.swing_range, self.extension_range)
 
-    def _motor_targets(self, action: list) -> list:
-        """:meth:`action_to_motors` of a clipped action, on floats (the per-step path)."""
-        return motor_targets(action, self.swing_range, self.extension_range)
-
     def reset(self, *, seed=None, options=None):
         """Stand at the origin (after drawing new physics when randomising)."""
         super().reset(seed=seed)
@@ -205,7 +201,7 @@ class MinitaurWalkEnv(gymnasium.Env):
         if len(values) != ACTION_SIZE:
             raise ValueError(f'expected an action of {ACTION_SIZE} numbers, got {len(values)}')
         action = clip_action(values)
-        self.robot.command(self._motor_targets(action))
+        self.robot.command(motor_targets(action, self.swing_range, self.extension_range))
         self.robot.step(self.substeps)
         previous = self._position
         measured, position = self.robot.readings()
