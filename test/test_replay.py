@@ -49,6 +49,17 @@ def test_sample_shapes_and_terminated_apart_from_truncated():
     assert set(reward) <= set(range(50))
 
 
+def test_sample_gathers_the_rows_it_draws():
+    """One gather of the float block gives each field's rows, as indexing each field would."""
+    buffer = ReplayBuffer(3, 2, 100, seed=4)
+    fill(buffer, 0, 60)
+    index = np.random.default_rng(4).integers(0, 60, 32)  # the draw sample() makes
+    batch = buffer.sample(32)
+    for name in ('obs', 'action', 'reward', 'next_obs', 'terminated', 'truncated'):
+        assert np.array_equal(getattr(batch, name).numpy(), buffer.storage[name][index]), name
+    assert np.shares_memory(buffer.storage['obs'], buffer.block)
+
+
 @pytest.mark.parametrize('obs, action, message', [
     (np.zeros(4), np.zeros(2), 'does not fit'),
     (np.zeros(3), np.zeros(3), 'does not fit'),

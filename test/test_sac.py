@@ -147,3 +147,79 @@ def test_act_shapes_and_bounds():
     assert single.shape == (2,) and batch.shape == (7, 2)
     assert np.all(np.abs(batch) <= 1)
     assert np.array_equal(agent.act(np.ones(5), True), agent.act(np.ones(5), True))
+
+
+def _textbook_update(agent: SAC, batch: Batch):
+    """The update as torch.optim spells it: zero_grad, backward, step; one loss at a time."""
+    alpha = agent.log_alpha.detach().exp()
+    critic_loss, _ = agent._critic_loss(batch, alpha)
+    if agent.config.joint_update:
+        actor_loss, alpha_loss, _ = agent._policy_losses(batch, alpha)
+        for optimizer in agent.optimizers().values():
+            optimizer.zero_grad()
+        (critic_loss + actor_loss + alpha_loss).backward()
+        for optimizer in agent.optimizers().values():
+            optimizer.step()
+        polyak_update(agent.critic_target.parameters(), agent.critic.parameters(), 0.005)
+        return
+    agent.critic_optimizer.zero_grad()
+    critic_loss.backward()
+    agent.critic_optimizer.step()
+    polyak_update(agent.critic_target.parameters(), agent.critic.parameters(), 0.005)
+    actor_loss, alpha_loss, _ = agent._policy_losses(batch, alpha)
+    agent.actor_optimizer.zero_grad()
+    actor_loss.backward()
+    agent.actor_optimizer.step()
+    agent.alpha_optimizer.zero_grad()
+    alpha_loss.backward()
+    agent.alpha_optimizer.step()
+
+
+@pytest.mark.parametrize('joint', [False, True])
+def test_update_is_the_textbook_update_bit_for_bit(joint):
+    """The fused optimizer step and the shared backward pass change no bit of the result."""
+    agents = [SAC(5, 2, SACConfig(hidden=(32, 32), joint_update=joint), seed=3) for _ in '12']
+    agents[1].alpha_optimizer.param_groups[0]['lr'] = 1e-3  # a second hyperparameter group
+    agents[0].alpha_optimizer.param_groups[0]['lr'] = 1e-3
+    for i in range(4):  # the first step builds Adam's state the ordinary way, then fused
+        batch = random_batch(seed=i)
+        agents[0].update(batch)
+        _textbook_update(agents[1], batch)
+        for name, module in agents[0].modules().items():
+            for ours, reference in zip(module.parameters(),
+                                       agents[1].modules()[name].parameters()):
+                assert torch.equal(ours, reference), (i, name)
+        assert torch.equal(agents[0].log_alpha, agents[1].log_alpha)
+    for name, optimizer in agents[0].optimizers().items():
+        reference = agents[1].optimizers()[name]
+        for p, q in zip(optimizer.param_groups[0]['params'],
+                        reference.param_groups[0]['params']):
+            for key in ('step', 'exp_avg', 'exp_avg_sq'):
+                assert torch.equal(optimizer.state[p][key], reference.state[q][key])
+    assert all(p.grad is None for p in agents[0].actor.parameters())
+
+
+def test_optimizer_step_checks_and_falls_back():
+    from sac_robot.algorithms import optim
+    params = [torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2, 2))]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    plain, reference = torch.optim.Adam(params, lr=0.1), torch.optim.Adam(twins, lr=0.1)
+    for k in range(3):  # not fused: optim.step lets the optimizer step itself
+        grads = [torch.full_like(p, k + 1.0) for p in params]
+        optim.step([(plain, grads)])
+        for q, g in zip(twins, grads):
+            q.grad = g.clone()
+        reference.step()
+    assert all(torch.equal(p, q) for p, q in zip(params, twins))
+    with pytest.raises(ValueError, match='1 gradients for 2 parameters'):
+        optim.step([(plain, [torch.zeros(3)])])
+
+
+def test_acting_draws_what_the_sampled_action_of_the_update_draws():
+    agent = SAC(5, 2, SACConfig(hidden=(16,)), seed=0)
+    obs = torch.randn(4, 5)
+    with torch.no_grad():
+        first, log_prob = agent.actor(obs, generator=torch.Generator().manual_seed(1))
+        second, none = agent.actor(obs, generator=torch.Generator().manual_seed(1),
+                                   log_prob=False)
+    assert torch.equal(first, second) and log_prob.shape == (4,) and none is None

@@ -120,17 +120,19 @@ class TanhGaussianPolicy(nn.Module):
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def forward(self, obs, deterministic: bool = False,
-                generator: torch.Generator | None = None):
+                generator: torch.Generator | None = None, log_prob: bool = True):
         """Return ``(action, log_prob)``; deterministic gives ``tanh(mean)`` and no log-prob.
 
         ``obs`` is a ``[B, O]`` tensor or, for a dict observation spec, a dict of them.
+        ``log_prob=False`` skips the log-probability (None), as acting needs none; the action
+        and the generator's stream are the same either way.
         """
         mean, log_std = self.distribution(obs)
         if deterministic:
             return torch.tanh(mean), None
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         u = mean + log_std.exp() * eps
-        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
+        return torch.tanh(u), (tanh_gaussian_log_prob(u, mean, log_std) if log_prob else None)
 
 
 class SamplingNetwork(nn.Module):

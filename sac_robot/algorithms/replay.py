@@ -55,8 +55,21 @@ class ReplayBuffer:
             else:
                 for key, shape in self.obs_spec.items():
                     self.fields[f'{prefix}.{key}'] = (shape, storage_dtype(shape))
-        self.storage = {name: np.zeros((capacity, *shape), dtype)
-                        for name, (shape, dtype) in self.fields.items()}
+        # The float scalars and vectors side by side in one block (``storage`` holds views of
+        # its columns), so that a minibatch of them is one gather; images are arrays of their own.
+        self.columns = {}
+        width = 0
+        for name, (shape, dtype) in self.fields.items():
+            if dtype == np.float32 and len(shape) <= 1:
+                self.columns[name] = (width, shape)
+                width += shape[0] if shape else 1
+        self.block = np.zeros((capacity, width), np.float32)
+        self.storage = {name: (self.block[:, start] if not shape
+                               else self.block[:, start:start + shape[0]])
+                        for name, (start, shape) in self.columns.items()}
+        self.storage.update({name: np.zeros((capacity, *shape), dtype)
+                             for name, (shape, dtype) in self.fields.items()
+                             if name not in self.columns})
         self.position = 0  # next row to write
         self.size = 0
         self.rng = np.random.default_rng(seed)
@@ -127,8 +140,12 @@ class ReplayBuffer:
         if self.size == 0:
             raise ReplayBufferError('cannot sample from an empty replay buffer')
         index = self.rng.integers(0, self.size, batch_size)
+        block = torch.from_numpy(self.block[index]).to(device)
 
         def take(name):
+            if name in self.columns:
+                start, shape = self.columns[name]
+                return block[:, start] if not shape else block[:, start:start + shape[0]]
             return torch.from_numpy(self.storage[name][index]).to(device)
 
         def observation(prefix):

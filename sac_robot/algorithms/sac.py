@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from sac_robot.algorithms import optim
 from sac_robot.algorithms.networks import QEnsemble, TanhGaussianPolicy
 from sac_robot.algorithms.observations import normalize_spec, to_tensor
 from sac_robot.algorithms.replay import Batch
@@ -135,9 +136,12 @@ class SAC:
                                       requires_grad=config.auto_alpha)
         self.target_entropy = (-float(action_dim) if config.target_entropy is None
                                else float(config.target_entropy))
-        self.actor_optimizer = _adam(self.actor.parameters(), config.actor_lr)
-        self.critic_optimizer = _adam(self.critic.parameters(), config.critic_lr)
-        self.alpha_optimizer = _adam([self.log_alpha], config.alpha_lr)
+        self.actor_optimizer = optim.adam(self.actor.parameters(), config.actor_lr)
+        self.critic_optimizer = optim.adam(self.critic.parameters(), config.critic_lr)
+        self.alpha_optimizer = optim.adam([self.log_alpha], config.alpha_lr)
+        self._actor_params = list(self.actor.parameters())
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
         #: The agent's own random stream (policy noise, REDQ's critic subsets), checkpointed
         #: with it, so that an agent's updates do not depend on others in the process.
         self.generator = torch.Generator(device=self.device).manual_seed(
@@ -158,7 +162,7 @@ class SAC:
     def act(self, obs, deterministic: bool = False) -> np.ndarray:
         """Return actions in [-1, 1] for one observation or a batch (``[A]`` or ``[B, A]``)."""
         tensor, batched = to_tensor(obs, self.obs_spec, self.device)
-        action, _ = self.actor(tensor, deterministic, self.generator)
+        action, _ = self.actor(tensor, deterministic, self.generator, log_prob=False)
         action = action.cpu().numpy()
         return action if batched else action[0]
 
@@ -209,14 +213,14 @@ class SAC:
         alpha = self.log_alpha.detach().exp()
         critic_loss, q = self._critic_loss(batch, alpha)
         actor_loss, alpha_loss, log_prob = self._policy_losses(batch, alpha)
-        loss = critic_loss + actor_loss + (alpha_loss if alpha_loss is not None else 0.0)
-        optimizers = self.optimizers().values()
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.config.tau)
+        loss = critic_loss + actor_loss
+        updates = [(self.actor_optimizer, self._actor_params),
+                   (self.critic_optimizer, self._critic_params)]
+        if alpha_loss is not None:
+            loss = loss + alpha_loss
+            updates.append((self.alpha_optimizer, [self.log_alpha]))
+        self._step(loss, updates)
+        polyak_update(self._target_params, self._critic_params, self.config.tau)
         self.gradient_steps += 1
         return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
 
@@ -224,22 +228,33 @@ class SAC:
         """Algorithm 1's order: critics (and their targets), then policy, then temperature."""
         alpha = self.log_alpha.detach().exp()
         critic_loss, q = self._critic_loss(batch, alpha)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.config.tau)
+        self._step(critic_loss, [(self.critic_optimizer, self._critic_params)])
+        polyak_update(self._target_params, self._critic_params, self.config.tau)
         self.gradient_steps += 1
         if not update_actor:
             return _metrics(critic_loss, q)
         actor_loss, alpha_loss, log_prob = self._policy_losses(batch, alpha)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
-        if alpha_loss is not None:  # log_prob is detached in it: the actor's step is no input
-            self.alpha_optimizer.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_optimizer.step()
+        updates = [(self.actor_optimizer, self._actor_params)]
+        if alpha_loss is not None:
+            # One backward pass for both: alpha is a constant in the policy's loss and log_prob
+            # one in the temperature's, so each gradient is the one its own loss gives alone.
+            actor_loss_total = actor_loss + alpha_loss
+            updates.append((self.alpha_optimizer, [self.log_alpha]))
+        else:
+            actor_loss_total = actor_loss
+        self._step(actor_loss_total, updates)
         return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
+
+    @staticmethod
+    def _step(loss: torch.Tensor, updates: list):
+        """Differentiate ``loss`` for the ``(optimizer, parameters)`` pairs and step them."""
+        params = [p for _, group in updates for p in group]
+        grads = torch.autograd.grad(loss, params)
+        start, pairs = 0, []
+        for optimizer, group in updates:
+            pairs.append((optimizer, grads[start:start + len(group)]))
+            start += len(group)
+        optim.step(pairs)
 
     # Checkpoint support: every tensor, and the optimizers, by name.
     def modules(self) -> dict:
@@ -265,12 +280,3 @@ def _metrics(critic_loss, q, actor_loss=None, alpha_loss=None, alpha=None,
     if alpha_loss is not None:
         metrics['loss/alpha'] = alpha_loss
     return {k: float(v.detach()) for k, v in metrics.items()}
-
-
-def _adam(params, lr: float) -> torch.optim.Adam:
-    """Adam, fused where this torch build supports it (1.05x on this CPU, MEASUREMENTS.md)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from sac_robot.algorithms import optim
 from sac_robot.algorithms.networks import QEnsemble, SamplingNetwork
 from sac_robot.algorithms.replay import Batch
-from sac_robot.algorithms.sac import _adam
 
 #: Smallest kernel bandwidth, so that coincident particles do not divide by zero
 #: (softlearning's h_min).
@@ -208,8 +208,10 @@ class SQL:
         self.q = QEnsemble(obs_dim, action_dim, config.hidden, ensemble=1).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.sampler = SamplingNetwork(obs_dim, action_dim, config.hidden).to(self.device)
-        self.q_optimizer = _adam(self.q.parameters(), config.q_lr)
-        self.sampler_optimizer = _adam(self.sampler.parameters(), config.sampler_lr)
+        self.q_optimizer = optim.adam(self.q.parameters(), config.q_lr)
+        self.sampler_optimizer = optim.adam(self.sampler.parameters(), config.sampler_lr)
+        self._q_params = list(self.q.parameters())
+        self._sampler_params = list(self.sampler.parameters())
         self.alpha = config.alpha
         #: The agent's own random stream (sampler noise, proposals), checkpointed with it.
         self.generator = torch.Generator(device=self.device).manual_seed(
@@ -264,9 +266,7 @@ class SQL:
             target = batch.reward + self.config.gamma * (1.0 - batch.terminated) * next_value
         q = self.q(batch.obs, batch.action)[0]
         q_loss = 0.5 * F.mse_loss(q, target)
-        self.q_optimizer.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.q_optimizer.step()
+        optim.step([(self.q_optimizer, torch.autograd.grad(q_loss, self._q_params))])
         return {'loss/critic': float(q_loss.detach()), 'q/mean': float(q.detach().mean()),
                 'value/next': float(next_value.mean())}
 
@@ -294,9 +294,8 @@ class SQL:
                                    self.alpha)
         # Eq. 14: backpropagate Delta f through the sampler (ascent along Delta f).
         sampler_loss = -(direction.detach() * updated).sum(-1).mean()
-        self.sampler_optimizer.zero_grad(set_to_none=True)
-        sampler_loss.backward()
-        self.sampler_optimizer.step()
+        optim.step([(self.sampler_optimizer,
+                     torch.autograd.grad(sampler_loss, self._sampler_params))])
         return {'loss/actor': float(sampler_loss.detach())}
 
     def update(self, batch: Batch) -> dict:

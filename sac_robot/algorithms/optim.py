@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Adam for the agents' updates: ``torch.optim.Adam`` stepped without its per-call Python.
+
+An update of SAC steps three optimizers (critics, policy, temperature) on every environment step.
+``torch.optim.Adam(fused=True)`` does the arithmetic in one kernel per call, but each
+``step()`` and ``zero_grad()`` also pays hooks, grouping and bookkeeping in Python, and every
+gradient first lands in ``.grad`` through the autograd engine's accumulation nodes.
+:func:`step` takes the gradients as :func:`torch.autograd.grad` returns them and hands the
+optimizers' own state to the same fused kernel, once for all the optimizers that share their
+hyperparameters. The arithmetic is ``optimizer.step()``'s, bit for bit (tested); the
+optimizers stay ordinary ``torch.optim.Adam`` objects, so checkpoints keep their format.
+"""
+
+import torch
+
+
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Return Adam, fused where this torch build supports it (1.05x, MEASUREMENTS.md)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def _fusable(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether one plain fused-kernel call does what ``optimizer.step()`` would."""
+    if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    return (bool(group.get('fused')) and isinstance(group['lr'], float)
+            and not any(group.get(flag) for flag in (
+                'amsgrad', 'maximize', 'capturable', 'differentiable',
+                'decoupled_weight_decay'))
+            and all(p in optimizer.state for p in group['params']))
+
+
+def step(updates) -> None:
+    """Apply ``(optimizer, gradients)`` pairs, ``gradients`` in the order of the parameters.
+
+    Each optimizer steps exactly as ``optimizer.step()`` would with ``p.grad = gradient``. An
+    optimizer whose state is not built yet (its first step) or that is not a plain fused Adam
+    takes that path itself.
+    """
+    calls = {}
+    for optimizer, grads in updates:
+        params = optimizer.param_groups[0]['params']
+        if len(grads) != len(params):
+            raise ValueError(f'{len(grads)} gradients for {len(params)} parameters')
+        if not _fusable(optimizer):
+            for param, grad in zip(params, grads):
+                param.grad = grad
+            optimizer.step()
+            for param in params:
+                param.grad = None
+            continue
+        group = optimizer.param_groups[0]
+        key = (group['lr'], *group['betas'], group['eps'], group['weight_decay'])
+        lists = calls.setdefault(key, ([], [], [], [], []))
+        lists[0].extend(params)
+        lists[1].extend(grads)
+        for param in params:
+            state = optimizer.state[param]
+            lists[2].append(state['exp_avg'])
+            lists[3].append(state['exp_avg_sq'])
+            lists[4].append(state['step'])
+    for (lr, beta1, beta2, eps, weight_decay), (params, grads, avgs, avg_sqs, steps) \
+            in calls.items():
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(params, grads, avgs, avg_sqs, [], steps, amsgrad=False, lr=lr,
+                           beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps,
+                           maximize=False)
