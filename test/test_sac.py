@@ -213,6 +213,13 @@ def test_optimizer_step_checks_and_falls_back():
     assert all(torch.equal(p, q) for p, q in zip(params, twins))
     with pytest.raises(ValueError, match='1 gradients for 2 parameters'):
         optim.step([(plain, [torch.zeros(3)])])
+    # A fused Adam with a step hook (an LR scheduler's, a logger's) steps itself: hooks run.
+    fused = optim.adam([params[0]], 0.1)
+    calls = []
+    fused.register_step_post_hook(lambda *_: calls.append(1))
+    for _ in range(3):
+        optim.minimize(params[0].square().sum(), [fused])
+    assert len(calls) == 3 and params[0].grad is None
 
 
 def test_acting_draws_what_the_sampled_action_of_the_update_draws():

@@ -5,13 +5,16 @@ An update of SAC steps three optimizers (critics, policy, temperature) on every 
 ``torch.optim.Adam(fused=True)`` does the arithmetic in one kernel per call, but each
 ``step()`` and ``zero_grad()`` also pays hooks, grouping and bookkeeping in Python, and every
 gradient first lands in ``.grad`` through the autograd engine's accumulation nodes.
-:func:`step` takes the gradients as :func:`torch.autograd.grad` returns them and hands the
-optimizers' own state to the same fused kernel, once for all the optimizers that share their
-hyperparameters. The arithmetic is ``optimizer.step()``'s, bit for bit (tested); the
-optimizers stay ordinary ``torch.optim.Adam`` objects, so checkpoints keep their format.
+:func:`minimize` takes the gradients as :func:`torch.autograd.grad` returns them and
+:func:`step` hands them, with the optimizers' own state, to the same fused kernel, once for all
+the optimizers that share their hyperparameters. The arithmetic is ``optimizer.step()``'s, bit
+for bit (tested); the optimizers stay ordinary ``torch.optim.Adam`` objects, so checkpoints keep
+their format. Step hooks registered on an optimizer (or globally) are honoured: such an
+optimizer takes ``optimizer.step()``.
 """
 
 import torch
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
@@ -25,7 +28,9 @@ def adam(params, lr: float) -> torch.optim.Adam:
 
 def _fusable(optimizer: torch.optim.Optimizer) -> bool:
     """Whether one plain fused-kernel call does what ``optimizer.step()`` would."""
-    if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+    if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1 \
+            or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks \
+            or _global_optimizer_pre_hooks or _global_optimizer_post_hooks:
         return False
     group = optimizer.param_groups[0]
     return (bool(group.get('fused')) and isinstance(group['lr'], float)
@@ -35,16 +40,29 @@ def _fusable(optimizer: torch.optim.Optimizer) -> bool:
             and all(p in optimizer.state for p in group['params']))
 
 
+def parameters(optimizer: torch.optim.Optimizer) -> list:
+    """Every parameter ``optimizer`` steps, in order."""
+    return [p for group in optimizer.param_groups for p in group['params']]
+
+
+def minimize(loss: torch.Tensor, optimizers) -> None:
+    """Differentiate ``loss`` for every parameter of ``optimizers`` and step them."""
+    params = [parameters(optimizer) for optimizer in optimizers]
+    grads = iter(torch.autograd.grad(loss, [p for group in params for p in group]))
+    step([(optimizer, [next(grads) for _ in group])
+          for optimizer, group in zip(optimizers, params)])
+
+
 def step(updates) -> None:
     """Apply ``(optimizer, gradients)`` pairs, ``gradients`` in the order of the parameters.
 
     Each optimizer steps exactly as ``optimizer.step()`` would with ``p.grad = gradient``. An
-    optimizer whose state is not built yet (its first step) or that is not a plain fused Adam
-    takes that path itself.
+    optimizer whose state is not built yet (its first step), that is not a plain fused Adam, or
+    that has step hooks takes that path itself.
     """
     calls = {}
     for optimizer, grads in updates:
-        params = optimizer.param_groups[0]['params']
+        params = parameters(optimizer)
         if len(grads) != len(params):
             raise ValueError(f'{len(grads)} gradients for {len(params)} parameters')
         if not _fusable(optimizer):

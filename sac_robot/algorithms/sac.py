@@ -139,8 +139,7 @@ class SAC:
         self.actor_optimizer = optim.adam(self.actor.parameters(), config.actor_lr)
         self.critic_optimizer = optim.adam(self.critic.parameters(), config.critic_lr)
         self.alpha_optimizer = optim.adam([self.log_alpha], config.alpha_lr)
-        self._actor_params = list(self.actor.parameters())
-        self._critic_params = list(self.critic.parameters())
+        self._critic_params = list(self.critic.parameters())  # for the Polyak update
         self._target_params = list(self.critic_target.parameters())
         #: The agent's own random stream (policy noise, REDQ's critic subsets), checkpointed
         #: with it, so that an agent's updates do not depend on others in the process.
@@ -214,12 +213,11 @@ class SAC:
         critic_loss, q = self._critic_loss(batch, alpha)
         actor_loss, alpha_loss, log_prob = self._policy_losses(batch, alpha)
         loss = critic_loss + actor_loss
-        updates = [(self.actor_optimizer, self._actor_params),
-                   (self.critic_optimizer, self._critic_params)]
+        optimizers = [self.actor_optimizer, self.critic_optimizer]
         if alpha_loss is not None:
             loss = loss + alpha_loss
-            updates.append((self.alpha_optimizer, [self.log_alpha]))
-        self._step(loss, updates)
+            optimizers.append(self.alpha_optimizer)
+        optim.minimize(loss, optimizers)
         polyak_update(self._target_params, self._critic_params, self.config.tau)
         self.gradient_steps += 1
         return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
@@ -228,33 +226,19 @@ class SAC:
         """Algorithm 1's order: critics (and their targets), then policy, then temperature."""
         alpha = self.log_alpha.detach().exp()
         critic_loss, q = self._critic_loss(batch, alpha)
-        self._step(critic_loss, [(self.critic_optimizer, self._critic_params)])
+        optim.minimize(critic_loss, [self.critic_optimizer])
         polyak_update(self._target_params, self._critic_params, self.config.tau)
         self.gradient_steps += 1
         if not update_actor:
             return _metrics(critic_loss, q)
         actor_loss, alpha_loss, log_prob = self._policy_losses(batch, alpha)
-        updates = [(self.actor_optimizer, self._actor_params)]
-        if alpha_loss is not None:
+        if alpha_loss is None:
+            optim.minimize(actor_loss, [self.actor_optimizer])
+        else:
             # One backward pass for both: alpha is a constant in the policy's loss and log_prob
             # one in the temperature's, so each gradient is the one its own loss gives alone.
-            actor_loss_total = actor_loss + alpha_loss
-            updates.append((self.alpha_optimizer, [self.log_alpha]))
-        else:
-            actor_loss_total = actor_loss
-        self._step(actor_loss_total, updates)
+            optim.minimize(actor_loss + alpha_loss, [self.actor_optimizer, self.alpha_optimizer])
         return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
-
-    @staticmethod
-    def _step(loss: torch.Tensor, updates: list):
-        """Differentiate ``loss`` for the ``(optimizer, parameters)`` pairs and step them."""
-        params = [p for _, group in updates for p in group]
-        grads = torch.autograd.grad(loss, params)
-        start, pairs = 0, []
-        for optimizer, group in updates:
-            pairs.append((optimizer, grads[start:start + len(group)]))
-            start += len(group)
-        optim.step(pairs)
 
     # Checkpoint support: every tensor, and the optimizers, by name.
     def modules(self) -> dict:

@@ -210,8 +210,6 @@ class SQL:
         self.sampler = SamplingNetwork(obs_dim, action_dim, config.hidden).to(self.device)
         self.q_optimizer = optim.adam(self.q.parameters(), config.q_lr)
         self.sampler_optimizer = optim.adam(self.sampler.parameters(), config.sampler_lr)
-        self._q_params = list(self.q.parameters())
-        self._sampler_params = list(self.sampler.parameters())
         self.alpha = config.alpha
         #: The agent's own random stream (sampler noise, proposals), checkpointed with it.
         self.generator = torch.Generator(device=self.device).manual_seed(
@@ -266,7 +264,7 @@ class SQL:
             target = batch.reward + self.config.gamma * (1.0 - batch.terminated) * next_value
         q = self.q(batch.obs, batch.action)[0]
         q_loss = 0.5 * F.mse_loss(q, target)
-        optim.step([(self.q_optimizer, torch.autograd.grad(q_loss, self._q_params))])
+        optim.minimize(q_loss, [self.q_optimizer])
         return {'loss/critic': float(q_loss.detach()), 'q/mean': float(q.detach().mean()),
                 'value/next': float(next_value.mean())}
 
@@ -294,8 +292,7 @@ class SQL:
                                    self.alpha)
         # Eq. 14: backpropagate Delta f through the sampler (ascent along Delta f).
         sampler_loss = -(direction.detach() * updated).sum(-1).mean()
-        optim.step([(self.sampler_optimizer,
-                     torch.autograd.grad(sampler_loss, self._sampler_params))])
+        optim.minimize(sampler_loss, [self.sampler_optimizer])
         return {'loss/actor': float(sampler_loss.detach())}
 
     def update(self, batch: Batch) -> dict:
