@@ -230,3 +230,22 @@ def test_acting_draws_what_the_sampled_action_of_the_update_draws():
         second, none = agent.actor(obs, generator=torch.Generator().manual_seed(1),
                                    log_prob=False)
     assert torch.equal(first, second) and log_prob.shape == (4,) and none is None
+
+
+@pytest.mark.parametrize('out_features', [1, 3])
+def test_ensemble_layer_is_each_members_own_linear_layer(out_features):
+    """The batched layer (and its one-output form) against each member's plain product."""
+    from sac_robot.algorithms.networks import EnsembleLinear
+    layer = EnsembleLinear(3, 8, out_features)
+    shared, separate = torch.randn(5, 8), torch.randn(3, 5, 8)
+    for x in (shared, separate):
+        x = x.clone().requires_grad_(True)
+        out = layer(x)
+        members = x if x.dim() == 3 else x.expand(3, -1, -1)
+        reference = torch.stack([members[e] @ layer.weight[e] + layer.bias[e] for e in range(3)])
+        assert out.shape == (3, 5, out_features)
+        torch.testing.assert_close(out, reference)
+        grads = torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))
+        expected = torch.autograd.grad(reference.square().sum(), (x, layer.weight, layer.bias))
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want)
