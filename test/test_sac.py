@@ -160,12 +160,14 @@ def _textbook_update(agent: SAC, batch: Batch):
         (critic_loss + actor_loss + alpha_loss).backward()
         for optimizer in agent.optimizers().values():
             optimizer.step()
-        polyak_update(agent.critic_target.parameters(), agent.critic.parameters(), 0.005)
+        polyak_update(agent.critic_target.parameters(), agent.critic.parameters(),
+                      agent.config.tau)
         return
     agent.critic_optimizer.zero_grad()
     critic_loss.backward()
     agent.critic_optimizer.step()
-    polyak_update(agent.critic_target.parameters(), agent.critic.parameters(), 0.005)
+    polyak_update(agent.critic_target.parameters(), agent.critic.parameters(),
+                  agent.config.tau)
     actor_loss, alpha_loss, _ = agent._policy_losses(batch, alpha)
     agent.actor_optimizer.zero_grad()
     actor_loss.backward()

@@ -57,16 +57,14 @@ class ReplayBuffer:
                     self.fields[f'{prefix}.{key}'] = (shape, storage_dtype(shape))
         # The float scalars and vectors side by side in one block (``storage`` holds views of
         # its columns), so that a minibatch of them is one gather; images are arrays of their own.
-        self.columns = {}
+        self.columns = {}  # field -> its column (a scalar) or slice of columns in the block
         width = 0
         for name, (shape, dtype) in self.fields.items():
             if dtype == np.float32 and len(shape) <= 1:
-                self.columns[name] = (width, shape)
+                self.columns[name] = slice(width, width + shape[0]) if shape else width
                 width += shape[0] if shape else 1
         self.block = np.zeros((capacity, width), np.float32)
-        self.storage = {name: (self.block[:, start] if not shape
-                               else self.block[:, start:start + shape[0]])
-                        for name, (start, shape) in self.columns.items()}
+        self.storage = {name: self.block[:, column] for name, column in self.columns.items()}
         self.storage.update({name: np.zeros((capacity, *shape), dtype)
                              for name, (shape, dtype) in self.fields.items()
                              if name not in self.columns})
@@ -144,8 +142,7 @@ class ReplayBuffer:
 
         def take(name):
             if name in self.columns:
-                start, shape = self.columns[name]
-                return block[:, start] if not shape else block[:, start:start + shape[0]]
+                return block[:, self.columns[name]]
             return torch.from_numpy(self.storage[name][index]).to(device)
 
         def observation(prefix):
