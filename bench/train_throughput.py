@@ -9,8 +9,11 @@ environment steps (= gradient updates) per second of the learning part.
 
     .venv/bin/python bench/train_throughput.py [--env HalfCheetah-v5] [--rounds 3]
 
-Two variants of this SAC run in every round: the default (Algorithm 1's sequential updates)
-and ``joint_update=True`` (one backward pass, as softlearning), plus ``bf16=True`` with
+Four variants of this SAC run in every round: the default (Algorithm 1's sequential updates,
+gradients in closed form), ``compile=True`` (those gradients compiled by torch.compile; the
+compile time, when the agent is built, is outside the timed part and printed),
+``joint_update=True`` (all gradients from the same parameters, as softlearning) and
+``closed_form=False`` (the default's update with autograd's gradients), plus ``bf16=True`` with
 ``--bf16`` (only for CPUs with AVX-512 BF16 or AMX). Prints each round, then the medians; the
 last line is ``ratio_vs_sb3: X`` for the default configuration.
 """
@@ -31,7 +34,10 @@ def ours(env_id: str, warmup: int, steps: int, seed: int, overrides: dict) -> fl
 
     env = make_env(env_id, seed)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    built = time.perf_counter()
     agent = SAC(obs_dim, action_dim, SACConfig(**overrides), seed=seed)
+    if overrides.get('compile'):
+        print(f'  (compiled in {time.perf_counter() - built:.1f} s)', flush=True)
     buffer = ReplayBuffer(obs_dim, action_dim, warmup + steps, seed=seed)
     obs, _ = env.reset(seed=seed)
     start = None
@@ -79,7 +85,8 @@ def main():
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     parser.add_argument('--bf16', action='store_true', help='also measure bf16 autocast')
     args = parser.parse_args()
-    variants = {'sac_robot': {}, 'joint': {'joint_update': True}}
+    variants = {'sac_robot': {}, 'compiled': {'compile': True},
+                'joint': {'joint_update': True}, 'autograd': {'closed_form': False}}
     if args.bf16:
         variants['joint+bf16'] = {'joint_update': True, 'bf16': True}
     if args.threads:

@@ -9,8 +9,8 @@ import torch
 
 from sac_robot.algorithms.networks import LOG_STD_MAX, tanh_gaussian_log_prob
 from sac_robot.algorithms.replay import Batch
-from sac_robot.algorithms.sac import (SAC, SACConfig, polyak_update, policy_loss, soft_q_target,
-                                      temperature_loss)
+from sac_robot.algorithms.sac import (SAC, SACConfig, polyak_update, policy_loss, q_loss,
+                                      soft_q_target, temperature_loss)
 
 
 def test_soft_q_target_by_hand():
@@ -179,8 +179,12 @@ def _textbook_update(agent: SAC, batch: Batch):
 
 @pytest.mark.parametrize('joint', [False, True])
 def test_update_is_the_textbook_update_bit_for_bit(joint):
-    """The fused optimizer step and the shared backward pass change no bit of the result."""
-    agents = [SAC(5, 2, SACConfig(hidden=(32, 32), joint_update=joint), seed=3) for _ in '12']
+    """The fused optimizer step and the shared backward pass change no bit of the result.
+
+    This is autograd's update; the closed-form gradients are compared with autograd's below.
+    """
+    agents = [SAC(5, 2, SACConfig(hidden=(32, 32), joint_update=joint, closed_form=False),
+                  seed=3) for _ in '12']
     agents[1].alpha_optimizer.param_groups[0]['lr'] = 1e-3  # a second hyperparameter group
     agents[0].alpha_optimizer.param_groups[0]['lr'] = 1e-3
     for i in range(4):  # the first step builds Adam's state the ordinary way, then fused
@@ -199,6 +203,81 @@ def test_update_is_the_textbook_update_bit_for_bit(joint):
             for key in ('step', 'exp_avg', 'exp_avg_sq'):
                 assert torch.equal(optimizer.state[p][key], reference.state[q][key])
     assert all(p.grad is None for p in agents[0].actor.parameters())
+
+
+@pytest.mark.parametrize('overrides', [
+    {}, {'joint_update': True}, {'auto_alpha': False, 'alpha': 0.3},
+    {'num_critics': 5, 'num_target_critics': 2, 'hidden': (32, 32, 32)},
+    {'num_critics': 1, 'num_target_critics': 1, 'hidden': (24,)}])
+def test_closed_form_gradients_are_autograds(overrides):
+    """gradients.py's backpropagation gives autograd's gradients, loss by loss.
+
+    And update by update: the same random draws, so whole runs stay together.
+    """
+    from sac_robot.algorithms import gradients
+    config = {'hidden': (32, 32), **overrides}
+    agent, twin = (SAC(5, 2, SACConfig(**config, closed_form=form), seed=4)
+                   for form in (True, False))
+    for i in range(6):
+        batch = random_batch(seed=i)
+        alpha = agent.log_alpha.detach().exp()
+        twin.generator.manual_seed(i)
+        target = twin._critic_target(batch, alpha)
+        twin.generator.manual_seed(i)  # the same target inside the reference's loss
+        loss = twin._critic_loss(batch, alpha)[0]
+        q, grads = gradients.critic_gradients(agent.critic, batch.obs, batch.action, target)
+        torch.testing.assert_close(q_loss(q, target), loss)
+        reference = torch.autograd.grad(loss, twin._critic_params)
+        for ours, theirs in zip(grads, reference, strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+        twin.generator.manual_seed(i)  # the reference's policy noise is eps
+        eps = torch.randn((32, 2), generator=torch.Generator().manual_seed(i))
+        actor_loss = twin._policy_losses(batch, alpha)[0]
+        log_prob, q_pi, grads = gradients.policy_gradients(
+            agent.actor, agent.critic, batch.obs, eps, alpha,
+            'min' if agent.config.num_critics == 2 else 'mean')
+        torch.testing.assert_close(policy_loss(alpha, log_prob, q_pi), actor_loss)
+        reference = torch.autograd.grad(actor_loss, list(twin.actor.parameters()))
+        for ours, theirs in zip(grads, reference, strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+        for member in (agent, twin):  # whole updates, from the same stream
+            member.generator.manual_seed(100 + i)
+            member.update(batch)
+        for name, module in agent.modules().items():
+            for ours, theirs in zip(module.parameters(), twin.modules()[name].parameters()):
+                torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(agent.log_alpha, twin.log_alpha)
+    assert gradients.applicable(agent.config, agent.obs_spec)
+    assert not gradients.applicable(twin.config, twin.obs_spec)
+    assert not gradients.applicable(SACConfig(critic_dropout=0.01), 5)
+    assert not gradients.applicable(SACConfig(), {'pos': (3,)})
+
+
+def test_compiled_gradients_are_the_closed_form_ones():
+    """compile=True gives the closed-form gradients' results, compiled once.
+
+    Compiled when the agent is built, and not again as alpha, the parameters and the batch's
+    memory layout change update by update.
+    """
+    from torch._dynamo.utils import counters
+    config = {'hidden': (32, 32), 'batch_size': 32}
+    agent, twin = (SAC(5, 2, SACConfig(**config, compile=flag), seed=4)
+                   for flag in (True, False))
+    assert agent._compiled and not twin._compiled
+    graphs = counters['stats']['unique_graphs']
+    for i in range(4):
+        batch = random_batch(seed=i)
+        if i % 2:  # the replay buffer's layout: columns of one block, not contiguous
+            block = torch.cat([field.reshape(32, -1) for field in batch], 1)
+            batch = Batch(*(f.squeeze(1) if f.shape[1] == 1 else f
+                            for f in block.split([5, 2, 1, 5, 1, 1], 1)))
+        metrics, reference = agent.update(batch), twin.update(batch)
+        assert metrics.keys() == reference.keys()
+        for name, module in agent.modules().items():
+            for ours, theirs in zip(module.parameters(), twin.modules()[name].parameters()):
+                torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(agent.log_alpha, twin.log_alpha)
+    assert agent.alpha != 1.0 and counters['stats']['unique_graphs'] == graphs
 
 
 def test_optimizer_step_checks_and_falls_back():
