@@ -9,8 +9,8 @@ import torch
 
 from sac_robot.algorithms.networks import LOG_STD_MAX, tanh_gaussian_log_prob
 from sac_robot.algorithms.replay import Batch
-from sac_robot.algorithms.sac import (SAC, SACConfig, polyak_update, policy_loss, q_loss,
-                                      soft_q_target, temperature_loss)
+from sac_robot.algorithms.sac import (SAC, SACConfig, polyak_update, policy_loss, soft_q_target,
+                                      temperature_loss)
 
 
 def test_soft_q_target_by_hand():
@@ -225,21 +225,33 @@ def test_closed_form_gradients_are_autograds(overrides):
         target = twin._critic_target(batch, alpha)
         twin.generator.manual_seed(i)  # the same target inside the reference's loss
         loss = twin._critic_loss(batch, alpha)[0]
-        q, grads = gradients.critic_gradients(agent.critic, batch.obs, batch.action, target)
-        torch.testing.assert_close(q_loss(q, target), loss)
+        closed_loss, q, grads = gradients.critic_gradients(agent.critic, batch.obs,
+                                                           batch.action, target)
+        torch.testing.assert_close(closed_loss, loss)
+        twin.generator.manual_seed(i)  # the target in closed form, from the same draws
+        eps = twin._policy_noise(32)
+        torch.testing.assert_close(gradients.critic_target(
+            agent.actor, agent.critic_target, batch.next_obs, eps, batch.reward,
+            batch.terminated, agent.config.gamma, alpha, twin._target_members()), target)
         reference = torch.autograd.grad(loss, twin._critic_params)
         for ours, theirs in zip(grads, reference, strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
         twin.generator.manual_seed(i)  # the reference's policy noise is eps
         eps = torch.randn((32, 2), generator=torch.Generator().manual_seed(i))
-        actor_loss = twin._policy_losses(batch, alpha)[0]
-        log_prob, q_pi, grads = gradients.policy_gradients(
-            agent.actor, agent.critic, batch.obs, eps, alpha,
-            'min' if agent.config.num_critics == 2 else 'mean')
-        torch.testing.assert_close(policy_loss(alpha, log_prob, q_pi), actor_loss)
+        actor_loss, alpha_loss, _ = twin._policy_losses(batch, alpha)
+        closed = gradients.policy_gradients(
+            agent.actor, agent.critic, batch.obs, eps, alpha, agent._policy_reduce,
+            agent.log_alpha if agent.config.auto_alpha else None, agent.target_entropy)
+        torch.testing.assert_close(closed[0], actor_loss)
         reference = torch.autograd.grad(actor_loss, list(twin.actor.parameters()))
-        for ours, theirs in zip(grads, reference, strict=True):
+        for ours, theirs in zip(closed[3], reference, strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+        if alpha_loss is None:
+            assert closed[4] is None and closed[5] is None
+        else:
+            torch.testing.assert_close(closed[4], alpha_loss)
+            torch.testing.assert_close(
+                closed[5], torch.autograd.grad(alpha_loss, twin.log_alpha)[0])
         for member in (agent, twin):  # whole updates, from the same stream
             member.generator.manual_seed(100 + i)
             member.update(batch)

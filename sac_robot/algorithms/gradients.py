@@ -21,6 +21,7 @@ import warnings
 import torch
 from torch import nn
 
+from sac_robot.algorithms import losses
 from sac_robot.algorithms.networks import (LOG_STD_MAX, LOG_STD_MIN, EnsembleLinear,
                                            tanh_gaussian_log_prob)
 
@@ -113,25 +114,36 @@ def _critic_backward(cache, grad_q: torch.Tensor, params: bool = True, action_di
     return grads[::-1]
 
 
-def next_values(actor, critic_target, next_obs: torch.Tensor, eps: torch.Tensor):
-    """``(Q_targ(s', a'), log pi(a'|s'))`` for ``a' = f(eps; s')``: ``[E, B]`` and ``[B]``."""
+def critic_target(actor, critic_target, next_obs: torch.Tensor, eps: torch.Tensor,
+                  reward: torch.Tensor, terminated: torch.Tensor, gamma: float,
+                  alpha: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 6's target ``y`` (``[B]``) with ``a' = f(eps; s')`` and the target critics' minimum.
+
+    ``members``: the critics whose minimum counts (REDQ's random subset); None for all.
+    """
     next_action, next_log_prob, _ = _policy_forward(actor, next_obs, eps)
-    return _critic_forward(critic_target, next_obs, next_action)[0], next_log_prob
+    next_q = _critic_forward(critic_target, next_obs, next_action)[0]
+    if members is not None:
+        next_q = next_q.index_select(0, members)
+    return losses.soft_q_target(next_q.min(dim=0).values, next_log_prob, reward, terminated,
+                                gamma, alpha)
 
 
 def critic_gradients(critic, obs: torch.Tensor, action: torch.Tensor, target: torch.Tensor):
-    """``Q`` (``[E, B]``) and the gradients of Eq. 5's ``0.5 sum_i E_B[(Q_i(s, a) - y)^2]``."""
+    """Eq. 5's loss, ``Q`` (``[E, B]``) and the loss's gradients for the critics' parameters."""
     q, cache = _critic_forward(critic, obs, action)
-    return q, _critic_backward(cache, (q - target) / q.shape[1])
+    return losses.q_loss(q, target), q, _critic_backward(cache, (q - target) / q.shape[1])
 
 
 def policy_gradients(actor, critic, obs: torch.Tensor, eps: torch.Tensor,
-                     alpha: torch.Tensor, reduce: str = 'min'):
-    """Eq. 9's ``E[alpha log pi(f(eps; s)|s) - Q(s, f(eps; s))]`` and its policy gradients.
+                     alpha: torch.Tensor, reduce: str = 'min',
+                     log_alpha: torch.Tensor | None = None, target_entropy: float = 0.0):
+    """Eq. 9's policy loss at ``a = f(eps; s)`` and its gradients; Eq. 18's with ``log_alpha``.
 
     ``Q`` is the critics' minimum (``reduce='min'``, SAC's twins; the gradient goes to the
     smaller one, as torch's ``min`` sends it) or their mean (``'mean'``, REDQ); the critics are
-    constants. Returns ``(log_prob, q, grads)`` with ``log_prob`` and ``q`` of shape ``[B]``.
+    constants. Returns ``(actor_loss, log_prob, q, actor_grads, alpha_loss, alpha_grad)``, the
+    last two None without ``log_alpha`` (a fixed temperature).
     """
     batch_size = obs.shape[0]
     action, log_prob, policy_cache = _policy_forward(actor, obs, eps)
@@ -144,14 +156,20 @@ def policy_gradients(actor, critic, obs: torch.Tensor, eps: torch.Tensor,
         grad_q = torch.full_like(q_pi, -1.0 / (batch_size * q_pi.shape[0]))
     grad_action = _critic_backward(critic_cache, grad_q, params=False,
                                    action_dim=eps.shape[-1])
-    return log_prob, q, _policy_backward(policy_cache, grad_action, alpha / batch_size)
+    grads = _policy_backward(policy_cache, grad_action, alpha / batch_size)
+    actor_loss = losses.policy_loss(alpha, log_prob, q)
+    if log_alpha is None:
+        return actor_loss, log_prob, q, grads, None, None
+    return (actor_loss, log_prob, q, grads,
+            losses.temperature_loss(log_alpha, log_prob, target_entropy),
+            losses.temperature_gradient(log_alpha, log_prob, target_entropy))
 
 
 _COMPILED = None
 
 
 def functions(compiled: bool = False):
-    """``(next_values, critic_gradients, policy_gradients)``, compiled or as written.
+    """``(critic_target, critic_gradients, policy_gradients)``, compiled or as written.
 
     Compiled with ``torch.compile`` (inductor: C++ kernels on the CPU), once per process and
     shared by every agent; the elementwise work of each function is fused into a few kernels
@@ -159,10 +177,10 @@ def functions(compiled: bool = False):
     """
     global _COMPILED
     if not compiled:
-        return next_values, critic_gradients, policy_gradients
+        return critic_target, critic_gradients, policy_gradients
     if _COMPILED is None:
         _COMPILED = tuple(torch.compile(f, dynamic=False)
-                          for f in (next_values, critic_gradients, policy_gradients))
+                          for f in (critic_target, critic_gradients, policy_gradients))
     return _COMPILED
 
 
@@ -173,15 +191,20 @@ def compile_for(agent, batch_size: int) -> bool:
     as it was; the first update then does not pay the compile time. Returns False, with a
     warning, when compiling fails (no C++ compiler, say): the agent then runs them as written.
     """
-    next_values_fn, critic_fn, policy_fn = functions(compiled=True)
+    target_fn, critic_fn, policy_fn = functions(compiled=True)
     obs = torch.zeros((batch_size, agent.obs_spec), device=agent.device)
     action = torch.zeros((batch_size, agent.action_dim), device=agent.device)
+    zeros, alpha = obs.new_zeros(batch_size), agent.log_alpha.detach().exp()
+    k, e = agent.config.num_target_critics, agent.config.num_critics
+    members = torch.arange(k, device=agent.device) if k < e else None
     try:
         with torch.no_grad():
-            next_values_fn(agent.actor, agent.critic_target, obs, action)
-            critic_fn(agent.critic, obs, action, obs.new_zeros(batch_size))
-            policy_fn(agent.actor, agent.critic, obs, action, agent.log_alpha.detach().exp(),
-                      'min' if agent.config.num_critics == 2 else 'mean')
+            target_fn(agent.actor, agent.critic_target, obs, action, zeros, zeros.clone(),
+                      agent.config.gamma, alpha, members)
+            critic_fn(agent.critic, obs, action, zeros)
+            policy_fn(agent.actor, agent.critic, obs, action, alpha, agent._policy_reduce,
+                      agent.log_alpha if agent.config.auto_alpha else None,
+                      agent.target_entropy)
     except Exception as error:  # noqa: BLE001 - any compiler failure: run uncompiled
         warnings.warn(f'torch.compile of the closed-form gradients failed, running them '
                       f'uncompiled: {type(error).__name__}: {error}', stacklevel=3)

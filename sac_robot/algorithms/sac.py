@@ -11,9 +11,10 @@ import warnings
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from sac_robot.algorithms import gradients, optim
+from sac_robot.algorithms.losses import (policy_loss, q_loss, soft_q_target,  # noqa: F401
+                                         temperature_gradient, temperature_loss)
 from sac_robot.algorithms.networks import QEnsemble, TanhGaussianPolicy
 from sac_robot.algorithms.observations import normalize_spec, to_tensor
 from sac_robot.algorithms.replay import Batch
@@ -86,46 +87,6 @@ class SACConfig:
         self.hidden = tuple(self.hidden)
 
 
-def soft_q_target(next_q: torch.Tensor, next_log_prob: torch.Tensor, reward: torch.Tensor,
-                  terminated: torch.Tensor, gamma: float, alpha) -> torch.Tensor:
-    """Return the soft Bellman target ``r + gamma (1 - d) (Q(s', a') - alpha log pi(a'|s'))``.
-
-    Eq. 5-6: ``V(s') = E_a'[Q(s', a') - alpha log pi(a'|s')]`` estimated with one sample
-    ``a' ~ pi(.|s')``; ``next_q`` is already the minimum over the target critics (Section 5,
-    "two Q-functions"). Only a true terminal state zeroes the bootstrap; a truncated episode
-    does not.
-    """
-    assert next_q.shape == next_log_prob.shape == reward.shape == terminated.shape
-    return reward + gamma * (1.0 - terminated) * (next_q - alpha * next_log_prob)
-
-
-def q_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Return Eq. 5's ``J_Q = 0.5 sum_i E[(Q_i(s, a) - y)^2]`` for ``[E, B]`` values ``q``."""
-    return 0.5 * F.mse_loss(q, target.expand_as(q), reduction='none').mean(1).sum()
-
-
-def policy_loss(alpha, log_prob: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Return ``E[alpha log pi(f(eps; s)|s) - Q(s, f(eps; s))]`` (Eq. 9), ``q`` the critic min."""
-    assert log_prob.shape == q.shape
-    return (alpha * log_prob - q).mean()
-
-
-def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor,
-                     target_entropy: float) -> torch.Tensor:
-    """Return ``J(alpha) = E[-alpha log pi(a|s) - alpha H_bar]`` (Eq. 18), optimized in log alpha.
-
-    Its gradient raises alpha while the policy's entropy ``-E[log pi]`` is below the target
-    ``H_bar`` and lowers it above; it vanishes exactly at ``E[log pi] = -H_bar``.
-    """
-    return (-log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
-
-
-def temperature_gradient(log_alpha: torch.Tensor, log_prob: torch.Tensor,
-                         target_entropy: float) -> torch.Tensor:
-    """Return ``dJ(alpha)/dlog alpha = -alpha E[log pi(a|s) + H_bar]`` (Eq. 18's gradient)."""
-    return -log_alpha.detach().exp() * (log_prob.detach() + target_entropy).mean()
-
-
 def polyak_update(target_params, online_params, tau: float):
     """``target <- target + tau (online - target)`` on every parameter, as one fused lerp."""
     with torch.no_grad():
@@ -188,13 +149,22 @@ class SAC:
         action = action.cpu().numpy()
         return action if batched else action[0]
 
-    def _target_min(self, q: torch.Tensor) -> torch.Tensor:
-        """Minimum over ``num_target_critics`` members drawn at random (all of them for SAC)."""
+    def _target_members(self) -> torch.Tensor | None:
+        """``num_target_critics`` members drawn at random (REDQ), or None: all of them (SAC)."""
         k, e = self.config.num_target_critics, self.config.num_critics
-        if k < e:
-            members = torch.randperm(e, generator=self.generator, device=q.device)[:k]
-            q = q.index_select(0, members)
-        return q.min(dim=0).values
+        if k == e:
+            return None
+        return torch.randperm(e, generator=self.generator, device=self.device)[:k]
+
+    def _target_min(self, q: torch.Tensor) -> torch.Tensor:
+        """Minimum over the target's members (``_target_members``)."""
+        members = self._target_members()
+        return (q if members is None else q.index_select(0, members)).min(dim=0).values
+
+    @property
+    def _policy_reduce(self) -> str:
+        """How the policy objective combines the critics: see ``_policy_q``."""
+        return 'min' if self.config.num_critics == 2 else 'mean'
 
     def update(self, batch: Batch, update_actor: bool = True) -> dict:
         """One gradient step of the critics, then (optionally) of the policy and alpha."""
@@ -206,18 +176,10 @@ class SAC:
             return self._sequential_update(batch, update_actor)
 
     @torch.no_grad()
-    def _critic_target(self, batch: Batch, alpha: torch.Tensor,
-                       closed_form: bool = False) -> torch.Tensor:
+    def _critic_target(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
         """Eq. 6's target, with the minimum of the target critics (one sample ``a'``)."""
-        if closed_form:  # the same values, without the modules' calls
-            eps = torch.randn((batch.next_obs.shape[0], self.action_dim),
-                              generator=self.generator, device=self.device)
-            next_q, next_log_prob = gradients.functions(self._compiled)[0](
-                self.actor, self.critic_target, batch.next_obs, eps)
-        else:
-            next_action, next_log_prob = self.actor(batch.next_obs, generator=self.generator)
-            next_q = self.critic_target(batch.next_obs, next_action)
-        next_q = self._target_min(next_q)
+        next_action, next_log_prob = self.actor(batch.next_obs, generator=self.generator)
+        next_q = self._target_min(self.critic_target(batch.next_obs, next_action))
         return soft_q_target(next_q, next_log_prob, batch.reward, batch.terminated,
                              self.config.gamma, alpha)
 
@@ -243,16 +205,22 @@ class SAC:
                       if self.config.auto_alpha else None)
         return actor_loss, alpha_loss, log_prob
 
+    def _policy_noise(self, batch_size: int) -> torch.Tensor:
+        """The policy's ``eps ~ N(0, I)``, drawn as ``TanhGaussianPolicy.forward`` draws it."""
+        return torch.randn((batch_size, self.action_dim), generator=self.generator,
+                           device=self.device)
+
     @torch.no_grad()
     def _closed_form_update(self, batch: Batch, update_actor: bool) -> dict:
-        """``update`` with ``gradients.py``'s gradients; the same steps, in the same order."""
+        """``update`` with ``gradients.py``'s gradients; the same steps, the same random draws."""
         if self._compiled:  # the layout they were compiled for: no recompiling
             batch = Batch(*(field.contiguous() for field in batch))
+        target_fn, critic_fn, policy_fn = gradients.functions(self._compiled)
         alpha = self.log_alpha.detach().exp()
-        target = self._critic_target(batch, alpha, closed_form=True)
-        _, critic_gradients, policy_gradients = gradients.functions(self._compiled)
-        q, critic_grads = critic_gradients(self.critic, batch.obs, batch.action, target)
-        critic_loss = q_loss(q, target)
+        eps = self._policy_noise(batch.next_obs.shape[0])
+        target = target_fn(self.actor, self.critic_target, batch.next_obs, eps, batch.reward,
+                           batch.terminated, self.config.gamma, alpha, self._target_members())
+        critic_loss, q, critic_grads = critic_fn(self.critic, batch.obs, batch.action, target)
         joint = self.config.joint_update and update_actor
         if not joint:
             optim.step([(self.critic_optimizer, critic_grads)])
@@ -260,17 +228,13 @@ class SAC:
             self.gradient_steps += 1
             if not update_actor:
                 return _metrics(critic_loss, q)
-        eps = torch.randn((batch.obs.shape[0], self.action_dim), generator=self.generator,
-                          device=self.device)  # TanhGaussianPolicy.forward's draw
-        log_prob, q_pi, actor_grads = policy_gradients(
-            self.actor, self.critic, batch.obs, eps, alpha,
-            'min' if self.config.num_critics == 2 else 'mean')  # as _policy_q
-        actor_loss, alpha_loss = policy_loss(alpha, log_prob, q_pi), None
+        actor_loss, log_prob, _, actor_grads, alpha_loss, alpha_grad = policy_fn(
+            self.actor, self.critic, batch.obs, self._policy_noise(batch.obs.shape[0]), alpha,
+            self._policy_reduce, self.log_alpha if self.config.auto_alpha else None,
+            self.target_entropy)
         updates = [(self.actor_optimizer, actor_grads)]
-        if self.config.auto_alpha:
-            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-            updates.append((self.alpha_optimizer, [temperature_gradient(
-                self.log_alpha, log_prob, self.target_entropy)]))
+        if alpha_grad is not None:
+            updates.append((self.alpha_optimizer, [alpha_grad]))
         if joint:
             updates.append((self.critic_optimizer, critic_grads))
         optim.step(updates)
