@@ -1,14 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """Learning curves of SAC's update variants side by side: does the faster one learn the same.
 
-Trains SAC with Algorithm 1's sequential update (the default) and with ``joint_update=True``
-(one backward pass, as softlearning) on the same task with the same seeds, evaluating without
+Trains SAC with Algorithm 1's sequential update (the default) and with the variants named by
+``--variants`` (``joint``: ``joint_update=True``, all gradients from the same parameters, as
+softlearning; ``autograd``: ``closed_form=False``, autograd's gradients instead of the closed
+form; ``compiled``: ``compile=True``) on the same task with the same seeds, evaluating without
 exploration every ``--eval-every`` steps, and plots the curves together
 (``learning_variants.png``).
 
     .venv/bin/python bench/learning_variants.py [--env HalfCheetah-v5] [--steps 30000]
+        [--variants default joint]
 
-The last line is ``joint_vs_default_final_return_ratio: X`` (mean over seeds of the last
+The last lines are ``<variant>_vs_default_final_return_ratio: X`` (mean over seeds of the last
 evaluations; 1.0 means the same).
 """
 
@@ -20,7 +23,8 @@ import numpy as np
 
 from sac_robot.training import RunConfig, train
 
-VARIANTS = {'default': {}, 'joint': {'joint_update': True}}
+VARIANTS = {'default': {}, 'joint': {'joint_update': True}, 'autograd': {'closed_form': False},
+            'compiled': {'compile': True}}
 
 
 def evaluations(csv_path):
@@ -34,11 +38,15 @@ def main():
     parser.add_argument('--steps', type=int, default=30_000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--eval-every', type=int, default=5_000)
+    parser.add_argument('--variants', nargs='+', default=['default', 'joint'],
+                        choices=list(VARIANTS), help='the default is always run')
     parser.add_argument('--out', default='bench/out/learning_variants')
     args = parser.parse_args()
-    curves = {name: [] for name in VARIANTS}
+    names = ['default'] + [name for name in args.variants if name != 'default']
+    curves = {name: [] for name in names}
     for seed in args.seeds:
-        for name, overrides in VARIANTS.items():
+        for name in names:
+            overrides = VARIANTS[name]
             out = os.path.join(args.out, f'{name}_seed{seed}')
             final = train(RunConfig(env=args.env, steps=args.steps, out=out, seed=seed,
                                     eval_every=args.eval_every, eval_episodes=5,
@@ -65,9 +73,10 @@ def main():
     figure.tight_layout()
     figure.savefig(os.path.join(args.out, 'learning_variants.png'), dpi=100)
     finals = {name: np.mean([run[-1, 1] for run in runs]) for name, runs in curves.items()}
-    print(f'final evaluation return: default {finals["default"]:.1f}, '
-          f'joint {finals["joint"]:.1f}; figure {args.out}/learning_variants.png')
-    print(f'joint_vs_default_final_return_ratio: {finals["joint"] / finals["default"]:.2f}')
+    print('final evaluation return: ' + ', '.join(f'{n} {r:.1f}' for n, r in finals.items())
+          + f'; figure {args.out}/learning_variants.png')
+    for name in names[1:]:
+        print(f'{name}_vs_default_final_return_ratio: {finals[name] / finals["default"]:.2f}')
 
 
 if __name__ == '__main__':

@@ -71,9 +71,10 @@ class SACConfig:
     other networks) uses autograd."""
     compile: bool = False
     """Compile the closed-form gradients with ``torch.compile`` (inductor, C++ kernels on the
-    CPU): 1.1x faster updates on this 2-core CPU, after ~25 s of compiling when the agent is
-    built (inductor caches its kernels on disk for later runs). Needs a C++ compiler; without
-    one the agent warns and runs them uncompiled. Only with ``closed_form``."""
+    CPU): 1.1x faster updates on this 2-core CPU, after compiling when the agent is built
+    (15-25 s for a process's first agent, 4 s with inductor's disk cache warm, none for later
+    agents). Needs a C++ compiler; without one the agent warns and runs them uncompiled. Only
+    with ``closed_form``."""
     bf16: bool = False
     """Run the networks' matrix products in bfloat16 (autocast); losses stay float32. Only on
     CPUs with AVX-512 BF16 or AMX (or a GPU): on an AVX2 CPU bf16 products are 10-90x slower."""
@@ -163,7 +164,7 @@ class SAC:
 
     @property
     def _policy_reduce(self) -> str:
-        """How the policy objective combines the critics: see ``_policy_q``."""
+        """'min' for SAC's twin critics in the policy objective; 'mean' for ensembles (REDQ)."""
         return 'min' if self.config.num_critics == 2 else 'mean'
 
     def update(self, batch: Batch, update_actor: bool = True) -> dict:
@@ -191,7 +192,7 @@ class SAC:
 
     def _policy_q(self, q_pi: torch.Tensor) -> torch.Tensor:
         """The critics' minimum for SAC's twin critics; their mean for larger ensembles (REDQ)."""
-        return q_pi.min(dim=0).values if self.config.num_critics == 2 else q_pi.mean(dim=0)
+        return q_pi.min(dim=0).values if self._policy_reduce == 'min' else q_pi.mean(dim=0)
 
     def _policy_losses(self, batch: Batch, alpha: torch.Tensor):
         """Eq. 9 at the reparameterized action (Eq. 8), and Eq. 18 (None for a fixed alpha).
