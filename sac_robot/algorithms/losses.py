@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """SAC's objectives, one function per equation of the paper (Haarnoja et al. 2018, "SAC").
 
-Shared by the agent's autograd update (``sac.py``) and the closed-form gradients
-(``gradients.py``); ``sac.py`` re-exports them.
+Shared by the agent's autograd update (``sac.py``, which imports the losses, so that
+``sac_robot.algorithms.sac.soft_q_target`` and the like still name them) and the closed-form
+gradients (``gradients.py``).
 """
 
 import torch

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from sac_robot.algorithms import gradients, optim
-from sac_robot.algorithms.losses import (policy_loss, q_loss, soft_q_target,  # noqa: F401
-                                         temperature_gradient, temperature_loss)
+from sac_robot.algorithms.losses import policy_loss, q_loss, soft_q_target, temperature_loss
 from sac_robot.algorithms.networks import QEnsemble, TanhGaussianPolicy
 from sac_robot.algorithms.observations import normalize_spec, to_tensor
 from sac_robot.algorithms.replay import Batch
