@@ -19,12 +19,13 @@ The last line is ``worst_overhead_pct: X`` over the state tasks.
 import argparse
 import time
 
-# First: importing sac_robot chooses the offscreen GL backend, which MuJoCo reads when it is
-# first imported; it also registers the tasks.
-import sac_robot  # noqa: F401
+# First: the offscreen GL backend, which MuJoCo reads when it is first imported (the bare
+# physics below imports it directly); importing sac_robot registers the tasks.
+from sac_robot.robots import import_mujoco
+
+mujoco = import_mujoco()
 
 import gymnasium  # noqa: E402
-import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 TASKS = ('sac_robot/DClawTurn-v0', 'sac_robot/DClawTurnPixels-v0', 'sac_robot/MinitaurWalk-v0')

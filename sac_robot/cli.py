@@ -151,7 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     multigoal.add_argument('--seed', type=int, default=0)
     multigoal.add_argument('--algo', nargs='+', default=['sql', 'sac'], choices=('sql', 'sac'))
     multigoal.set_defaults(run=_multigoal)
+
+    emulate = commands.add_parser(
+        'emulate', help="a robot's hardware stand-in speaking its real protocol (the D'Claw's "
+        'Dynamixel bus on a pseudo-terminal), for the real driver to run against')
+    emulate.add_argument('robot', choices=sorted(EMULATORS))
+    emulate.add_argument('options', nargs=argparse.REMAINDER,
+                         help="the emulator's options (sac-robot emulate dclaw --help)")
+    emulate.set_defaults(run=_emulate)
     return parser
+
+
+#: Robot -> the module whose ``main(argv)`` runs its hardware stand-in.
+EMULATORS = {'dclaw': 'sac_robot.backends.emulator'}
+
+
+def _emulate(options) -> int:
+    import importlib
+    return importlib.import_module(EMULATORS[options.robot]).main(options.options)
 
 
 def main(argv=None) -> int:
@@ -161,7 +178,7 @@ def main(argv=None) -> int:
     # Launch arguments may stand before or after the options, as with ros2 launch.
     options, extra = parser.parse_known_args(argv)
     unknown = [token for token in extra if ':=' not in token]
-    if unknown or (extra and options.command != 'launch'):
+    if unknown or (extra and options.command not in ('launch', 'emulate')):
         parser.error(f'unrecognized arguments: {" ".join(unknown or extra)}')
     if extra:
         options.arguments = list(options.arguments) + extra

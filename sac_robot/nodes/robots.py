@@ -16,14 +16,25 @@ from sac_robot.nodes.convert import (MessageError, read_image, read_imu, read_jo
                                      read_pose)
 from sac_robot.rewards import (dclaw_safety, dclaw_turn_reward, minitaur_safety,
                                minitaur_walk_reward)
-from sac_robot.robots import dclaw as dclaw_robot
 from sac_robot.robots import minitaur as minitaur_robot
+from sac_robot.robots.description import DCLAW, MINITAUR
 from sac_robot.tasks import dclaw as dclaw_task
 from sac_robot.tasks import minitaur as minitaur_task
 
 
+#: The message classes of the descriptions' sensor message names.
+MESSAGE_TYPES = {'sensor_msgs/JointState': JointState, 'sensor_msgs/Imu': Imu,
+                 'sensor_msgs/Image': Image, 'geometry_msgs/PoseStamped': PoseStamped}
+
+
+def sensor_topics(description) -> dict:
+    """Sensor key -> ``(topic, message class)`` of a robot description."""
+    return {key: (sensor.topic, MESSAGE_TYPES[sensor.message])
+            for key, sensor in description.sensors.items()}
+
+
 class _Profile:
-    """What every robot's profile does the same way."""
+    """What every robot's profile does the same way; its facts come from its description."""
 
     def measure(self, msgs: dict) -> dict:
         """A measurement from whichever of the sensor messages are present.
@@ -36,14 +47,14 @@ class _Profile:
 class MinitaurProfile(_Profile):
     """Minitaur walking: motor encoders, IMU, motion capture; 100 Hz, 500-step episodes."""
 
-    name = 'minitaur'
-    joint_names = minitaur_robot.MOTORS
-    control_period = 0.01
-    max_episode_steps = 500
+    description = MINITAUR
+    name = description.name
+    joint_names = description.joints
+    control_period = description.control_period
+    max_episode_steps = description.max_episode_steps
     action_size = minitaur_task.ACTION_SIZE
     #: Sensor topics (relative to the robot's namespace) and their message types.
-    sensors = {'joints': ('joint_states', JointState), 'imu': ('imu/data', Imu),
-               'mocap': ('mocap/pose', PoseStamped)}
+    sensors = sensor_topics(description)
     policy_sensors = ('joints', 'imu')
     reward_sensors = ('joints', 'imu', 'mocap')
     safety_sensors = ('joints', 'imu', 'mocap')
@@ -165,22 +176,21 @@ class DClawProfile(_Profile):
     still uses the encoder).
     """
 
-    name = 'dclaw'
-    joint_names = dclaw_robot.JOINTS
-    control_period = 0.1
-    max_episode_steps = 40
-    action_size = 9
+    description = DCLAW
+    name = description.name
+    joint_names = description.joints
+    control_period = description.control_period
+    max_episode_steps = description.max_episode_steps
+    action_size = len(description.joints)
     image_size = 32
-    camera_frame = 'valve_camera'
-    sensors = {'joints': ('joint_states', JointState),
-               'valve': ('valve/joint_states', JointState),
-               'camera': ('camera/image_raw', Image)}
+    camera_frame = description.sensors['camera'].frame
+    sensors = sensor_topics(description)
     reward_sensors = ('joints', 'valve')
     safety_sensors = ('joints',)
 
     def __init__(self, target_angle: float = np.pi, pixels: bool = False, **_):
         self.target_angle = float(target_angle)
-        self.joint_range = dclaw_robot.JOINT_RANGE
+        self.joint_range = self.description.joint_range
         self.pixels = bool(pixels)
         size = self.image_size
         #: The policy's observation: a flat vector, or with pixels the environment's dict.
@@ -228,17 +238,19 @@ class DClawProfile(_Profile):
 
     def hold_command(self) -> np.ndarray:
         """The reset pose: what a stale command stream is replaced by."""
-        return dclaw_robot.RESET_POSE.copy()
+        return self.description.hold_pose.copy()
 
     def reward_terms(self, before: dict, after: dict, actions) -> dict:
         """Reward terms at measurement ``after`` (the valve-turning reward needs no history)."""
         return dclaw_turn_reward(after['joints'], after['velocities'], after['valve'],
-                                 self.target_angle, dclaw_robot.RESET_POSE)
+                                 self.target_angle, self.description.reset_pose)
 
     def end_reason(self, measurement: dict, start: dict) -> str | None:
         """The hand has no terminal states; only the time limit ends its episodes."""
         del start
-        flags = dclaw_safety(measurement['joints'], measurement['velocities'], self.joint_range)
+        limits = self.description.safety
+        flags = dclaw_safety(measurement['joints'], measurement['velocities'], self.joint_range,
+                             limits.limit_margin, limits.max_velocity)
         measurement['unsafe_joints'] = int(np.sum(flags['near_limit'] | flags['too_fast']))
         return None
 

@@ -18,3 +18,19 @@ def asset_path(*parts: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'no model file {path}')
     return path
+
+
+def import_mujoco():
+    """Import MuJoCo for a simulation, choosing an offscreen GL backend first.
+
+    MuJoCo reads ``MUJOCO_GL`` once, when first imported (see :mod:`rendering`). Only the
+    simulations call this, when one is made: a process that drives real hardware (a Dynamixel
+    backend, a policy) never loads MuJoCo or looks for GL.
+    """
+    from sac_robot.robots.rendering import RenderingError, configure_gl
+    try:
+        configure_gl()
+    except RenderingError:  # rendering then raises a clear error when it is asked for
+        pass
+    import mujoco
+    return mujoco

@@ -1,23 +1,29 @@
 # SPDX-License-Identifier: Apache-2.0
 """The simulated D'Claw with its valve: physics and named accessors, no task logic."""
 
-import mujoco
 import numpy as np
 
-from sac_robot.robots import asset_path
+from sac_robot.robots import asset_path, import_mujoco
+from sac_robot.robots.description import DCLAW
 
 #: Joint names, finger by finger: a, b, c; joints 0 (top, swings in/out), 1, 2 (bend).
-JOINTS = tuple(f'{finger}_j{index}' for finger in 'abc' for index in range(3))
+JOINTS = DCLAW.joints
 #: The public reset pose of each finger: [0, -pi/3, pi/3] (ROBOTS.md).
-RESET_POSE = np.tile([0.0, -np.pi / 3, np.pi / 3], 3)
+RESET_POSE = DCLAW.reset_pose
 #: The joints' mechanical limits (rad), as in dclaw.xml: J0 -0.45..1.35, J1 and J2 -2..2.
-JOINT_RANGE = np.tile([[-0.45, 1.35], [-2.0, 2.0], [-2.0, 2.0]], (3, 1))
+JOINT_RANGE = DCLAW.joint_range
+
+
+#: MuJoCo, imported when the first simulation is made (:func:`import_mujoco`).
+mujoco = None
 
 
 class DClawSim:
     """MuJoCo D'Claw and valve (``assets/dclaw/scene_valve.xml``)."""
 
     def __init__(self, scene: str | None = None):
+        global mujoco
+        mujoco = import_mujoco()
         self.model = mujoco.MjModel.from_xml_path(scene or asset_path('dclaw', 'scene_valve.xml'))
         self.data = mujoco.MjData(self.model)
         self._joint_qpos = np.array([self.model.joint(j).qposadr[0] for j in JOINTS])

@@ -18,18 +18,18 @@ import collections
 import math
 import operator
 
-import mujoco
 import numpy as np
 
-from sac_robot.robots import asset_path
+from sac_robot.robots import asset_path, import_mujoco
+from sac_robot.robots.description import (LEGS, MINITAUR_MOTORS,
+                                          MINITAUR_STANDING_EXTENSION)
 
-LEGS = ('fl', 'bl', 'fr', 'br')
-MOTORS = tuple(f'{leg}_{side}' for leg in LEGS for side in 'ab')
+MOTORS = MINITAUR_MOTORS
 UPPER_LEG, LOWER_LEG, FOOT_RADIUS = 0.11, 0.20, 0.015
 #: Height of the motion-capture marker (site ``mocap``) above the base's centre (m).
 MOCAP_HEIGHT = 0.045
 #: The standing pose: swing 0, extension 1.3 rad on every leg (hip 0.2 m above the ground).
-STANDING_SWING, STANDING_EXTENSION = 0.0, 1.3
+STANDING_SWING, STANDING_EXTENSION = 0.0, MINITAUR_STANDING_EXTENSION
 
 
 def leg_to_motors(swing, extension) -> np.ndarray:
@@ -100,6 +100,10 @@ def quat_to_rpy(quat) -> np.ndarray:
     return np.array([*roll_pitch(quat), yaw])
 
 
+#: MuJoCo, imported when the first simulation is made (:func:`import_mujoco`).
+mujoco = None
+
+
 class MinitaurSim:
     """MuJoCo Minitaur on flat ground (``assets/minitaur/scene_flat.xml``).
 
@@ -108,6 +112,8 @@ class MinitaurSim:
     """
 
     def __init__(self, scene: str | None = None, latency: float = 0.0):
+        global mujoco
+        mujoco = import_mujoco()
         self.model = mujoco.MjModel.from_xml_path(
             scene or asset_path('minitaur', 'scene_flat.xml'))
         self.data = mujoco.MjData(self.model)
