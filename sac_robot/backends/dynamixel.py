@@ -40,6 +40,13 @@ RAD_PER_TICK = 2 * math.pi / p2.TICKS_PER_TURN
 RAD_S_PER_UNIT = p2.RPM_PER_VELOCITY_UNIT * 2 * math.pi / 60
 #: Present current, velocity, position: one block the group read takes in one transaction.
 READ_ADDRESS, READ_LENGTH = 126, 12
+#: The public D'Claw's IDs (ROBOTS.md): fingers 10-12, 20-22, 30-32, the valve motor 50.
+FINGER_IDS = (10, 11, 12, 20, 21, 22, 30, 31, 32)
+VALVE_ID = 50
+#: ROBEL's calibration (``q = raw * scale + offset``, raw in rad from the servo's zero): the
+#: top joints' servos centred at a quarter turn, the others at half a turn.
+DEFAULT_SCALE = (1.0,) * 9
+DEFAULT_OFFSET = (-math.pi / 2, -math.pi, -math.pi) * 3
 
 
 @dataclasses.dataclass
@@ -52,13 +59,13 @@ class DynamixelSettings:
     port: str = '/dev/ttyUSB0'
     baud: int = 1_000_000
     #: Servo IDs of the nine joints, in the description's joint order.
-    ids: tuple = (10, 11, 12, 20, 21, 22, 30, 31, 32)
-    valve_id: int = 50
+    ids: tuple = FINGER_IDS
+    valve_id: int = VALVE_ID
     #: Model number the servos must report (1020 XM430-W350, 1040 XH430-V350, ...): it sets
     #: the current unit.
     model: int = 1020
-    scale: tuple = (1.0,) * 9
-    offset: tuple = (-math.pi / 2, -math.pi, -math.pi) * 3
+    scale: tuple = DEFAULT_SCALE
+    offset: tuple = DEFAULT_OFFSET
     valve_scale: float = 1.0
     valve_offset: float = 0.0
     #: Extra attempts of a failed transaction before it is a fault.

@@ -11,8 +11,9 @@ step in real time: goal positions move the simulated joints, present positions r
 through the hand's calibration (``raw = (q - offset) / scale``), a servo with torque off is
 limp, and the valve motor (ID 50) is the valve's encoder and, with torque on, turns it.
 
-Nothing of the driver's is used here: the real driver, with the vendor's dynamixel-sdk, runs
-against this as against a U2D2 adapter. The wire's speed is kept: a reply comes after the
+No code of the driver's is used here (only the hand's IDs and calibration, which describe how
+it was assembled): the real driver, with the vendor's dynamixel-sdk, runs against this as
+against a U2D2 adapter. The wire's speed is kept: a reply comes after the
 instruction and the reply would have taken at the bus's baud rate (10 bits a byte) plus the
 servo's return delay time, and a client at another baud rate is not understood (no reply).
 
@@ -36,15 +37,9 @@ import tty
 import numpy as np
 
 from sac_robot.backends import protocol2 as p2
+from sac_robot.backends.dynamixel import DEFAULT_OFFSET, DEFAULT_SCALE, FINGER_IDS, VALVE_ID
 from sac_robot.backends.protocol2 import CONTROL_TABLE, Error, Instruction
 
-#: The public D'Claw IDs (ROBOTS.md): fingers 10-12, 20-22, 30-32, the valve motor 50.
-FINGER_IDS = (10, 11, 12, 20, 21, 22, 30, 31, 32)
-VALVE_ID = 50
-#: ROBEL's calibration (qpos = raw * scale + offset, raw in rad from the servo's zero): the
-#: top joints' servos centred at a quarter turn, the others at half a turn.
-DEFAULT_SCALE = (1.0,) * 9
-DEFAULT_OFFSET = (-math.pi / 2, -math.pi, -math.pi) * 3
 RAD_PER_TICK = 2 * math.pi / p2.TICKS_PER_TURN
 RAD_S_PER_UNIT = p2.RPM_PER_VELOCITY_UNIT * 2 * math.pi / 60
 #: The valve motor's position loop when its torque is on (N m/rad, N m s/rad, N m).

@@ -3,17 +3,19 @@
 
 import gymnasium
 
+from sac_robot.robots.description import DCLAW, MINITAUR
+
 gymnasium.register(
     id='sac_robot/MultiGoal-v0', entry_point='sac_robot.tasks.multigoal:MultiGoalEnv',
     max_episode_steps=20)
 gymnasium.register(
     id='sac_robot/DClawTurn-v0', entry_point='sac_robot.tasks.dclaw:DClawTurnEnv',
-    max_episode_steps=40)
+    max_episode_steps=DCLAW.max_episode_steps)
 gymnasium.register(
     id='sac_robot/DClawTurnPixels-v0', entry_point='sac_robot.tasks.dclaw:DClawTurnEnv',
-    max_episode_steps=40, kwargs={'pixels': True})
+    max_episode_steps=DCLAW.max_episode_steps, kwargs={'pixels': True})
 # The Minitaur's control step is only ~0.15 ms of physics: gymnasium's PassiveEnvChecker wrapper
 # (a few µs per step) is left out; the tests run the full gymnasium.utils.env_checker.check_env.
 gymnasium.register(
     id='sac_robot/MinitaurWalk-v0', entry_point='sac_robot.tasks.minitaur:MinitaurWalkEnv',
-    max_episode_steps=500, disable_env_checker=True)
+    max_episode_steps=MINITAUR.max_episode_steps, disable_env_checker=True)
