@@ -182,6 +182,9 @@ def hand():
 
 def test_backend_reads_the_calibrated_hand_and_moves_it(hand):
     emulator, backend = hand
+    assert backend.command_interfaces == tuple(f'{j}/position' for j in DCLAW.joints)
+    assert len(backend.state_interfaces) == 3 * 9 + 2 and 'valve/position' in (
+        backend.state_interfaces)
     assert not any(emulator.torque_report().values())
     backend.activate()
     torque = emulator.torque_report()

@@ -148,6 +148,13 @@ class DClawDynamixel(Backend):
         self.counts = {'reads': 0, 'writes': 0, 'retries': 0}
         atexit.register(_torque_off_at_exit, weakref.ref(self))
 
+    @property
+    def state_interfaces(self) -> tuple:
+        """Position, velocity and effort (current, mA) per joint; the valve's encoder."""
+        return tuple(f'{joint}/{interface}' for joint in self.description.joints
+                     for interface in ('position', 'velocity', 'effort')
+                     ) + ('valve/position', 'valve/velocity')
+
     # Life cycle -----------------------------------------------------------------------------
 
     def configure(self):
