@@ -36,8 +36,7 @@ from sac_robot.backends.interface import (Backend, BackendError, BackendFault,
 from sac_robot.rewards import dclaw_safety
 from sac_robot.robots.description import DCLAW
 
-RAD_PER_TICK = 2 * math.pi / p2.TICKS_PER_TURN
-RAD_S_PER_UNIT = p2.RPM_PER_VELOCITY_UNIT * 2 * math.pi / 60
+RAD_PER_TICK, RAD_S_PER_UNIT = p2.RAD_PER_TICK, p2.RAD_S_PER_UNIT
 #: Present current, velocity, position: one block the group read takes in one transaction.
 READ_ADDRESS, READ_LENGTH = 126, 12
 #: The public D'Claw's IDs (ROBOTS.md): fingers 10-12, 20-22, 30-32, the valve motor 50.

@@ -23,7 +23,6 @@ servo that falls silent, a hardware error bit (overload), added latency, a stuck
 
 import argparse
 import dataclasses
-import math
 import os
 import random
 import select
@@ -40,8 +39,7 @@ from sac_robot.backends import protocol2 as p2
 from sac_robot.backends.dynamixel import DEFAULT_OFFSET, DEFAULT_SCALE, FINGER_IDS, VALVE_ID
 from sac_robot.backends.protocol2 import CONTROL_TABLE, Error, Instruction
 
-RAD_PER_TICK = 2 * math.pi / p2.TICKS_PER_TURN
-RAD_S_PER_UNIT = p2.RPM_PER_VELOCITY_UNIT * 2 * math.pi / 60
+RAD_PER_TICK, RAD_S_PER_UNIT = p2.RAD_PER_TICK, p2.RAD_S_PER_UNIT
 #: The valve motor's position loop when its torque is on (N m/rad, N m s/rad, N m).
 VALVE_KP, VALVE_KD, VALVE_MAX_TORQUE = 1.0, 0.05, 1.5
 #: Default position P gain of the X series: the model's kp (2 N m/rad) at this value.

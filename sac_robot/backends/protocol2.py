@@ -14,6 +14,7 @@ status packet is an instruction ``0x55`` whose first parameter is the error byte
 
 import dataclasses
 import enum
+import math
 
 HEADER = b'\xff\xff\xfd\x00'
 BROADCAST_ID = 0xFE
@@ -251,6 +252,9 @@ CURRENT_MODE, VELOCITY_MODE, POSITION_MODE, EXTENDED_POSITION_MODE = 0, 1, 3, 4
 #: Position: ticks per turn; velocity: rpm per unit (e-Manual).
 TICKS_PER_TURN = 4096
 RPM_PER_VELOCITY_UNIT = 0.229
+#: The same in SI units: radians per position tick, rad/s per velocity unit.
+RAD_PER_TICK = 2 * math.pi / TICKS_PER_TURN
+RAD_S_PER_UNIT = RPM_PER_VELOCITY_UNIT * 2 * math.pi / 60
 #: Model number -> (name, mA per present-current unit, N m per A at the rated voltage).
 MODELS = {
     1020: ('XM430-W350', 2.69, 1.78),
