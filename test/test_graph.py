@@ -246,9 +246,12 @@ def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
         output = read_lines(workstation)
         deadline = time.monotonic() + 120
         while checkpointed_steps(run_dir) == 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert checkpointed_steps(run_dir) > 0, 'no checkpoint with experience within 120 s'
-        time.sleep(2.0)  # more experience arrives after that checkpoint
+        # More experience arrives after that checkpoint (about 1000 steps a second here: a
+        # longer wait would see the run finish before the kill).
+        time.sleep(0.5)
+        assert workstation.poll() is None, 'the run ended before the trainer could be killed'
         trainer = next(int(re.search(r'pid \[(\d+)\]', line).group(1)) for line in output
                        if 'process started' in line and line.rstrip().endswith(': trainer'))
         os.kill(trainer, signal.SIGKILL)  # the trainer dies without a word

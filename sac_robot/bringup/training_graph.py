@@ -107,8 +107,11 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             NodeSpec('safety', 'safety', namespace=namespace, parameters=(
                 *files, {**common, 'max_steps': max_steps, 'seed': seed,
                          'exit_when_done': not train,
-                         # Every node of the robot side listens before the first episode.
-                         'wait_for': (['policy/steps>=2', 'reward>=2', 'episode_events>=2']
+                         # Every node of the robot side listens before the first episode,
+                         # and the trainer and the recorder take the experience (a chunk
+                         # sent before the recorder subscribed would be missing in the bag).
+                         'wait_for': (['policy/steps>=2', 'reward>=2', 'episode_events>=2',
+                                       f'experience>={1 + recording}']
                                       if train else ['policy/steps>=1', 'episode_events>=1']),
                          # Lockstep has no deadline to keep: the simulation waits for the
                          # policy (which may wait for the trainer), and a dead policy ends the
