@@ -19,8 +19,8 @@ latency tail is read against it.
 
     .venv/bin/python bench/control_latency.py [--seconds 600] [--floor-work 1.0]
         [--variants "compose:=robot" "compose:=none" "SAC_ROBOT_EXECUTOR=single" "pin"
-                    "set:policy.local_measurements=false" "set:sim_driver.thread_priority=0"
-                    "set:sim_driver.spin_on_control_thread=false"]
+                    "set:policy.local_measurements=false" "set:driver.thread_priority=0"
+                    "set:driver.spin_on_control_thread=false"]
 
 A variant is a set of launch arguments (``name:=value``), environment variables of the
 launched processes (``NAME=value``, e.g. the executor choice of sac_robot/nodes/spin.py), node
@@ -122,7 +122,7 @@ def run(seconds: float, learning_starts: int, launch_args=(), floor_ms: float = 
         settings = [a[len('set:'):] for a in launch_args if a.startswith('set:')]
         launch_args = [a for a in launch_args if not a.startswith('set:')]
         with open(config, 'w') as stream:
-            stream.write(f'/**/sim_driver:\n  ros__parameters:\n    latency_log: {log}\n'
+            stream.write(f'/**/driver:\n  ros__parameters:\n    latency_log: {log}\n'
                          '/**/trainer:\n  ros__parameters:\n    checkpoint_period: 0.0\n'
                          f'    agent:\n      learning_starts: {learning_starts}\n')
             for setting in settings:  # set:NODE.PARAMETER=VALUE

@@ -21,7 +21,7 @@ NODES = {
     'recorder': 'sac_robot.nodes.recorder:main',
     'reward_estimator': 'sac_robot.nodes.reward_estimator:main',
     'safety': 'sac_robot.nodes.safety:main',
-    'sim_driver': 'sac_robot.nodes.sim_driver:main',
+    'driver': 'sac_robot.nodes.driver:main',
     'status_monitor': 'sac_robot.nodes.status_monitor:main',
     'trainer': 'sac_robot.nodes.trainer:main',
 }

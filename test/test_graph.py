@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 
 from sac_robot.algorithms.replay import ReplayBuffer
+from sac_robot.robots.description import DCLAW
+
+DCLAW_RANGE = DCLAW.joint_range
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 CONFIG = """
@@ -221,6 +224,48 @@ def test_dclaw_learns_from_pixels_through_the_graph(tmp_path, ros_domain):
     assert 'takes observations of' in result.stdout + result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_dclaw_trains_on_its_servos_through_the_emulated_bus(tmp_path, ros_domain):
+    """hardware:=real: the driver on the real dynamixel-sdk, the servos emulated on a pty.
+
+    As a user starts it against a hand: every step's joint states come from the servos over
+    Protocol 2.0 at 10 Hz, episodes reset on the hand, the trainer learns, a bag records it;
+    the run ends with exit status 0 and every servo's torque off.
+    """
+    from sac_robot import bagtools
+    from sac_robot.backends.emulator import DClawEmulator
+    path = tmp_path / 'train.yaml'
+    path.write_text(CONFIG.format(checkpoint_period=120.0).replace(
+        'learning_starts: 300', 'learning_starts: 60').replace('batch_size: 64', 'batch_size: 32'))
+    run_dir = str(tmp_path / 'run')
+    emulator = DClawEmulator(valve_angle=0.3)
+    port = emulator.start()
+    try:
+        result = launch('dclaw_train.launch.py', 'hardware:=real', f'port:={port}',
+                        'max_steps:=160', 'record:=true', f'run_dir:={run_dir}',
+                        f'config:={path}', 'status:=false', timeout=300)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-6000:]
+        torque = emulator.torque_report()
+    finally:
+        emulator.stop()
+    assert not any(torque.values()), torque  # off on every servo at the end
+    assert f'10 servos on {port} at 1000000 baud' in output
+    meta, buffer = read_checkpoint(run_dir)
+    assert len(buffer) == 160 and meta['extra']['dropped'] == 0 and meta['gradient_steps'] > 0
+    joints = buffer.storage['obs'][:160, :9]
+    low, high = DCLAW_RANGE.T
+    assert (joints >= low - 0.05).all() and (joints <= high + 0.05).all()
+    assert joints.std(axis=0).min() > 0.01  # the policy moved every joint of the real path
+    ends = np.flatnonzero(buffer.storage['truncated'][:160])
+    assert list(ends) == [39, 79, 119, 159]  # 40-step episodes, each after a reset
+    bags = [d for d in os.listdir(run_dir) if d.startswith('bag_')]
+    rebuilt = bagtools.to_buffer(os.path.join(run_dir, bags[0]),
+                                 str(tmp_path / 'replay.safetensors'))
+    assert len(rebuilt) == 160
+
+
 def read_lines(process) -> list:
     """Collect a process's output lines in a thread (an unread pipe would fill and stall it)."""
     lines = []
@@ -285,27 +330,27 @@ def test_launch_files_describe_the_graphs(robot, tmp_path):
     from sac_robot.bringup.launcher import find_launch_file, load_graph
     train = load_graph(find_launch_file(f'{robot}_train.launch.py'))
     names = [n.executable for n in train.nodes({'compose': 'none'})]
-    assert names == ['sim_driver', 'safety', 'reward_estimator', 'policy', 'collector',
+    assert names == ['driver', 'safety', 'reward_estimator', 'policy', 'collector',
                      'trainer', 'status_monitor']
     # Lockstep: the whole robot side in one process, the policy served first.
     composed = train.nodes({})
     assert [n.executable for n in composed] == ['container', 'trainer', 'status_monitor']
     robot_process = composed[0]
-    assert robot_process.members == ('policy', 'sim_driver', 'safety', 'reward_estimator',
+    assert robot_process.members == ('policy', 'driver', 'safety', 'reward_estimator',
                                       'collector') and robot_process.required
     assert robot_process.arguments == robot_process.members
     own = {p.node: dict(p.values) for p in robot_process.parameters if hasattr(p, 'node')}
-    assert own['sim_driver']['wait_for_readers'] and 'seed' in own['policy']
+    assert own['driver']['wait_for_readers'] and 'seed' in own['policy']
     assert own['safety']['command_timeout'] == 0.0  # lockstep
     # compose:=control: the driver and the policy only (the control loop).
     control = train.nodes({'compose': 'control'})
-    assert control[0].members == ('policy', 'sim_driver')
+    assert control[0].members == ('policy', 'driver')
     assert [n.executable for n in control[1:]] == ['safety', 'reward_estimator', 'collector',
                                                    'trainer', 'status_monitor']
     assert [n.executable for n in train.nodes({'record': 'true'})][-1] == 'recorder'
     robot_side = {n.executable for n in train.nodes({'part': 'robot', 'compose': 'none'})}
     workstation = {n.executable for n in train.nodes({'part': 'workstation', 'record': 'true'})}
-    assert robot_side == {'sim_driver', 'safety', 'reward_estimator', 'policy', 'collector'}
+    assert robot_side == {'driver', 'safety', 'reward_estimator', 'policy', 'collector'}
     assert workstation == {'trainer', 'status_monitor', 'recorder'}
     assert 'container' in {n.executable for n in train.nodes({'part': 'robot'})}
     trainer = next(n for n in train.nodes({'max_steps': '99', 'resume': 'true',
@@ -317,15 +362,27 @@ def test_launch_files_describe_the_graphs(robot, tmp_path):
     assert trainer.nice == 10 and all(n.nice == 0 for n in composed if n.name != 'trainer')
     with pytest.raises(LaunchArgumentError, match='niceness'):
         train.nodes({'trainer_nice': '20'})
-    with pytest.raises(LaunchArgumentError, match='hardware drivers'):
-        train.nodes({'hardware': 'real'})
+    if robot == 'minitaur':
+        with pytest.raises(LaunchArgumentError, match='the minitaur has no hardware backend'):
+            train.nodes({'hardware': 'real'})
+    else:  # the hand on its servos: the same driver node, another backend, the wall clock
+        real = {n.name: n for n in train.nodes({'hardware': 'real', 'port': '/dev/pts/9',
+                                                'compose': 'none'})}
+        driver = real['driver'].parameters
+        assert driver[1] == config_file('dclaw_dynamixel.yaml')
+        assert driver[-1]['backend'] == 'dynamixel' and driver[-1]['clock'] == 'realtime'
+        assert driver[-1]['dynamixel.port'] == '/dev/pts/9'
+        assert real['policy'].parameters[-1]['min_utd'] == 0.0  # it cannot wait for learning
+        assert 'command_timeout' not in real['safety'].parameters[-1]  # the config's 0.5 s
+        with pytest.raises(LaunchArgumentError, match='wall clock'):
+            train.nodes({'hardware': 'real', 'clock': 'lockstep'})
     evaluate = load_graph(find_launch_file(f'{robot}_eval.launch.py'))
     policy = next(n for n in evaluate.nodes({'checkpoint': 'x/checkpoint', 'compose': 'none'})
                   if n.executable == 'policy')
     assert policy.parameters[-1]['checkpoint'] == 'x/checkpoint'
     assert policy.parameters[-1]['min_utd'] == 0.0  # no trainer to wait for (config says 1)
     control = evaluate.nodes({'checkpoint': 'x/checkpoint'})[0]
-    assert control.members == ('policy', 'sim_driver', 'safety', 'reward_estimator')
+    assert control.members == ('policy', 'driver', 'safety', 'reward_estimator')
     assert control.required  # the safety node ends an evaluation
     assert [p.values for p in control.parameters
             if getattr(p, 'node', None) == 'policy'][0]['checkpoint'] == 'x/checkpoint'

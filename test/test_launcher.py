@@ -88,7 +88,7 @@ def test_composed_and_niced_command_lines(tmp_path):
                 Launcher(graph, {'seed': '7'}).commands(str(tmp_path))}
     control = commands['robot']
     assert control[0].endswith(os.path.join('lib', 'sac_robot', 'container'))
-    assert control[1:6] == ['policy', 'sim_driver', 'safety', 'reward_estimator', 'collector']
+    assert control[1:6] == ['policy', 'driver', 'safety', 'reward_estimator', 'collector']
     assert control[6] == '--ros-args'
     assert not any(token.startswith('__node:=') for token in control)  # would rename both
     files = [control[i + 1] for i, token in enumerate(control) if token == '--params-file']
@@ -97,9 +97,9 @@ def test_composed_and_niced_command_lines(tmp_path):
     for path in files[1:]:
         with open(path) as stream:
             own.update(yaml.safe_load(stream))
-    assert set(own) == {'/**/sim_driver', '/**/policy', '/**/safety', '/**/reward_estimator',
+    assert set(own) == {'/**/driver', '/**/policy', '/**/safety', '/**/reward_estimator',
                         '/**/collector'}
-    assert own['/**/sim_driver']['ros__parameters']['seed'] == 7
+    assert own['/**/driver']['ros__parameters']['seed'] == 7
     assert own['/**/policy']['ros__parameters']['seed'] == 7
     assert commands['trainer'][:3] == ['nice', '-n', '10']
     assert set(commands) == {'robot', 'trainer', 'status_monitor'}

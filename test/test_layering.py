@@ -48,6 +48,23 @@ from sac_robot.nodes.robots import profile
 for robot in ROBOTS:
     profile(robot).hold_command()
 backend = dynamixel.DClawDynamixel()
+# The driver node on the hand's servos, up to its port (absent here: a clear error).
+import rclpy
+from rclpy.parameter import Parameter
+from sac_robot.backends import backend_class
+from sac_robot.nodes.driver import Driver
+from sac_robot.nodes.policy import PolicyNode
+assert backend_class('dynamixel', 'dclaw') is dynamixel.DClawDynamixel
+rclpy.init()
+try:
+    Driver(namespace='/dclaw', parameter_overrides=[
+        Parameter('robot', value='dclaw'), Parameter('backend', value='dynamixel'),
+        Parameter('clock', value='realtime'), Parameter('dynamixel.port', value='/dev/nothere')])
+except interface.BackendError as error:
+    assert '/dev/nothere' in str(error), error
+else:
+    raise SystemExit('no port, yet a driver')
+rclpy.shutdown()
 assert 'MUJOCO_GL' not in os.environ, os.environ['MUJOCO_GL']
 try:
     from sac_robot.robots.dclaw import DClawSim

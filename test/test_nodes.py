@@ -39,9 +39,9 @@ def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, e
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
 
-    from sac_robot.nodes.sim_driver import SimDriver
+    from sac_robot.nodes.driver import Driver
     from sac_robot.srv import Reset
-    driver = SimDriver(context=ros_context, namespace='/minitaur')
+    driver = Driver(context=ros_context, namespace='/minitaur')
     executor.add_node(driver)
     states = listen(probe, JointState, 'joint_states', qos.SENSOR_DEEP)
     commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
@@ -82,15 +82,15 @@ def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, e
 def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor, probe):
     from std_msgs.msg import Float64MultiArray
 
+    from sac_robot.nodes.driver import Driver
     from sac_robot.nodes.safety import SafetyNode
-    from sac_robot.nodes.sim_driver import HOLD_LABEL, SimDriver
-    driver = SimDriver(context=ros_context, namespace='/minitaur',
+    driver = Driver(context=ros_context, namespace='/minitaur',
                        parameter_overrides=params(clock='realtime'))
     safety = SafetyNode(context=ros_context, namespace='/minitaur',
                         parameter_overrides=params(command_timeout=0.1))
     executor.add_node(driver)
     executor.add_node(safety)
-    seen = listen(probe, Float64MultiArray, 'position_controller/commands', qos.COMMAND)
+    holds = listen(probe, Float64MultiArray, 'hold', qos.COMMAND)
     events = listen(probe, EpisodeEvent, 'episode_events', qos.EVENTS)
     checks = listen(probe, EpisodeEvent, 'episode_checks', qos.EXPERIENCE)
     commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
@@ -99,11 +99,9 @@ def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor
     for _ in range(10):  # a policy commanding at 100 Hz for a moment, then gone
         commands.publish(convert.command(np.full(8, 1.5)))
         spin_until(executor, lambda: False, timeout=0.01)
-    assert not safety.holding
-    assert spin_until(executor, lambda: any(
-        m.layout.dim and m.layout.dim[0].label == HOLD_LABEL for m in seen), timeout=5)
-    hold = next(m for m in seen if m.layout.dim and m.layout.dim[0].label == HOLD_LABEL)
-    assert np.allclose(hold.data, safety.profile.hold_command())
+    assert not safety.holding and not holds
+    assert spin_until(executor, lambda: holds, timeout=5)  # its own topic, not a command
+    assert np.allclose(holds[0].data, safety.profile.hold_command())
     assert spin_until(executor, lambda: np.allclose(driver.targets,
                                                     safety.profile.hold_command()))
     assert spin_until(executor, lambda: any(e.event == EpisodeEvent.END for e in events))
@@ -134,13 +132,13 @@ def test_policy_and_realtime_driver_in_one_process_bypass_dds(ros_context, execu
     from std_msgs.msg import Float64MultiArray
 
     from sac_robot.nodes.policy import PolicyNode
-    from sac_robot.nodes.sim_driver import SimDriver
+    from sac_robot.nodes.driver import Driver
     from sac_robot.srv import Reset
     log = tmp_path / 'latency.csv'
-    driver = SimDriver(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+    driver = Driver(context=ros_context, namespace='/minitaur', parameter_overrides=params(
         clock='realtime', latency_log=str(log)))
-    lockstep = SimDriver(context=ros_context, namespace='/minitaur')
-    elsewhere = SimDriver(context=ros_context, namespace='/other',
+    lockstep = Driver(context=ros_context, namespace='/minitaur')
+    elsewhere = Driver(context=ros_context, namespace='/other',
                           parameter_overrides=params(clock='realtime'))
     policy = PolicyNode(context=ros_context, namespace='/minitaur')
     policy.connect_local([lockstep, elsewhere, policy, driver])
@@ -211,20 +209,20 @@ def test_local_readings_and_targets_are_what_the_topics_carry(ros_context, robot
     directly are checked as a command's are: wrong size or not finite, refused, kept as were.
     A measurement that is not finite is not handed over.
     """
-    from sac_robot.nodes.sim_driver import SimDriver
-    driver = SimDriver(context=ros_context, namespace=f'/{robot}', parameter_overrides=params(
+    from sac_robot.nodes.driver import Driver
+    driver = Driver(context=ros_context, namespace=f'/{robot}', parameter_overrides=params(
         robot=robot, pixels=robot == 'dclaw'))
     profile = driver.profile
     rng = np.random.default_rng(3)
     for _ in range(3):
         driver.targets = profile.action_to_command(rng.uniform(-1, 1, profile.action_size))
         for _ in range(20):
-            driver.robot.command(driver.targets)
-            driver.robot.step(driver.substeps)
-        readings = driver.readings(profile.sensors)
-        image = readings['camera'][0] if 'camera' in readings else None
-        direct = profile.measurement(readings)
-        via_messages = profile.measure(driver.measurements(7, image))
+            driver.backend.write(driver.targets)
+            driver.backend.advance()
+        readings = driver.backend.read()
+        driver.local_keys = set(profile.sensors)
+        direct = profile.measurement(driver.local_readings(readings))
+        via_messages = profile.measure(driver.measurements(7, readings))
         assert direct.keys() == via_messages.keys() and len(direct) >= 4
         for key, value in direct.items():
             np.testing.assert_allclose(value, via_messages[key], rtol=0, atol=1e-12,
@@ -241,10 +239,11 @@ def test_local_readings_and_targets_are_what_the_topics_carry(ros_context, robot
     np.testing.assert_array_equal(driver.targets, np.full(size, 0.1))
 
     seen = []
+    driver.local_keys = set()
     driver.add_local_reader(lambda stamp, readings: seen.append(stamp), ['joints'])
-    driver.publish(10)
-    driver.robot.data.qvel[:] = np.nan
-    driver.publish(20)
+    driver.publish(10, driver.backend.read())
+    driver.backend.sim.data.qvel[:] = np.nan
+    driver.publish(20, driver.backend.read())
     assert seen == [10]
     driver.destroy_node()
 
@@ -253,8 +252,8 @@ def test_realtime_driver_control_thread_stops_the_run_when_a_step_fails(ros_cont
     """A control step that raises ends the node's run with status 1 (not a silent thread)."""
     import time
 
-    from sac_robot.nodes.sim_driver import SimDriver
-    driver = SimDriver(context=ros_context, namespace='/minitaur',
+    from sac_robot.nodes.driver import Driver
+    driver = Driver(context=ros_context, namespace='/minitaur',
                        parameter_overrides=params(clock='realtime'))
 
     def broken(stamp, msgs):
@@ -694,9 +693,9 @@ def test_realtime_dclaw_resets_and_renders_in_its_control_thread(ros_context, ex
     """
     from sensor_msgs.msg import Image
 
-    from sac_robot.nodes.sim_driver import SimDriver
+    from sac_robot.nodes.driver import Driver
     from sac_robot.srv import Reset
-    driver = SimDriver(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+    driver = Driver(context=ros_context, namespace='/dclaw', parameter_overrides=params(
         robot='dclaw', clock='realtime', pixels=True))
     executor.add_node(driver)
     images = listen(probe, Image, '/dclaw/camera/image_raw', qos.SENSOR_DEEP)
@@ -760,13 +759,13 @@ def test_realtime_driver_runs_the_process_callbacks_on_its_control_thread(tmp_pa
 
     from rclpy.node import Node
 
-    from sac_robot.nodes.sim_driver import SimDriver
+    from sac_robot.nodes.driver import Driver
     from sac_robot.nodes.spin import run_nodes
     from sac_robot.srv import Reset
     seen = {'threads': set()}
 
     def driver():
-        seen['driver'] = SimDriver(namespace='/minitaur', parameter_overrides=params(
+        seen['driver'] = Driver(namespace='/minitaur', parameter_overrides=params(
             clock='realtime', thread_priority=0, latency_log=str(tmp_path / 'latency.csv')))
         return seen['driver']
 

@@ -48,6 +48,24 @@ DEFAULT_SCALE = (1.0,) * 9
 DEFAULT_OFFSET = (-math.pi / 2, -math.pi, -math.pi) * 3
 
 
+#: What each setting means, as ``ros2 param describe`` shows it (the config file says more).
+SETTING_HELP = {
+    'port': 'Serial device of the servo bus (a U2D2: /dev/ttyUSB0, or a udev name).',
+    'baud': "Bus baud rate (the D'Claw: 1000000).",
+    'ids': 'Servo IDs of the nine joints, in joint order (a_j0 .. c_j2).',
+    'valve_id': 'Servo ID of the valve motor (the valve encoder and its reset motor).',
+    'model': 'Model number every servo must report (1020 XM430-W350, 1040 XH430-V350, ...).',
+    'scale': 'Calibration per joint: q = raw * scale + offset (rad).',
+    'offset': 'Calibration per joint: q = raw * scale + offset (rad).',
+    'valve_scale': "The valve encoder's calibration scale.",
+    'valve_offset': "The valve encoder's calibration offset (rad).",
+    'retries': 'Extra attempts of a failed transaction before it is a fault.',
+    'fast_sync_read': 'Read with FAST_SYNC_READ (X-series firmware 45 and later).',
+    'max_target_speed': 'Velocity bound of the targets (rad/s from the present position).',
+    'error_poll_period': 'Seconds between polls of the hardware error status (0: every read).',
+}
+
+
 @dataclasses.dataclass
 class DynamixelSettings:
     """Where the hand's servos are and how they are calibrated.
@@ -125,6 +143,17 @@ class DClawDynamixel(Backend):
 
     description = DCLAW
 
+    @classmethod
+    def from_parameters(cls, declare, logger=None) -> 'DClawDynamixel':
+        """Made from the driver's ``dynamixel.*`` parameters (config/dclaw_dynamixel.yaml)."""
+        values = {}
+        for field in dataclasses.fields(DynamixelSettings):
+            default = field.default
+            values[field.name] = declare(f'dynamixel.{field.name}',
+                                         list(default) if isinstance(default, tuple) else default,
+                                         SETTING_HELP[field.name])
+        return cls(DynamixelSettings.from_mapping(values), logger)
+
     def __init__(self, settings: DynamixelSettings | None = None, logger=None):
         self.settings = settings or DynamixelSettings()
         self.logger = logger
@@ -146,6 +175,11 @@ class DClawDynamixel(Backend):
         self._last_poll = -math.inf
         self.counts = {'reads': 0, 'writes': 0, 'retries': 0}
         atexit.register(_torque_off_at_exit, weakref.ref(self))
+
+    @property
+    def sensors(self) -> tuple:
+        """The servos' joint states and the valve encoder (the camera is a node of its own)."""
+        return ('joints', 'valve')
 
     @property
     def state_interfaces(self) -> tuple:
@@ -353,8 +387,16 @@ class DClawDynamixel(Backend):
         return self.description.joints[self.ids.index(servo_id)] if servo_id in self.ids else '?'
 
     def _log(self, level: str, message: str):
-        if self.logger is not None:
-            getattr(self.logger, level)(message)
+        # One call site per severity: rclpy's logger refuses a call site that changes it.
+        logger = self.logger
+        if logger is None:
+            return
+        if level == 'info':
+            logger.info(message)
+        elif level == 'warning':
+            logger.warning(message)
+        else:
+            logger.error(message)
 
     def _require_port(self):
         if self.faulted is not None:

@@ -8,7 +8,8 @@ servos on a bus):
   set it up; nothing moves. Raises :class:`BackendError` with what is missing and where.
 - ``activate()``: torque on, holding where the robot is.
 - ``read()``: one reading of every state interface, ``{sensor key: tuple of arrays}`` in the
-  description's joint order (e.g. ``'joints': (positions, velocities, efforts)``).
+  description's joint order, the fields of the sensor's message in their order (joint states:
+  positions, velocities, efforts; see :data:`sac_robot.nodes.convert.SENSOR_MESSAGES`).
 - ``write(targets)``: the command interfaces (joint position targets, rad, description order),
   clipped by the backend to what is safe.
 - ``reset(options)``: bring the robot to an episode's start; returns a :class:`ResetResult`.
@@ -57,6 +58,14 @@ class Backend(abc.ABC):
 
     #: The robot it drives.
     description: RobotDescription
+    #: Whether time passes only when the driver says so (``advance()``, one control period):
+    #: a simulation, which the driver may run in lockstep. Hardware runs on the wall clock.
+    simulated = False
+
+    @property
+    def sensors(self) -> tuple:
+        """The description's sensor keys that :meth:`read` reports."""
+        return tuple(self.description.sensors)
 
     @property
     def state_interfaces(self) -> tuple:
@@ -68,6 +77,16 @@ class Backend(abc.ABC):
     def command_interfaces(self) -> tuple:
         """Names of what :meth:`write` takes: one position target per joint."""
         return tuple(f'{joint}/position' for joint in self.description.joints)
+
+    @classmethod
+    def from_parameters(cls, declare, logger=None) -> 'Backend':
+        """The backend made from a driver's parameters.
+
+        ``declare(name, default, description)`` declares one (dotted names group a backend's
+        settings, e.g. ``dynamixel.port``) and returns its value; ``logger`` has ROS's
+        ``info``/``warning``/``error``.
+        """
+        raise NotImplementedError(f'{cls.__name__} cannot be made from parameters')
 
     def configure(self) -> None:  # noqa: B027 - optional, like SystemInterface's
         """Reach and set up the hardware; nothing moves."""

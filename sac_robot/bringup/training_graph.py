@@ -13,8 +13,10 @@ import time
 
 from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArgumentError,
                                      NodeSpec, compose, config_file)
+from sac_robot.backends import BACKENDS
+from sac_robot.robots.description import describe
 
-ROBOT_SIDE = ('sim_driver', 'safety', 'reward_estimator', 'policy', 'collector')
+ROBOT_SIDE = ('driver', 'safety', 'reward_estimator', 'policy', 'collector')
 
 
 def _flag(value: str) -> bool:
@@ -24,12 +26,14 @@ def _flag(value: str) -> bool:
 def training_graph(robot: str, train: bool = True) -> Graph:
     """The graph of ``robot`` ('minitaur' or 'dclaw'): training, or evaluation of a policy."""
     default_run = os.path.join('runs', f'{robot}_train')
+    description = describe(robot)
     arguments = [
         Argument('robot', robot, 'Namespace of the robot (one per robot; topics live under it).'),
         Argument('hardware', 'sim', 'sim: the MuJoCo stand-in; real: the hardware drivers.',
                  ('sim', 'real')),
-        Argument('clock', 'lockstep', 'Simulation: lockstep (as fast as the policy answers, '
-                 '/clock published) or realtime (the control rate).', ('lockstep', 'realtime')),
+        Argument('clock', '', 'lockstep (a simulation as fast as the policy answers, /clock '
+                 'published) or realtime (the control rate); default: lockstep in simulation, '
+                 'realtime on hardware (which has no other).', ('', 'lockstep', 'realtime')),
         Argument('record', 'false', 'Record every topic to a bag (mcap).', ('true', 'false')),
         Argument('bag', '', 'Directory of the bag (default: <run_dir>/bag_<date>_<time>).'),
         Argument('config', '', f'Parameter YAML applied over config/{robot}_train.yaml (only '
@@ -62,22 +66,45 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             Argument('deterministic', 'true', 'Mean actions (true) or sampled ones.',
                      ('true', 'false')),
         ]
-    if robot == 'dclaw':
+    hardware = [name for name, robots in BACKENDS.items() if robot in robots
+                and name != 'mujoco']
+    if hardware:
+        arguments.append(Argument(
+            'port', '', f"hardware:=real: the {hardware[0]} bus's serial device (default: "
+            f"config/{robot}_{hardware[0]}.yaml's; `sac-robot emulate {robot}` prints one)."))
+    sees = 'policy_pixels' in description.readers  # a robot with a pixel task (the hand)
+    if sees:
         arguments.append(Argument(
             'pixels', 'false', 'Act on (and learn from) the 32 x 32 camera image, joint '
             'positions and velocities instead of the state (as sac_robot/DClawTurnPixels-v0).',
             ('true', 'false')))
 
     def build(values):
-        if values['hardware'] == 'real':
+        real = values['hardware'] == 'real'
+        if real and not hardware:
             raise LaunchArgumentError(
-                'hardware:=real needs the hardware drivers (Dynamixel for the hand, the '
-                "Minitaur's motor boards), which this release does not have yet; use "
+                f'hardware:=real: the {robot} has no hardware backend yet (its backends: '
+                f'{", ".join(b for b, robots in BACKENDS.items() if robot in robots)}); use '
                 'hardware:=sim')
+        clock = values['clock'] or ('realtime' if real else 'lockstep')
+        if real and clock == 'lockstep':
+            raise LaunchArgumentError('hardware:=real runs on the wall clock: clock:=realtime '
+                                      '(or leave clock out)')
+        if real and _flag(values.get('pixels', 'false')):
+            raise LaunchArgumentError('pixels:=true on the real hand needs its camera node, '
+                                      'which this release does not have yet; use '
+                                      'hardware:=sim for the pixel task')
         namespace = values['robot']
         # The package's defaults, then the user's file over them.
         files = (config_file(f'{robot}_train.yaml'),) + (
             (os.path.abspath(values['config']),) if values['config'] else ())
+        # The hardware's settings (where the bus is, the calibration), then the user's file.
+        driver_files = ((config_file(f'{robot}_train.yaml'),
+                         config_file(f'{robot}_{hardware[0]}.yaml'))
+                        + files[1:]) if real else files
+        backend = {'backend': hardware[0], **(
+            {f'{hardware[0]}.port': values['port']} if values.get('port') else {})
+        } if real else {}
         max_steps, seed = int(values['max_steps']), int(values['seed'])
         recording = int(_flag(values['record']))
         nice = values.get('trainer_nice', '0')
@@ -87,21 +114,18 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         pixels = _flag(values.get('pixels', 'false'))
         # Who sees the camera (the driver renders it, the policy acts on it, the collector and
         # trainer carry it); with pixels the policy no longer reads the valve encoder.
-        seeing = {'pixels': pixels} if robot == 'dclaw' else {}
+        seeing = {'pixels': pixels} if sees else {}
         run_dir = values.get('run_dir') or os.path.dirname(values['checkpoint'].rstrip('/'))
         nodes = [
-            NodeSpec('sim_driver', 'sim_driver', namespace=namespace, parameters=(
-                *files, {**common, 'clock': values['clock'], 'seed': seed,
+            NodeSpec('driver', 'driver', namespace=namespace, parameters=(
+                *driver_files, {**common, **backend, 'clock': clock, 'seed': seed,
                          # Its readers: policy, reward estimator, safety (as they subscribe),
                          # and the recorder, so that a bag holds the run from its first step.
                          'wait_for_readers': [
-                             f'{topic}>={count + recording}' for topic, count in (
-                                 (('joint_states', 3), ('imu/data', 3), ('mocap/pose', 2))
-                                 if robot == 'minitaur' else
-                                 (('joint_states', 3), ('valve/joint_states', 1),
-                                  ('camera/image_raw', 1)) if pixels else
-                                 (('joint_states', 3), ('valve/joint_states', 2)))]
-                         + (['/clock>=1'] if recording and values['clock'] == 'lockstep'
+                             f'{topic}>={count + recording}' for topic, count in
+                             description.sensor_readers(
+                                 ('policy', 'reward_estimator', 'safety'), pixels).items()]
+                         + (['/clock>=1'] if recording and clock == 'lockstep'
                             else []),
                          **seeing})),
             NodeSpec('safety', 'safety', namespace=namespace, parameters=(
@@ -116,7 +140,7 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                          # Lockstep has no deadline to keep: the simulation waits for the
                          # policy (which may wait for the trainer), and a dead policy ends the
                          # graph (required).
-                         **({'command_timeout': 0.0} if values['clock'] == 'lockstep'
+                         **({'command_timeout': 0.0} if clock == 'lockstep'
                             else {})}), required=not train),
             NodeSpec('reward_estimator', 'reward_estimator', namespace=namespace,
                      parameters=(*files, common)),
@@ -128,7 +152,7 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                              # A robot in real time cannot wait for the learner, and acts on
                              # the newest measurement only (a queue would only add latency).
                              **({'min_utd': 0.0, 'sensor_qos': 'best_effort'}
-                                if values['clock'] == 'realtime' else {})})),
+                                if clock == 'realtime' else {})})),
                 NodeSpec('collector', 'collector', namespace=namespace,
                          parameters=(*files, {**common, **seeing})),
                 NodeSpec('trainer', 'trainer', namespace=namespace, required=True, parameters=(
@@ -157,8 +181,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         mode = values['compose']
         # The policy first: after each measurement the executor serves its callbacks before
         # the others' (the command goes out sooner).
-        members = {'none': (), 'control': ('policy', 'sim_driver')}.get(
-            mode, ('policy', 'sim_driver', 'safety', 'reward_estimator', 'collector'))
+        members = {'none': (), 'control': ('policy', 'driver')}.get(
+            mode, ('policy', 'driver', 'safety', 'reward_estimator', 'collector'))
         by_executable = {n.executable: n for n in nodes}
         chosen = [by_executable[name] for name in members if name in by_executable]
         if chosen:

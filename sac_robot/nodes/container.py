@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """container: several of the graph's nodes in one process, on one executor.
 
-``container sim_driver policy --ros-args ...`` runs the simulated driver and the policy node
+``container driver policy --ros-args ...`` runs the driver and the policy node
 together, as a ROS 2 component container runs composable nodes (rclpy has none). Nodes of one
 process share a DDS participant, and Fast DDS hands a message from one to another inside the
 process instead of over the loopback transport: the observation-to-command round trip of the
@@ -19,11 +19,11 @@ from sac_robot.nodes.spin import run_nodes
 #: The nodes a container can hold: executable name -> "module:class".
 NODE_CLASSES = {
     'collector': 'sac_robot.nodes.collector:DataCollector',
+    'driver': 'sac_robot.nodes.driver:Driver',
     'policy': 'sac_robot.nodes.policy:PolicyNode',
     'recorder': 'sac_robot.nodes.recorder:Recorder',
     'reward_estimator': 'sac_robot.nodes.reward_estimator:RewardEstimator',
     'safety': 'sac_robot.nodes.safety:SafetyNode',
-    'sim_driver': 'sac_robot.nodes.sim_driver:SimDriver',
     'status_monitor': 'sac_robot.nodes.status_monitor:StatusMonitor',
     'trainer': 'sac_robot.nodes.trainer:Trainer',
 }

@@ -156,6 +156,41 @@ def read_image(msg: Image, shape: tuple, topic: str) -> np.ndarray:
     return np.frombuffer(msg.data, np.uint8).reshape(shape).copy()
 
 
+# Sensors of a robot description -----------------------------------------------------------
+
+#: Sensor message type -> (how a backend's reading of it becomes the message, how many of the
+#: reading's fields its reader returns). A backend reads a sensor as the fields of its message,
+#: in order: joint states ``(positions, velocities, efforts)`` (velocities or efforts ``None``
+#: or left out when it has none), the IMU ``(orientation [w, x, y, z], body rates,
+#: acceleration)``, a pose
+#: ``(position, orientation)``, an image ``(rgb [H, W, 3],)``; the graph's readers
+#: (:func:`read_joint_state`, ...) return the leading fields they use.
+SENSOR_MESSAGES = {
+    'sensor_msgs/JointState': (
+        lambda sensor, r, stamp: joint_state(sensor.joints, r[0], r[1] if len(r) > 1 else None,
+                                             r[2] if len(r) > 2 else None, stamp, sensor.frame),
+        2),
+    'sensor_msgs/Imu': (lambda sensor, r, stamp: imu(*r, stamp, sensor.frame), 2),
+    'geometry_msgs/PoseStamped': (
+        lambda sensor, r, stamp: pose_stamped(*r, stamp, sensor.frame), 2),
+    'sensor_msgs/Image': (lambda sensor, r, stamp: image(r[0], stamp, sensor.frame), 1),
+}
+
+
+def sensor_message(sensor, reading: tuple, stamp: int):
+    """The message of a description's ``sensor`` carrying a backend's ``reading`` of it.
+
+    Stamped ``stamp`` (ns), in the sensor's frame (:class:`~sac_robot.robots.description.
+    Sensor`).
+    """
+    return SENSOR_MESSAGES[sensor.message][0](sensor, reading, stamp)
+
+
+def reader_fields(sensor, reading: tuple) -> tuple:
+    """What the sensor's message reader would return for ``reading`` (its leading fields)."""
+    return tuple(reading[:SENSOR_MESSAGES[sensor.message][1]])
+
+
 # Commands ------------------------------------------------------------------------------------
 
 def command(targets, stamp: int | None = None, episode: int | None = None,

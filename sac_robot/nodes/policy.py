@@ -40,6 +40,7 @@ from sac_robot.algorithms.networks import LOG_STD_MAX, LOG_STD_MIN
 from sac_robot.algorithms.observations import to_wire
 from sac_robot.msg import EpisodeEvent, PolicyStep, PolicyWeights, TrainingProgress
 from sac_robot.nodes import convert, qos
+from sac_robot.nodes.handover import LocalControl
 from sac_robot.nodes.params import declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
@@ -195,8 +196,7 @@ class PolicyNode(Node):
     def connect_local(self, nodes: list):
         """Find a real-time driver of this robot among the nodes of this process."""
         for node in nodes:
-            if (not hasattr(node, 'take_local_targets') or getattr(
-                    node, 'clock_mode', None) != 'realtime'
+            if (not isinstance(node, LocalControl) or not node.offers_local_control()
                     or node.get_namespace() != self.get_namespace()):
                 continue
             if self.local_commands:

@@ -36,6 +36,14 @@ def sensor_topics(description) -> dict:
 class _Profile:
     """What every robot's profile does the same way; its facts come from its description."""
 
+    #: Episode-ending limits the safety node takes as parameters ``limits.*``: name ->
+    #: (default, unit).
+    end_limits = {}
+
+    def set_end_limits(self, values: dict) -> None:
+        """Take the safety node's ``limits.*`` (:attr:`end_limits`)."""
+        del values
+
     def measure(self, msgs: dict) -> dict:
         """A measurement from whichever of the sensor messages are present.
 
@@ -55,9 +63,12 @@ class MinitaurProfile(_Profile):
     action_size = minitaur_task.ACTION_SIZE
     #: Sensor topics (relative to the robot's namespace) and their message types.
     sensors = sensor_topics(description)
-    policy_sensors = ('joints', 'imu')
-    reward_sensors = ('joints', 'imu', 'mocap')
-    safety_sensors = ('joints', 'imu', 'mocap')
+    policy_sensors = description.readers['policy']
+    #: Its falls and drift (:func:`sac_robot.rewards.minitaur_safety`; drift 0: none).
+    end_limits = {'roll': (0.4, 'rad'), 'pitch': (0.4, 'rad'), 'height': (0.13, 'm'),
+                  'drift': (0.0, 'm; 0: none')}
+    reward_sensors = description.readers['reward_estimator']
+    safety_sensors = description.readers['safety']
 
     def __init__(self, history: int = 5, swing_range: float = 0.5,
                  extension_range: float = 0.5, reward_weights: dict | None = None,
@@ -73,6 +84,10 @@ class MinitaurProfile(_Profile):
         self.observation_spec = ((history + 1) * minitaur_task.OBSERVATION_SIZE
                                  + history * self.action_size)
         self.reward_weights, self.limits, self.pretraining = reward_weights, limits, pretraining
+
+    def set_end_limits(self, values: dict) -> None:
+        """The fall and drift limits of :attr:`end_limits` (a drift of 0: no drift limit)."""
+        self.limits = {**values, 'drift': values['drift'] if values['drift'] > 0 else np.inf}
 
     def read(self, msgs: dict) -> dict:
         """The readings of whichever sensor messages are present, checked.
@@ -185,8 +200,9 @@ class DClawProfile(_Profile):
     image_size = 32
     camera_frame = description.sensors['camera'].frame
     sensors = sensor_topics(description)
-    reward_sensors = ('joints', 'valve')
-    safety_sensors = ('joints',)
+    reward_sensors = description.readers['reward_estimator']
+    safety_sensors = description.readers['safety']
+
 
     def __init__(self, target_angle: float = np.pi, pixels: bool = False, **_):
         self.target_angle = float(target_angle)
@@ -196,7 +212,8 @@ class DClawProfile(_Profile):
         #: The policy's observation: a flat vector, or with pixels the environment's dict.
         self.observation_spec = (spec_from_space(dclaw_task.pixel_observation_space(size))
                                  if self.pixels else dclaw_task.STATE_SIZE)
-        self.policy_sensors = ('joints', 'camera') if self.pixels else ('joints', 'valve')
+        self.policy_sensors = self.description.readers['policy_pixels' if self.pixels
+                                                       else 'policy']
 
     def read(self, msgs: dict) -> dict:
         """The readings of whichever sensor messages are present, checked.

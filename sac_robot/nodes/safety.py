@@ -18,14 +18,14 @@ delivers the transitions before them without waiting for the episode's end.
 
 Command watchdog: once the policy has commanded in an episode, a gap of more than
 ``command_timeout`` seconds between commands makes it publish the robot's hold pose (the
-Minitaur standing, the hand at its reset pose) on the command topic, labelled ``hold``, at the
-control rate until the policy is back; the episode ends truncated ("stale commands").
+Minitaur standing, the hand at its reset pose) on ``hold`` (the driver's, in the command
+topic's form) at the control rate until the policy is back; the episode ends truncated ("stale
+commands").
 """
 
 import collections
 import time
 
-import numpy as np
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
@@ -33,7 +33,6 @@ from sac_robot.msg import EpisodeEvent, RewardTerms
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
-from sac_robot.nodes.sim_driver import HOLD_LABEL
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
 from sac_robot.srv import Reset
@@ -68,18 +67,14 @@ class SafetyNode(Node):
         self.reward_wait = declare('reward_wait', 1.0, describe(
             "Seconds to wait for an ending episode's last reward before announcing the end."
         )).value
-        limits = {k: declare(f'limits.{k}', v, describe(f'Episode-ending {k} limit.')).value
-                  for k, v in (('roll', 0.4), ('pitch', 0.4), ('height', 0.13),
-                               ('drift', 0.0))}
-        if limits['drift'] <= 0:
-            limits['drift'] = np.inf
-        if robot == 'minitaur':
-            self.profile.limits = limits
+        # The robot's own episode-ending limits (the Minitaur's falls; the hand has none).
+        self.profile.set_end_limits({
+            k: declare(f'limits.{k}', v, describe(f'Episode-ending {k} limit ({unit}).')).value
+            for k, (v, unit) in self.profile.end_limits.items()})
 
         self.events = self.create_publisher(EpisodeEvent, 'episode_events', qos.EVENTS)
         self.checks = self.create_publisher(EpisodeEvent, 'episode_checks', qos.EXPERIENCE)
-        self.hold_publisher = self.create_publisher(
-            Float64MultiArray, 'position_controller/commands', qos.COMMAND)
+        self.hold_publisher = self.create_publisher(Float64MultiArray, 'hold', qos.COMMAND)
         self.reset_client = self.create_client(Reset, 'reset')
         self.sync = SensorSync(self, self.profile, self.profile.safety_sensors,
                                self.on_measurement)
@@ -227,9 +222,7 @@ class SafetyNode(Node):
             self._maybe_finish_end()
 
     def on_command(self, msg: Float64MultiArray):
-        """Note when the policy last commanded (our own hold commands do not count)."""
-        if msg.layout.dim and msg.layout.dim[0].label == HOLD_LABEL:
-            return
+        """Note when the policy last commanded."""
         self.last_command = time.monotonic()
         if self.holding:
             self.get_logger().info('commands are back: hold released')
@@ -255,8 +248,7 @@ class SafetyNode(Node):
 
     def hold(self):
         """Command the robot's hold pose."""
-        self.hold_publisher.publish(convert.command(self.profile.hold_command(),
-                                                    label=HOLD_LABEL))
+        self.hold_publisher.publish(convert.command(self.profile.hold_command()))
 
 
 def main(args=None) -> int:

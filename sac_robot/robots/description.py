@@ -66,6 +66,25 @@ class RobotDescription:
     #: Sensor key -> :class:`Sensor`.
     sensors: dict
     safety: SafetyLimits = SafetyLimits()
+    #: Which sensors each node of the graph reads: node -> sensor keys (``policy_pixels``: the
+    #: policy of the pixel task, where the robot has one).
+    readers: dict = dataclasses.field(default_factory=dict)
+
+    def sensor_readers(self, nodes, pixels: bool = False) -> dict:
+        """Sensor topic -> how many of ``nodes`` read it.
+
+        With ``pixels`` the policy reads as ``policy_pixels`` does.
+        """
+        counts = {}
+        for node in nodes:
+            role = 'policy_pixels' if pixels and node == 'policy' else node
+            if role not in self.readers:
+                raise KeyError(f'{self.name}: no node {role!r} reads sensors (readers: '
+                               f'{", ".join(self.readers)})')
+            for key in self.readers[role]:
+                topic = self.sensors[key].topic
+                counts[topic] = counts.get(topic, 0) + 1
+        return counts
 
     @property
     def control_rate(self) -> float:
@@ -108,6 +127,9 @@ DCLAW = RobotDescription(
     # Logged per step in the public task: 5 degrees from a limit, 1 rad/s, 200 mA.
     safety=SafetyLimits(limit_margin_deg=5.0, max_velocity=1.0, max_current_ma=200.0,
                         max_temperature_c=70.0),
+    # The state task's policy sees the valve; the pixel task's sees the camera instead.
+    readers={'policy': ('joints', 'valve'), 'policy_pixels': ('joints', 'camera'),
+             'reward_estimator': ('joints', 'valve'), 'safety': ('joints',)},
 )
 
 LEGS = ('fl', 'bl', 'fr', 'br')
@@ -130,6 +152,9 @@ MINITAUR = RobotDescription(
     },
     # Its falls end episodes (the task's roll, pitch and height limits); the motors' own limits.
     safety=SafetyLimits(limit_margin_deg=0.0, max_velocity=60.0),
+    # Proprioception for the policy; the reward and the falls need the motion capture too.
+    readers={'policy': ('joints', 'imu'), 'reward_estimator': ('joints', 'imu', 'mocap'),
+             'safety': ('joints', 'imu', 'mocap')},
 )
 
 #: Every robot, by name: the one registry line a new robot adds.

@@ -1,7 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""sim_driver: the MuJoCo stand-in of a robot, speaking what the hardware drivers speak.
+"""driver: one robot through a backend (its MuJoCo stand-in or its hardware), on one clock.
 
-Publishes (relative to the robot's namespace), every control step, all with the same stamp:
+The backend (parameter ``backend``, from :data:`sac_robot.backends.BACKENDS`: ``mujoco`` for
+either robot, ``dynamixel`` for the D'Claw's servos) reads the robot's sensors and takes joint
+targets (:mod:`sac_robot.backends.interface`); this node publishes every sensor the backend
+reports, each as its robot description's message (:data:`sac_robot.nodes.convert.
+SENSOR_MESSAGES`), all with the same stamp, every control step (relative to the namespace):
 
 - Minitaur: ``joint_states`` (sensor_msgs/JointState: the eight motors' angles, velocities,
   torques), ``imu/data`` (sensor_msgs/Imu: orientation, body rates, acceleration),
@@ -11,20 +15,23 @@ Publishes (relative to the robot's namespace), every control step, all with the 
   ``valve``), and with ``pixels`` ``camera/image_raw`` (sensor_msgs/Image, rgb8, 32 x 32).
 
 Takes ``position_controller/commands`` (std_msgs/Float64MultiArray, ros2_control's forward
-command form: one target per joint, in the order of ``joint_states``) and offers ``reset``
-(sac_robot/srv/Reset).
+command form: one target per joint, in the order of ``joint_states``) and ``hold`` (the same
+form: the safety node's hold pose, which only sets the targets), and offers ``reset``
+(sac_robot/srv/Reset). The backend's life cycle follows the node's: configured and activated
+(torque on) when it starts, deactivated and closed (torque off) when it ends, however it ends.
 
 Clock modes (parameter ``clock``):
 
-- ``lockstep``: the physics advances one control period per command, as fast as commands come,
-  and ``/clock`` carries the simulated time. A command labelled with the stamp and episode of the
-  observation it answers (see :func:`sac_robot.nodes.convert.command`) steps only if that is the
-  newest observation, so stale commands (from before a reset) are dropped; an unlabelled command
-  steps at once; a ``hold`` command only sets the targets. If nothing comes for
-  ``resend_period`` seconds the newest observation is published again, so a lost sample cannot
-  stall the loop.
-- ``realtime``: a control thread of its own steps the physics every control period with the
-  newest targets (held between commands); stamps are the node's clock. Like ros2_control's
+- ``lockstep`` (simulated backends only): the physics advances one control period per command,
+  as fast as commands come, and ``/clock`` carries the simulated time. A command labelled
+  with the stamp and episode of the observation it answers (see
+  :func:`sac_robot.nodes.convert.command`) steps only if that is the newest observation, so
+  stale commands (from before a reset) are dropped; an unlabelled command steps at once. If
+  nothing comes for ``resend_period`` seconds the newest observation is published again, so a
+  lost sample cannot stall the loop.
+- ``realtime``: a control thread of its own writes the newest targets (held between commands),
+  advances a simulation by one period, and reads, every control period; stamps are the
+  node's clock. Like ros2_control's
   controller manager, the thread runs at real-time priority (``thread_priority``, SCHED_FIFO)
   where the system allows it and keeps an absolute schedule: a period it overruns is counted
   and the schedule restarts from now (never a burst of catch-up steps). Not the executor's
@@ -32,9 +39,9 @@ Clock modes (parameter ``clock``):
   periods over 10 minutes (bench/control_latency.py). In a node process the thread also runs
   the process's callbacks between its steps (``spin_on_control_thread``): one Python thread
   per step, so a step never waits for the interpreter lock. A policy node of the same process
-  reads each measurement's state before any message is built (:meth:`add_local_reader`) and
-  writes its targets back (:meth:`take_local_targets`), as a ros2_control controller uses
-  state and command interfaces; the messages follow for everyone else.
+  reads each measurement's state before any message is built and writes its targets back
+  (:class:`~sac_robot.nodes.handover.LocalControl`), as a ros2_control controller uses state
+  and command interfaces; the messages follow for everyone else.
 """
 
 import os
@@ -48,13 +55,13 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 
+from sac_robot.backends import backend_class
 from sac_robot.nodes import convert, qos
+from sac_robot.nodes.handover import LocalControl
 from sac_robot.nodes.params import describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.srv import Reset
-
-HOLD_LABEL = 'hold'
 
 
 def _all_finite(readings: dict) -> bool:
@@ -64,24 +71,19 @@ def _all_finite(readings: dict) -> bool:
     return not floats or bool(np.isfinite(np.concatenate(floats)).all())
 
 
-class SimDriver(Node):
-    """Simulate one robot and publish its sensors; step on commands or in real time."""
+class Driver(Node, LocalControl):
+    """Run one robot through its backend, publish its sensors; step on commands or in time."""
 
     def __init__(self, **kwargs):
-        super().__init__('sim_driver', **kwargs)
+        super().__init__('driver', **kwargs)
         declare = self.declare_parameter
         robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        backend = declare('backend', 'mujoco', describe(
+            "What runs the robot: mujoco (its simulation) or, for the D'Claw, dynamixel (its "
+            'servos; dynamixel.* says where)')).value
         self.clock_mode = declare('clock', 'lockstep', describe(
-            'lockstep: one control step per command, as fast as they come, /clock published; '
-            'realtime: a control thread at the control rate')).value
-        self.seed = declare('seed', 0, describe('Seed of resets (valve angle, randomisation).')
-                            ).value
-        latency = declare('latency', 0.0, describe(
-            'Minitaur: command latency in seconds (whole physics steps).')).value
-        self.randomize = declare('randomize', False, describe(
-            'Minitaur: draw masses, friction, motor strength and damping at every reset.')).value
-        self.pixels = declare('pixels', False, describe(
-            "D'Claw: publish the 32 x 32 camera image.")).value
+            'lockstep: one control step per command, as fast as they come, /clock published '
+            '(a simulation only); realtime: a control thread at the control rate')).value
         self.resend_period = declare('resend_period', 0.5, describe(
             'Lockstep: seconds without a command before the newest observation is sent again.')
         ).value
@@ -106,32 +108,40 @@ class SimDriver(Node):
         if self.clock_mode not in ('lockstep', 'realtime'):
             raise ValueError(f"clock must be 'lockstep' or 'realtime', not {self.clock_mode!r}")
         self.profile = make_profile(robot)
-        self.rng = np.random.default_rng(self.seed)
-        if robot == 'minitaur':
-            from sac_robot.robots.minitaur import MinitaurSim
-            self.robot = MinitaurSim(latency=latency)
-        else:
-            from sac_robot.robots.dclaw import DClawSim
-            self.robot = DClawSim()
-        self.substeps = int(round(self.profile.control_period / self.robot.timestep))
+        description = self.profile.description
+
+        def declare_setting(name, default, text):  # a backend's settings are parameters
+            return declare(name, default, describe(text)).value
+
+        self.backend = backend_class(backend, robot).from_parameters(
+            declare_setting, logger=self.get_logger())
+        if self.clock_mode == 'lockstep' and not self.backend.simulated:
+            raise ValueError(f'clock:=lockstep needs a simulation; the {backend} backend runs '
+                             'on the wall clock (clock:=realtime)')
+        self.backend.configure()
+        self.backend.activate()
         self.period_ns = int(round(self.profile.control_period * 1e9))
+        #: The sensors published: those of the description the backend reports.
+        self.sensors = {key: description.sensors[key] for key in self.backend.sensors}
 
         # Reliable publishers match reliable and best-effort subscribers alike.
-        self.publishers_ = {key: self.create_publisher(msg_type, topic, qos.SENSOR_RELIABLE)
-                            for key, (topic, msg_type) in self.profile.sensors.items()
-                            if key != 'camera' or self.pixels}
+        self.publishers_ = {key: self.create_publisher(self.profile.sensors[key][1],
+                                                       sensor.topic, qos.SENSOR_RELIABLE)
+                            for key, sensor in self.sensors.items()}
         # /clock as deep as the sensors: in lockstep it ticks as fast as the loop runs, and a
         # recorder a moment behind must not lose ticks.
         self.clock_publisher = (self.create_publisher(Clock, '/clock', qos.SENSOR_RELIABLE)
                                 if self.clock_mode == 'lockstep' else None)
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
                                  self.on_command, qos.COMMAND)
+        self.create_subscription(Float64MultiArray, 'hold', self.on_hold, qos.COMMAND)
         self.create_service(Reset, 'reset', self.on_reset)
 
         self.episode_id = 0
         self.sim_time = 0  # ns, lockstep
         self.stamp = None  # of the newest published observation
         self.targets = self.profile.hold_command()
+        self.readings_ = None  # the newest measurement's (lockstep resends it)
         self.steps = 0
         self.dropped = 0
         # Real time: stamp -> observation-to-command latency (ms) of its command, and every
@@ -150,7 +160,7 @@ class SimDriver(Node):
         self._thread = None
         self._executor = None  # spun by the control thread between steps (take_executor)
         self._deadline = 0.0  # of the control thread's next step (time.monotonic)
-        self._reset_robot()
+        self._reset_robot(-1)
         if self.clock_mode == 'realtime':
             self._thread = threading.Thread(target=self._control_loop, name='control',
                                             daemon=True)
@@ -158,18 +168,12 @@ class SimDriver(Node):
         else:
             self.create_timer(min(self.resend_period, 0.1), self.on_resend_check)
 
-    # Simulation -----------------------------------------------------------------------------
+    # The robot ------------------------------------------------------------------------------
 
-    def _reset_robot(self):
-        if self.profile.name == 'minitaur':
-            if self.randomize:
-                self.robot.randomize(self.rng)
-            self.robot.reset()
-        else:
-            self.robot.reset(valve_angle=float(self.rng.uniform(-np.pi, np.pi)))
-            self.robot.show_target(self.profile.target_angle)
+    def _reset_robot(self, seed: int):
+        result = self.backend.reset({'seed': seed})
         self.targets = self.profile.hold_command()
-        self.robot.command(self.targets)
+        return result
 
     def _next_stamp(self) -> int:
         if self.clock_mode == 'lockstep':
@@ -178,91 +182,53 @@ class SimDriver(Node):
         return self.get_clock().now().nanoseconds
 
     def _step(self):
-        self.robot.command(self.targets)
-        self.robot.step(self.substeps)
+        backend = self.backend
+        backend.write(self.targets)
+        if backend.simulated:
+            backend.advance()
+        readings = backend.read()
         self.steps += 1
         stamp = self._next_stamp()
         if self._log_timeline:
             self.timeline.append((stamp, 1))
-        self.publish(stamp)
+        self.publish(stamp, readings)
 
-    def publish(self, stamp: int):
-        """Publish every sensor at ``stamp`` (ns), after serving the local readers."""
-        self.stamp = stamp
+    def publish(self, stamp: int, readings: dict | None = None):
+        """Publish every sensor's reading at ``stamp`` (ns), after the local readers have it.
+
+        ``readings``: the backend's; none: the newest again.
+        """
+        if readings is None:
+            readings = self.readings_
+        self.readings_, self.stamp = readings, stamp
         self._last_activity = time.monotonic()
         if self.clock_publisher is not None:
             self.clock_publisher.publish(Clock(clock=convert.to_stamp(stamp)))
-        readings = {}
         if self.local_readers:  # the policy of this process acts first, on what it reads
-            readings = self.readings(self.local_keys)
-            if _all_finite(readings):
+            local = self.local_readings(readings)
+            if _all_finite(local):
                 for reader in self.local_readers:
-                    reader(stamp, readings)
+                    reader(stamp, local)
             else:  # (the published copies carry it: their subscribers reject them)
                 self.get_logger().error(f'the measurement at {stamp} ns is not finite: not '
                                         "handed to this process's readers",
                                         throttle_duration_sec=1.0)
-        camera = readings.get('camera')
-        for key, msg in self.measurements(stamp, None if camera is None else camera[0]).items():
+        for key, msg in self.measurements(stamp, readings).items():
             self.publishers_[key].publish(msg)
 
-    def readings(self, keys) -> dict:
-        """The current state as the robot's profile reads its sensor messages (``read``).
+    def local_readings(self, readings: dict) -> dict:
+        """What a local reader gets of a measurement.
 
-        What a reader in this process takes instead of the messages, as a ros2_control
-        controller reads its hardware's state interfaces: the same numbers, without building
-        and parsing messages on the way from the measurement to the command.
+        Per sensor it reads, the tuple the profile's ``read`` makes of the sensor's message
+        (the message's leading fields).
         """
-        robot, readings = self.robot, {}
-        if self.profile.name == 'minitaur':
-            if 'joints' in keys:
-                readings['joints'] = (robot.motor_angles(), robot.motor_velocities())
-            if 'imu' in keys:
-                readings['imu'] = (robot.base_orientation(), robot.base_angular_velocity())
-            if 'mocap' in keys:
-                readings['mocap'] = robot.base_pose()
-            return readings
-        if 'joints' in keys:
-            readings['joints'] = (robot.joint_positions(), robot.joint_velocities())
-        if 'valve' in keys:
-            readings['valve'] = (np.array([robot.valve_angle()]),
-                                 np.array([robot.valve_velocity()]))
-        if 'camera' in keys and self.pixels:
-            size = self.profile.image_size
-            readings['camera'] = (robot.render(size, size),)
-        return readings
+        return {key: convert.reader_fields(self.sensors[key], readings[key])
+                for key in self.local_keys}
 
-    def measurements(self, stamp: int, image=None) -> dict:
-        """Every sensor's message for the current state, stamped ``stamp`` (ns).
-
-        ``image``: the camera's picture of this state when it has been rendered already.
-        """
-        robot, names, keys = self.robot, self.profile.joint_names, self.publishers_
-        msgs = {}
-        if self.profile.name == 'minitaur':
-            if 'joints' in keys:
-                msgs['joints'] = convert.joint_state(
-                    names, robot.motor_angles(), robot.motor_velocities(),
-                    robot.motor_torques(), stamp, 'base')
-            if 'imu' in keys:
-                msgs['imu'] = convert.imu(
-                    robot.base_orientation(), robot.base_angular_velocity(),
-                    robot.data.sensor('imu_accelerometer').data, stamp, 'imu')
-            if 'mocap' in keys:
-                position, orientation = robot.base_pose()
-                msgs['mocap'] = convert.pose_stamped(position, orientation, stamp, 'world')
-            return msgs
-        if 'joints' in keys:
-            msgs['joints'] = convert.joint_state(names, robot.joint_positions(),
-                                                 robot.joint_velocities(), None, stamp, 'mount')
-        if 'valve' in keys:
-            msgs['valve'] = convert.joint_state(('valve',), [robot.valve_angle()],
-                                                [robot.valve_velocity()], None, stamp, 'valve')
-        if 'camera' in keys:
-            size = self.profile.image_size
-            msgs['camera'] = convert.image(robot.render(size, size) if image is None else image,
-                                           stamp, self.profile.camera_frame)
-        return msgs
+    def measurements(self, stamp: int, readings: dict) -> dict:
+        """Every published sensor's message of a backend's ``readings``, stamped ``stamp``."""
+        return {key: convert.sensor_message(self.sensors[key], readings[key], stamp)
+                for key in self.publishers_}
 
     # Callbacks ------------------------------------------------------------------------------
 
@@ -274,10 +240,9 @@ class SimDriver(Node):
         except convert.MessageError as error:
             self.get_logger().error(f'command rejected: {error}', throttle_duration_sec=1.0)
             return
-        hold = bool(msg.layout.dim) and msg.layout.dim[0].label == HOLD_LABEL
-        if self.clock_mode == 'realtime' or hold:
+        if self.clock_mode == 'realtime':
             stamp = label.get(convert.STAMP_KEY)
-            if stamp is not None and not hold:
+            if stamp is not None:
                 if stamp == self.answered:
                     return  # the published copy of a command handed over in-process
                 self._answered(stamp)
@@ -293,6 +258,13 @@ class SimDriver(Node):
         self.targets = targets
         self._step()
 
+    def on_hold(self, msg: Float64MultiArray):
+        """The safety node's hold pose: the targets from now on, without a step."""
+        try:
+            self.targets = convert.read_command(msg, len(self.profile.joint_names), 'hold')[0]
+        except convert.MessageError as error:
+            self.get_logger().error(f'hold rejected: {error}', throttle_duration_sec=1.0)
+
     def _answered(self, stamp: int):
         """Real time: the measurement at ``stamp`` has its command; time it."""
         if stamp != self.stamp:
@@ -300,15 +272,19 @@ class SimDriver(Node):
         self.answered = stamp
         self.latencies.setdefault(stamp, (self.get_clock().now().nanoseconds - stamp) / 1e6)
 
+    def offers_local_control(self) -> bool:
+        """Real time only: in lockstep the published command is what steps the robot."""
+        return self.clock_mode == 'realtime'
+
     def add_local_reader(self, reader, keys):
         """Hand every measurement's ``keys`` sensors to ``reader(stamp_ns, readings)``.
 
         For a node of this process (the policy, real time only): it gets the readings
-        (:meth:`readings`, the tuples its profile's ``read`` makes of the messages) before the
-        messages are built and published, as a ros2_control controller reads state interfaces,
-        instead of after the DDS round trip and behind the other nodes' callbacks. The
-        published messages follow as usual. A measurement that is not finite is not handed
-        over (logged); its messages still go out.
+        (:meth:`local_readings`, the tuples its profile's ``read`` makes of the messages)
+        before the messages are built and published, as a ros2_control controller reads state
+        interfaces, instead of after the DDS round trip and behind the other nodes' callbacks.
+        The published messages follow as usual. A measurement that is not finite is not
+        handed over (logged); its messages still go out.
         """
         unknown = set(keys) - set(self.publishers_)
         if unknown:
@@ -322,7 +298,7 @@ class SimDriver(Node):
     def take_local_targets(self, targets: np.ndarray, stamp: int) -> bool:
         """Joint targets from a policy node in this process, for the measurement at ``stamp``.
 
-        Real time only (the policy checks ``clock_mode``): what the command topic would
+        Real time only (:meth:`offers_local_control`): what the command topic would
         deliver, as a controller writes command interfaces, taken before the command is
         published; its published copy then comes as a repeat and is ignored. Targets of the
         wrong size or not finite are refused (logged; False), as the topic's would be.
@@ -364,7 +340,7 @@ class SimDriver(Node):
                     self.get_logger().fatal(f'control thread failed:\n{traceback.format_exc()}')
                     self.exit_status = 1
                 break
-        self._close_robot()  # in the thread that rendered
+        self._close_backend()  # in the thread that rendered
 
     def _wait(self) -> bool:
         """Wait for the next step's deadline; True when the thread is to stop.
@@ -488,18 +464,17 @@ class SimDriver(Node):
 
     def _reset(self, seed: int) -> int:
         """Reset the robot and publish the new episode's first measurement; its stamp."""
-        if seed >= 0:
-            self.rng = np.random.default_rng(seed)
-        self._reset_robot()
+        self._reset_robot(seed)
+        readings = self.backend.read()
         self.episode_id += 1
         stamp = self._next_stamp()
         if self._log_timeline:
             self.timeline.append((stamp, 0))
-        self.publish(stamp)
+        self.publish(stamp, readings)
         return stamp
 
     def close(self):
-        """Stop the control thread; write the latency log; release the renderer."""
+        """Stop the control thread; write the latency log; close the backend (torque off)."""
         self._stop_control()
         if self.latency_log:
             with open(self.latency_log, 'w', encoding='utf-8') as stream:
@@ -509,14 +484,15 @@ class SimDriver(Node):
                 stream.writelines(f'{stamp},{timer},{self.latencies.get(stamp, np.nan):.4f}\n'
                                   for stamp, timer in self.timeline)
         if self._thread is None:
-            self._close_robot()
+            self._close_backend()
 
-    def _close_robot(self):
-        close = getattr(self.robot, 'close', None)
-        if close is not None:
-            close()
+    def _close_backend(self):
+        """Torque off and release the hardware (or the renderer); once, on every way out."""
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            backend.close()
 
 
 def main(args=None) -> int:
-    """Run the simulated driver node."""
-    return run(SimDriver, args)
+    """Run the driver node."""
+    return run(Driver, args)

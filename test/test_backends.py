@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One driver over swappable backends.
+
+The registry, the MuJoCo backends, the driver node on the D'Claw's Dynamixel backend against
+the emulated servo bus.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from conftest import spin_until
+from rclpy.parameter import Parameter
+
+from sac_robot.backends import BACKENDS, backend_class
+from sac_robot.nodes import convert, qos
+from sac_robot.robots.description import DCLAW, MINITAUR, ROBOTS
+
+
+def params(**values):
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+def test_the_registry_names_what_exists():
+    assert backend_class('mujoco', 'minitaur').description is MINITAUR
+    assert backend_class('dynamixel', 'dclaw').description is DCLAW
+    with pytest.raises(ValueError, match="unknown backend 'ethercat'; known: mujoco, dynamixel"):
+        backend_class('ethercat', 'dclaw')
+    with pytest.raises(ValueError, match="drives no 'minitaur'.*the minitaur runs on: mujoco"):
+        backend_class('dynamixel', 'minitaur')
+    # Every robot has its simulation, and every backend drives a described robot.
+    assert set(BACKENDS['mujoco']) == set(ROBOTS)
+    assert all(set(robots) <= set(ROBOTS) for robots in BACKENDS.values())
+
+
+def declare_defaults(values=None):
+    """A ``declare`` as the driver gives backends, from a dict (defaults otherwise)."""
+    values, declared = dict(values or {}), {}
+
+    def declare(name, default, description):
+        assert description  # every setting says what it is
+        declared[name] = default
+        return values.get(name, default)
+    return declare, declared
+
+
+@pytest.mark.parametrize('robot', ['minitaur', 'dclaw'])
+def test_mujoco_backends_report_every_sensor_in_its_message_fields(robot):
+    """read(): each sensor of the description as its message's fields.
+
+    The messages built from them read back as the simulation's state; resets follow their seed.
+    """
+    from sac_robot.nodes.robots import profile as make_profile
+    declare, declared = declare_defaults({'pixels': True})
+    backend = backend_class('mujoco', robot).from_parameters(declare)
+    assert backend.simulated and 'seed' in declared
+    description = backend.description
+    assert set(backend.sensors) == set(description.sensors)  # the hand with its camera
+    assert backend.reset({'seed': 4}).success
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        backend.write(description.reset_pose + rng.uniform(-0.2, 0.2, len(description.joints)))
+        backend.advance()
+    readings = backend.read()
+    assert set(readings) == set(backend.sensors)
+    joints = readings['joints']
+    assert len(joints) == 3 and joints[0].shape == (len(description.joints),)
+    assert np.abs(joints[1]).max() > 0  # moving
+    profile = make_profile(robot)
+    msgs = {key: convert.sensor_message(description.sensors[key], reading, 5)
+            for key, reading in readings.items()}
+    assert all(convert.stamp_ns(m.header.stamp) == 5 for m in msgs.values())
+    assert msgs['joints'].header.frame_id == description.sensors['joints'].frame
+    read = profile.read(msgs)
+    for key, fields in read.items():
+        for got, sent in zip(fields, readings[key]):
+            np.testing.assert_allclose(got, sent, atol=1e-12, err_msg=key)
+    if robot == 'dclaw':  # the seed decides the valve's start angle
+        starts = []
+        for seed in (4, 5, 4):
+            backend.reset({'seed': seed})
+            starts.append(backend.read()['valve'][0][0])
+        assert starts[0] == starts[2] != starts[1]
+    backend.close()
+
+
+def test_lockstep_needs_a_simulation(ros_context):
+    from sac_robot.nodes.driver import Driver
+    with pytest.raises(ValueError, match='clock:=lockstep needs a simulation; the dynamixel '
+                                         'backend runs on the wall clock'):
+        Driver(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+            robot='dclaw', backend='dynamixel', clock='lockstep'))
+
+
+@pytest.fixture
+def emulated_hand():
+    from sac_robot.backends.emulator import DClawEmulator
+    emulator = DClawEmulator(valve_angle=0.7)
+    port = emulator.start()
+    yield emulator, port
+    emulator.stop()
+
+
+def test_the_driver_runs_the_hand_on_its_servos(ros_context, executor, emulated_hand):
+    """backend:=dynamixel: the same driver node, on the real SDK, against the emulated bus.
+
+    Its joint states are the servos' positions, calibrated; a command moves the fingers; the
+    hold topic sets the targets; a bad command is refused and the node runs on; closing the
+    node turns every servo's torque off (the emulator says so).
+    """
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from sac_robot.nodes.driver import Driver
+    from sac_robot.srv import Reset
+    emulator, port = emulated_hand
+    driver = Driver(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+        robot='dclaw', backend='dynamixel', clock='realtime', thread_priority=0,
+        **{'dynamixel.port': port, 'dynamixel.retries': 2}))
+    assert 'camera' not in driver.publishers_ and set(driver.publishers_) == {'joints', 'valve'}
+    torque = emulator.torque_report()
+    assert all(torque[i] for i in (10, 11, 12, 20, 21, 22, 30, 31, 32)) and not torque[50]
+    probe = Node('probe', namespace='/dclaw', context=ros_context)
+    executor.add_node(driver)
+    executor.add_node(probe)
+    states, valves = [], []
+    probe.create_subscription(JointState, 'joint_states', states.append, qos.SENSOR_DEEP)
+    probe.create_subscription(JointState, 'valve/joint_states', valves.append, qos.SENSOR_DEEP)
+    commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                      qos.COMMAND)
+    hold = probe.create_publisher(Float64MultiArray, 'hold', qos.COMMAND)
+    client = probe.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done) and future.result().success
+    assert spin_until(executor, lambda: len(states) >= 3 and valves)  # 10 Hz
+    last = states[-1]
+    assert list(last.name) == list(DCLAW.joints) and last.header.frame_id == 'mount'
+    assert len(last.effort) == 9  # the servos' currents (mA)
+    np.testing.assert_allclose(last.position, emulator.joint_positions(), atol=0.05)
+    assert abs(valves[-1].position[0] - emulator.valve_angle()) < 0.01
+
+    targets = DCLAW.reset_pose.copy()
+    targets[0] += 0.5  # a_j0 swings out
+    assert spin_until(executor, lambda: commands.get_subscription_count() >= 1)
+    commands.publish(convert.command(targets))
+    assert spin_until(executor, lambda: abs(emulator.joint_positions()[0] - targets[0]) < 0.1,
+                      timeout=5)
+    assert spin_until(executor, lambda: abs(states[-1].position[0] - targets[0]) < 0.1)
+    bad = convert.command(targets)
+    bad.data[2] = float('nan')
+    commands.publish(bad)
+    hold.publish(convert.command(DCLAW.hold_pose))  # the safety node's hold: the reset pose
+    assert spin_until(executor, lambda: abs(emulator.joint_positions()[0]) < 0.1, timeout=5)
+    count = len(states)
+    assert spin_until(executor, lambda: len(states) >= count + 3)  # still stepping
+    driver.close()
+    torque = emulator.torque_report()
+    assert not any(torque.values()), torque
+    probe.destroy_node()
+    driver.destroy_node()
+    time.sleep(0.1)
