@@ -161,3 +161,97 @@ def test_the_driver_runs_the_hand_on_its_servos(ros_context, executor, emulated_
     probe.destroy_node()
     driver.destroy_node()
     time.sleep(0.1)
+
+
+def test_faults_end_the_episode_and_a_failed_reset_waits_for_a_person(ros_context, executor,
+                                                                      emulated_hand):
+    """The hand's driver and safety node against the emulated bus, faults on purpose.
+
+    A servo that falls silent: the driver stops (torque off), says so on /diagnostics naming
+    the joint, the safety node ends the episode truncated with that reason; resets fail while
+    the servo is silent and recover once it answers. A valve that cannot turn: the reset asks
+    for a person and is refused until one confirms on ``confirm_reset``; meanwhile nobody
+    commands, and the driver turns torque off itself.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from rclpy.node import Node
+    from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import Trigger
+
+    from sac_robot.msg import EpisodeEvent
+    from sac_robot.nodes.driver import Driver
+    from sac_robot.nodes.safety import SafetyNode
+    emulator, port = emulated_hand
+    driver = Driver(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+        robot='dclaw', backend='dynamixel', clock='realtime', thread_priority=0,
+        torque_off_after=0.6, diagnostics_period=0.2,
+        **{'dynamixel.port': port, 'dynamixel.reset_timeout': 1.0}))
+    safety = SafetyNode(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+        robot='dclaw', command_timeout=0.0, max_episode_steps=1000))
+    probe = Node('probe', namespace='/dclaw', context=ros_context)
+    for node in (driver, safety, probe):
+        executor.add_node(node)
+    events, diagnostics = [], []
+    probe.create_subscription(EpisodeEvent, 'episode_events', events.append, qos.EVENTS)
+    probe.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append,
+                              qos.DIAGNOSTICS)
+    commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                      qos.COMMAND)
+    confirm = probe.create_client(Trigger, 'confirm_reset')
+
+    def starts():
+        return [e for e in events if e.event == EpisodeEvent.START]
+
+    def command_while(predicate, timeout=10.0):  # a policy at 10 Hz
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            commands.publish(convert.command(DCLAW.reset_pose))
+            spin_until(executor, lambda: False, timeout=0.1)
+        return False
+
+    assert command_while(lambda: len(starts()) == 1)
+    assert command_while(lambda: driver.steps >= 5)
+    emulator.bus.faults.silent[21] = 0.0  # b_j1 falls silent
+    assert command_while(lambda: any(e.event == EpisodeEvent.END for e in events))
+    end = next(e for e in events if e.event == EpisodeEvent.END)
+    assert end.truncated and not end.terminated and 'b_j1' in end.reason, end.reason
+    assert end.reason.startswith('fault: ')
+    errors = [s for d in diagnostics for s in d.status if s.level == DiagnosticStatus.ERROR]
+    assert errors and errors[0].name == '/dclaw/driver' and errors[0].hardware_id == (
+        f'dynamixel {port}')
+    assert {kv.key: kv.value for kv in errors[0].values}['faults'] == '1'
+    assert not any(on for i, on in emulator.torque_report().items() if i != 21)
+    spin_until(executor, lambda: False, timeout=0.5)  # resets fail: the servo is still silent
+    assert len(starts()) == 1 and driver.fault is not None
+    emulator.bus.faults.silent.clear()  # it answers again: the next reset recovers
+    assert command_while(lambda: len(starts()) == 2)
+    assert driver.fault is None and emulator.torque_report()[21]
+    assert command_while(lambda: diagnostics[-1].status[0].level == DiagnosticStatus.OK)
+
+    # A stuck valve: three attempts, then a person is asked for; no commands meanwhile.
+    emulator.bus.faults.stuck_valve = True
+    emulator.bus.faults.silent[21] = 0.0
+    assert command_while(lambda: len([e for e in events if e.event == EpisodeEvent.END]) == 2)
+    emulator.bus.faults.silent.clear()
+    assert spin_until(executor, lambda: driver.awaiting_operator is not None, timeout=20)
+    assert 'the valve reset failed 3 times' in driver.awaiting_operator
+    # No command or hold for torque_off_after: the driver turns torque off.
+    assert spin_until(executor, lambda: driver.torque_off, timeout=5)
+    assert not any(emulator.torque_report().values())
+    waiting = [s for d in diagnostics for s in d.status if 'waiting for a person' in s.message]
+    assert waiting and waiting[-1].level == DiagnosticStatus.ERROR
+    assert len(starts()) == 2  # resets refused until a person confirms
+    emulator.bus.faults.stuck_valve = False
+    assert spin_until(executor, confirm.service_is_ready)
+    future = confirm.call_async(Trigger.Request())
+    assert spin_until(executor, future.done) and future.result().success
+    assert command_while(lambda: len(starts()) == 3)
+    assert command_while(lambda: all(emulator.torque_report()[i] for i in (10, 21, 32)))
+    assert not driver.torque_off
+    for node in (probe, safety):
+        node.destroy_node()
+    driver.close()
+    assert not any(emulator.torque_report().values())
+    driver.destroy_node()

@@ -46,6 +46,9 @@ VALVE_ID = 50
 #: top joints' servos centred at a quarter turn, the others at half a turn.
 DEFAULT_SCALE = (1.0,) * 9
 DEFAULT_OFFSET = (-math.pi / 2, -math.pi, -math.pi) * 3
+#: Each finger's bend joints raised and straightened: the fingertips 10 cm above the reset
+#: pose's and outside the valve's handles (the MuJoCo model's geometry).
+RELEASE_POSE = (0.0, -1.5, 0.0) * 3
 
 
 #: What each setting means, as ``ros2 param describe`` shows it (the config file says more).
@@ -63,6 +66,12 @@ SETTING_HELP = {
     'fast_sync_read': 'Read with FAST_SYNC_READ (X-series firmware 45 and later).',
     'max_target_speed': 'Velocity bound of the targets (rad/s from the present position).',
     'error_poll_period': 'Seconds between polls of the hardware error status (0: every read).',
+    'release_pose': 'Reset: the joints (rad, joint order) that lift the fingers clear of the '
+                    'valve while the valve motor turns it.',
+    'reset_attempts': 'Reset: attempts of the scripted valve reset before a person is asked.',
+    'reset_timeout': 'Reset: seconds each move of it (fingers, valve) may take.',
+    'reset_tolerance_deg': 'Reset: every joint within this of the reset pose (degrees).',
+    'valve_tolerance_deg': "Reset: the valve within this of the episode's start (degrees).",
 }
 
 
@@ -94,6 +103,14 @@ class DynamixelSettings:
     max_target_speed: float = 32.0
     #: Seconds between polls of the hardware error status (0: every read).
     error_poll_period: float = 1.0
+    #: The scripted valve reset (:meth:`DClawDynamixel.reset`): the fingers lifted clear of
+    #: the valve (rad, joint order), attempts before a person is asked, seconds a move may
+    #: take, and how close the joints and the valve must end (degrees).
+    release_pose: tuple = RELEASE_POSE
+    reset_attempts: int = 3
+    reset_timeout: float = 3.0
+    reset_tolerance_deg: float = 5.0
+    valve_tolerance_deg: float = 5.0
 
     @classmethod
     def from_mapping(cls, values: dict) -> 'DynamixelSettings':
@@ -105,7 +122,7 @@ class DynamixelSettings:
                                f'{", ".join(sorted(known))}')
         settings = cls(**{k: (tuple(v) if isinstance(v, list) else v)
                           for k, v in values.items()})
-        for name in ('ids', 'scale', 'offset'):
+        for name in ('ids', 'scale', 'offset', 'release_pose'):
             if len(getattr(settings, name)) != len(DCLAW.joints):
                 raise BackendError(f'dynamixel.{name} needs {len(DCLAW.joints)} values (one '
                                    f'per joint: {", ".join(DCLAW.joints)}), got '
@@ -132,6 +149,11 @@ class DynamixelSettings:
         return cls.from_mapping(values)
 
 
+def _degrees(angle: float) -> float:
+    """A valve angle (rad, whole turns counted) in degrees within (-180, 180]."""
+    return -((-math.degrees(angle) + 180.0) % 360.0 - 180.0)
+
+
 def _torque_off_at_exit(reference):
     backend = reference()
     if backend is not None:
@@ -152,9 +174,10 @@ class DClawDynamixel(Backend):
             values[field.name] = declare(f'dynamixel.{field.name}',
                                          list(default) if isinstance(default, tuple) else default,
                                          SETTING_HELP[field.name])
-        return cls(DynamixelSettings.from_mapping(values), logger)
+        seed = declare('seed', 0, "Seed of the resets (the valve's start angles).")
+        return cls(DynamixelSettings.from_mapping(values), logger, seed)
 
-    def __init__(self, settings: DynamixelSettings | None = None, logger=None):
+    def __init__(self, settings: DynamixelSettings | None = None, logger=None, seed: int = 0):
         self.settings = settings or DynamixelSettings()
         self.logger = logger
         s = self.settings
@@ -174,12 +197,30 @@ class DClawDynamixel(Backend):
         self.torque_unconfirmed = []  # servos that did not confirm the last torque off
         self._last_poll = -math.inf
         self.counts = {'reads': 0, 'writes': 0, 'retries': 0}
+        self.rng = np.random.default_rng(seed)  # the valve's start angles
         atexit.register(_torque_off_at_exit, weakref.ref(self))
 
     @property
     def sensors(self) -> tuple:
         """The servos' joint states and the valve encoder (the camera is a node of its own)."""
         return ('joints', 'valve')
+
+    @property
+    def hardware_id(self) -> str:
+        """The bus, for diagnostics."""
+        return f'dynamixel {self.settings.port}'
+
+    def status(self) -> dict:
+        """The last step's bus time, the transaction counts, the flags and hardware errors."""
+        figures = {'bus_time_ms': f'{1000 * self.bus_time:.2f}', **{
+            name: str(count) for name, count in self.counts.items()}}
+        for flag, values in self.flags.items():
+            flagged = [self.description.joints[i] for i in np.flatnonzero(values)]
+            figures[flag] = ' '.join(flagged) or '-'
+        figures['hardware_errors'] = '; '.join(
+            f'ID {i}: {p2.describe_hardware_error(bits)}'
+            for i, bits in self.hardware_errors.items()) or '-'
+        return figures
 
     @property
     def state_interfaces(self) -> tuple:
@@ -357,9 +398,95 @@ class DClawDynamixel(Backend):
         return safe
 
     def reset(self, options: dict | None = None) -> ResetResult:
-        """Move the fingers to the reset pose (the scripted valve reset is still to come)."""
-        self.write(self.description.reset_pose)
-        return ResetResult(True)
+        """The scripted valve reset, on the valve motor (the hand resets itself, as ROBEL's).
+
+        1. release: the fingers to ``release_pose``, clear of the valve;
+        2. the valve motor, torque on, turns the valve to the episode's start angle
+           (``options['valve_angle']``, else drawn uniformly from this backend's random
+           stream, which ``options['seed']`` >= 0 starts again), the nearest way round;
+        3. its torque off: the valve turns freely during the episode;
+        4. the fingers to the reset pose;
+        5. check: every joint within ``reset_tolerance_deg`` of the reset pose (the valve
+           turned to within ``valve_tolerance_deg`` of the start in 2.; the fingers coming
+           back may nudge it: the episode observes where it is).
+
+        Each move may take ``reset_timeout`` s. A failed attempt (a move that does not arrive,
+        a stuck valve) is tried again, ``reset_attempts`` in all; then the result asks for a
+        person (``needs_operator``). A bus fault raises :class:`BackendFault` as anywhere.
+        """
+        options = options or {}
+        seed = options.get('seed', -1)
+        if seed is not None and seed >= 0:
+            self.rng = np.random.default_rng(seed)
+        start = options.get('valve_angle')
+        if start is None:
+            start = float(self.rng.uniform(-math.pi, math.pi))
+        s = self.settings
+        problems = []
+        for attempt in range(1, s.reset_attempts + 1):
+            problem = self._reset_once(float(start))
+            if problem is None:
+                angle = self.last_reading['valve'][0][0]
+                return ResetResult(True, f'valve at {_degrees(angle):.0f} deg (start '
+                                   f'{_degrees(start):.0f} deg)', attempts=attempt)
+            problems.append(problem)
+            self._log('warning', f'valve reset attempt {attempt} of {s.reset_attempts}: '
+                      f'{problem}')
+        return ResetResult(False, f'the valve reset failed {s.reset_attempts} times (last: '
+                           f'{problems[-1]})', attempts=s.reset_attempts, needs_operator=True)
+
+    def _reset_once(self, start: float) -> str | None:
+        """One attempt of :meth:`reset`; what went wrong, or None."""
+        s = self.settings
+        release = np.asarray(s.release_pose, float)
+        pose = self.description.reset_pose
+        tolerance = math.radians(s.reset_tolerance_deg)
+        if not self._move_fingers(release, tolerance):
+            return self._off_pose(release, 'releasing the valve')
+        # The valve, the nearest way round to the start (its position counts whole turns).
+        present = self.read()['valve'][0][0]
+        goal = present + (start - present + math.pi) % (2 * math.pi) - math.pi
+        ticks = (goal - s.valve_offset) / s.valve_scale / RAD_PER_TICK
+        self._write(s.valve_id, 'torque_enable', 1)  # (holding where it is), then the goal
+        self._write(s.valve_id, 'goal_position', int(round(ticks)))
+        valve_tolerance = math.radians(s.valve_tolerance_deg)
+        try:
+            arrived = self._settle(
+                lambda reading: abs(reading['valve'][0][0] - goal) < valve_tolerance)
+        finally:
+            self._write(s.valve_id, 'torque_enable', 0)  # free for the episode, on every path
+        if not arrived:
+            angle = self.last_reading['valve'][0][0]
+            return (f'the valve motor did not turn the valve to {_degrees(goal):.0f} deg in '
+                    f'{s.reset_timeout:.1f} s (it is at {_degrees(angle):.0f} deg: stuck, or '
+                    'blocked by a finger?)')
+        # (The fingers coming back may nudge the valve a few degrees: the episode observes
+        # where it is.)
+        if not self._move_fingers(pose, tolerance):
+            return self._off_pose(pose, 'the reset pose')
+        return None
+
+    def _move_fingers(self, targets, tolerance: float) -> bool:
+        """Command ``targets`` and wait until every joint is within ``tolerance`` (rad)."""
+        self.write(targets)
+        return self._settle(lambda reading: np.abs(reading['joints'][0] - targets).max()
+                            < tolerance)
+
+    def _settle(self, arrived) -> bool:
+        """Read until ``arrived(reading)``; False after ``reset_timeout`` s."""
+        deadline = time.monotonic() + self.settings.reset_timeout
+        while True:
+            if arrived(self.read()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
+    def _off_pose(self, targets, what: str) -> str:
+        error = np.degrees(self.last_reading['joints'][0] - targets)
+        worst = int(np.argmax(np.abs(error)))
+        return (f'{self.description.joints[worst]} is {error[worst]:+.1f} deg from {what} after '
+                f'{self.settings.reset_timeout:.1f} s')
 
     def poll_hardware_errors(self, force: bool = False) -> dict:
         """Read every servo's Hardware Error Status; a set bit is a fault (torque off)."""

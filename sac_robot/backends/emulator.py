@@ -70,6 +70,7 @@ class Servo:
 
     def __init__(self, servo_id: int, model: int = 1020, baud: int = 1_000_000):
         self.id = servo_id
+        self.torque_ons = 0  # times its torque was turned on (the valve motor: resets)
         self.table = bytearray(p2.TABLE_SIZE)
         self._defaults = {'model_number': model, 'firmware_version': 45, 'id': servo_id,
                           'baud_rate': BAUD_RATES.get(baud, 3), 'return_delay_time': 0,
@@ -131,6 +132,7 @@ class Servo:
         was_on = self.torque
         self.table[address:end] = data
         if self.torque and not was_on:  # torque on holds where the servo is
+            self.torque_ons += 1
             self.set('goal_position', self.get('present_position'))
         mode = self.get('operating_mode')
         if mode == p2.POSITION_MODE and any(name == 'goal_position' for name, _ in touched):

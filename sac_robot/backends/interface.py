@@ -68,6 +68,15 @@ class Backend(abc.ABC):
         return tuple(self.description.sensors)
 
     @property
+    def hardware_id(self) -> str:
+        """What it runs, for diagnostics (``hardware_id`` of a ``DiagnosticStatus``)."""
+        return type(self).__name__
+
+    def status(self) -> dict:
+        """Figures for diagnostics, name -> value (the bus time of the last step, counts)."""
+        return {}
+
+    @property
     def state_interfaces(self) -> tuple:
         """Names of what :meth:`read` reports, ros2_control style (``joint/interface``)."""
         return tuple(f'{joint}/{interface}' for joint in self.description.joints

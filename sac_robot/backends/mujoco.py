@@ -32,6 +32,11 @@ class MujocoBackend(Backend):
         #: Physics steps in one control period.
         self.substeps = int(round(self.description.control_period / sim.timestep))
 
+    @property
+    def hardware_id(self) -> str:
+        """The simulation, for diagnostics."""
+        return f'mujoco {self.description.name}'
+
     def write(self, targets) -> None:
         """Joint position targets (rad, description order), from now on.
 

@@ -51,11 +51,14 @@ import time
 import traceback
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
 
 from sac_robot.backends import backend_class
+from sac_robot.backends.interface import BackendError, BackendFault
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.handover import LocalControl
 from sac_robot.nodes.params import describe
@@ -105,6 +108,12 @@ class Driver(Node, LocalControl):
             "Before the first episode, refuse resets until each sensor topic ('topic>=N') has "
             'N matched readers, so that no node of the graph misses its first measurements.')
         ).value if entry]
+        self.torque_off_after = declare('torque_off_after', 2.0, describe(
+            'Real time: seconds without a command or a hold (the policy and the safety node '
+            'both silent) after which the driver turns torque off itself; it comes back on with '
+            'the next command (0: never).')).value
+        self.diagnostics_period = declare('diagnostics_period', 1.0, describe(
+            'Seconds between diagnostics on /diagnostics (and at once on a fault).')).value
         if self.clock_mode not in ('lockstep', 'realtime'):
             raise ValueError(f"clock must be 'lockstep' or 'realtime', not {self.clock_mode!r}")
         self.profile = make_profile(robot)
@@ -136,6 +145,11 @@ class Driver(Node, LocalControl):
                                  self.on_command, qos.COMMAND)
         self.create_subscription(Float64MultiArray, 'hold', self.on_hold, qos.COMMAND)
         self.create_service(Reset, 'reset', self.on_reset)
+        self.create_service(Trigger, 'confirm_reset', self.on_confirm_reset)
+        self.diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics',
+                                                 qos.DIAGNOSTICS)
+        if self.diagnostics_period > 0:
+            self.create_timer(self.diagnostics_period, self.publish_diagnostics)
 
         self.episode_id = 0
         self.sim_time = 0  # ns, lockstep
@@ -160,7 +174,13 @@ class Driver(Node, LocalControl):
         self._thread = None
         self._executor = None  # spun by the control thread between steps (take_executor)
         self._deadline = 0.0  # of the control thread's next step (time.monotonic)
-        self._reset_robot(-1)
+        self.fault = None  # the BackendFault that stopped the robot, until a reset recovers
+        self.faults = 0  # in all (diagnostics carry it: a reader tells a new one from the last)
+        self.awaiting_operator = None  # why a person must confirm before the next reset
+        self.torque_off = False  # by the driver, the commands having gone silent
+        self._last_command = None  # monotonic time of the newest command or hold
+        if self.backend.simulated:  # (hardware waits for the first reset to move)
+            self._reset_robot(-1)
         if self.clock_mode == 'realtime':
             self._thread = threading.Thread(target=self._control_loop, name='control',
                                             daemon=True)
@@ -183,15 +203,70 @@ class Driver(Node, LocalControl):
 
     def _step(self):
         backend = self.backend
-        backend.write(self.targets)
-        if backend.simulated:
-            backend.advance()
-        readings = backend.read()
+        if self.fault is not None:
+            return  # torque is off; a reset recovers (or a person)
+        try:
+            if self._commands_silent():
+                if not self.torque_off:
+                    self.get_logger().error(
+                        f'no command or hold for {self.torque_off_after:.1f} s: torque off '
+                        '(on again with the next command)')
+                    backend.deactivate()
+                    self.torque_off = True
+            elif self.torque_off:
+                self.get_logger().info('commands are back: torque on')
+                backend.activate()
+                self.torque_off = False
+            if not self.torque_off:
+                backend.write(self.targets)
+            if backend.simulated:
+                backend.advance()
+            readings = backend.read()
+        except BackendFault as fault:
+            self._on_fault(fault)
+            return
         self.steps += 1
         stamp = self._next_stamp()
         if self._log_timeline:
             self.timeline.append((stamp, 1))
         self.publish(stamp, readings)
+
+    def _commands_silent(self) -> bool:
+        """Real time: whether nothing commanded or held the robot for ``torque_off_after``."""
+        return (self._thread is not None and self.torque_off_after > 0
+                and self._last_command is not None
+                and time.monotonic() - self._last_command > self.torque_off_after)
+
+    def _on_fault(self, fault: BackendFault):
+        """The hardware failed (the backend turned torque off): stop, and say so at once."""
+        self.fault = fault
+        self.faults += 1
+        where = ', '.join(f'{k} {v}' for k, v in (('joint', fault.joint), ('servo', fault.servo))
+                          if v is not None)
+        self.get_logger().error(f'fault{f" ({where})" if where else ""}: {fault}; the robot '
+                                'stops until a reset recovers it')
+        self.publish_diagnostics()
+
+    def publish_diagnostics(self):
+        """This driver's state on /diagnostics (diagnostic_msgs, as every ROS driver)."""
+        status = DiagnosticStatus(name=self.get_fully_qualified_name(),
+                                  hardware_id=self.backend.hardware_id if self.backend else '')
+        if self.fault is not None:
+            status.level, status.message = DiagnosticStatus.ERROR, f'fault: {self.fault}'
+        elif self.awaiting_operator is not None:
+            status.level = DiagnosticStatus.ERROR
+            status.message = f'waiting for a person: {self.awaiting_operator}'
+        elif self.torque_off:
+            status.level, status.message = DiagnosticStatus.WARN, 'commands silent: torque off'
+        else:
+            status.level, status.message = DiagnosticStatus.OK, 'running'
+        figures = {'faults': self.faults, 'steps': self.steps, 'episode': self.episode_id,
+                   'clock': self.clock_mode, 'overruns': self.overruns, 'missed': self.missed,
+                   **(self.backend.status() if self.backend else {})}
+        status.values = [KeyValue(key=str(k), value=str(v)) for k, v in figures.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics.publish(msg)
 
     def publish(self, stamp: int, readings: dict | None = None):
         """Publish every sensor's reading at ``stamp`` (ns), after the local readers have it.
@@ -240,6 +315,7 @@ class Driver(Node, LocalControl):
         except convert.MessageError as error:
             self.get_logger().error(f'command rejected: {error}', throttle_duration_sec=1.0)
             return
+        self._last_command = time.monotonic()
         if self.clock_mode == 'realtime':
             stamp = label.get(convert.STAMP_KEY)
             if stamp is not None:
@@ -264,6 +340,8 @@ class Driver(Node, LocalControl):
             self.targets = convert.read_command(msg, len(self.profile.joint_names), 'hold')[0]
         except convert.MessageError as error:
             self.get_logger().error(f'hold rejected: {error}', throttle_duration_sec=1.0)
+            return
+        self._last_command = time.monotonic()
 
     def _answered(self, stamp: int):
         """Real time: the measurement at ``stamp`` has its command; time it."""
@@ -313,6 +391,7 @@ class Driver(Node, LocalControl):
         if stamp != self.answered:
             self._answered(stamp)
         self.targets = targets
+        self._last_command = time.monotonic()
         return True
 
     def _control_loop(self):
@@ -333,7 +412,7 @@ class Driver(Node, LocalControl):
                     self.on_tick()
                 else:  # a reset asked for by the service: this period's measurement
                     seed, done, box = request
-                    box['stamp'] = self._reset(seed)
+                    box['result'] = self._reset(seed)
                     done.set()
             except Exception:  # noqa: BLE001 - a failed control step ends the run, loudly
                 if not (self._stop.is_set() or not self.context.ok()):
@@ -444,34 +523,94 @@ class Driver(Node, LocalControl):
                 response.message = f'waiting for readers: {", ".join(missing)}'
                 return response
         if self._thread is None:
-            stamp = self._reset(request.seed)
+            stamp, message = self._reset(request.seed)
         elif threading.current_thread() is self._thread:  # it runs the callbacks too
-            stamp = self._reset(request.seed)
+            stamp, message = self._reset(request.seed)
             self._deadline = time.monotonic() + self.profile.control_period
         else:
             done, box = threading.Event(), {}
             self._reset_request = (request.seed, done, box)
-            if not done.wait(timeout=max(1.0, 20 * self.profile.control_period)):
-                response.success = False
-                response.message = 'the control thread did not take the reset (stopped?)'
-                return response
-            stamp = box['stamp']
+            # (A hardware reset takes seconds: wait as long as the control thread lives.)
+            while not done.wait(timeout=max(1.0, 20 * self.profile.control_period)):
+                if not self._thread.is_alive():
+                    response.success = False
+                    response.message = 'the control thread did not take the reset (stopped)'
+                    return response
+            stamp, message = box['result']
+        if stamp is None:
+            response.success, response.message = False, message
+            return response
         self.get_logger().debug(f'episode {self.episode_id} starts at {stamp} ns '
-                                f'({request.reason or "no reason given"})')
+                                f'({request.reason or "no reason given"}; {message})')
         response.success, response.episode_id = True, self.episode_id
+        response.message = message
         response.stamp = convert.to_stamp(stamp)
         return response
 
-    def _reset(self, seed: int) -> int:
-        """Reset the robot and publish the new episode's first measurement; its stamp."""
-        self._reset_robot(seed)
-        readings = self.backend.read()
+    def on_confirm_reset(self, request: Trigger.Request, response: Trigger.Response):
+        """A person says the robot is ready again (after a reset that asked for one)."""
+        del request
+        if self.awaiting_operator is None:
+            response.success, response.message = False, 'no reset is waiting for a person'
+            return response
+        self.get_logger().info(f'confirmed by a person (was: {self.awaiting_operator}); the '
+                               'next reset tries again')
+        self.awaiting_operator = None
+        response.success, response.message = True, 'the next reset tries again'
+        return response
+
+    def _reset(self, seed: int) -> tuple:
+        """Reset the robot and publish the new episode's first measurement.
+
+        Returns ``(stamp, message)``; ``(None, why)`` when it could not: a person must confirm
+        first, recovering from a fault failed, or the backend's reset failed (one that asks for
+        a person then waits for ``confirm_reset``).
+        """
+        if self.awaiting_operator is not None:
+            return None, (f'waiting for a person: {self.awaiting_operator}; confirm with '
+                          f'`ros2 service call {self._confirm_service()} std_srvs/srv/Trigger`')
+        try:
+            if self.fault is not None:
+                self._recover()
+            elif self.torque_off:  # (turned off for silence: a reset moves the robot)
+                self.backend.activate()
+                self.torque_off = False
+            result = self._reset_robot(seed)
+            if not result.success:
+                if result.needs_operator:
+                    self.awaiting_operator = result.message
+                    self.get_logger().error(
+                        f'{result.message}: a person must set the robot right, then call '
+                        f'`ros2 service call {self._confirm_service()} std_srvs/srv/Trigger`')
+                    self.publish_diagnostics()
+                return None, result.message
+            readings = self.backend.read()
+        except BackendFault as fault:
+            self._on_fault(fault)
+            return None, f'fault: {fault}'
+        self.torque_off, self._last_command = False, time.monotonic()
         self.episode_id += 1
         stamp = self._next_stamp()
         if self._log_timeline:
             self.timeline.append((stamp, 0))
         self.publish(stamp, readings)
-        return stamp
+        return stamp, result.message
+
+    def _confirm_service(self) -> str:
+        namespace = self.get_namespace().rstrip('/')
+        return f'{namespace}/confirm_reset'
+
+    def _recover(self):
+        """After a fault: the backend closed and configured again (raises BackendFault)."""
+        self.get_logger().info(f'recovering from the fault ({self.fault}): configuring the '
+                               'backend again')
+        try:
+            self.backend.close()
+            self.backend.configure()
+            self.backend.activate()
+        except BackendError as error:
+            raise BackendFault(f'recovery failed: {error}') from error
+        self.fault = None
 
     def close(self):
         """Stop the control thread; write the latency log; close the backend (torque off)."""

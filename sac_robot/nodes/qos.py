@@ -70,3 +70,8 @@ CHUNKS = QoSProfile(
 EVENTS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+#: /diagnostics, as ROS drivers publish it (the rclpy default: reliable, volatile, depth 10).
+DIAGNOSTICS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE)

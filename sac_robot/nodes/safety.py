@@ -6,8 +6,9 @@ running episode, whether it ends:
 
 - terminated: a fall or drift (Minitaur: |roll| or |pitch| over the limits, the base too low,
   too far from the start; :func:`sac_robot.rewards.minitaur_safety`);
-- truncated: the episode's time limit (``max_episode_steps``), the run's ``max_steps``, or a
-  stale command stream.
+- truncated: the episode's time limit (``max_episode_steps``), the run's ``max_steps``, a
+  stale command stream, or a fault of the driver's hardware (a new fault in its
+  ``/diagnostics``: the reason is its message, naming the joint or servo).
 
 It then publishes ``END`` on ``episode_events`` (sac_robot/EpisodeEvent, with the step count,
 the reason and the return summed from ``reward``), calls the driver's ``reset`` service and
@@ -26,6 +27,7 @@ commands").
 import collections
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
@@ -81,7 +83,12 @@ class SafetyNode(Node):
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
                                  self.on_command, qos.COMMAND)
         self.create_subscription(RewardTerms, 'reward', self.on_reward, qos.EXPERIENCE)
+        self.create_subscription(DiagnosticArray, '/diagnostics', self.on_diagnostics,
+                                 qos.DIAGNOSTICS)
         self.create_timer(self.profile.control_period, self.on_timer)
+        #: The driver's diagnostics name, and its fault count when last seen.
+        self.driver_name = f'{self.get_namespace().rstrip("/")}/driver'
+        self.faults_seen = 0
 
         self.state = 'starting'  # starting, running, ending, resetting, done
         self.episode_id, self.start_stamp, self.start = None, None, None
@@ -220,6 +227,27 @@ class SafetyNode(Node):
             self.returns[msg.episode_id] += msg.reward
             self.rewarded[msg.episode_id] += 1
             self._maybe_finish_end()
+
+    def on_diagnostics(self, msg: DiagnosticArray):
+        """A new fault of this robot's driver ends the running episode, truncated."""
+        for status in msg.status:
+            if status.name != self.driver_name:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            try:
+                faults = int(values.get('faults', '0'))
+            except ValueError:
+                self.get_logger().error(f'/diagnostics: {status.name} faults '
+                                        f'{values["faults"]!r} is not a count',
+                                        throttle_duration_sec=5.0)
+                continue
+            if faults <= self.faults_seen:
+                continue
+            self.faults_seen = faults
+            if self.state == 'running':
+                self.get_logger().error(f'episode {self.episode_id}: {status.message}')
+                self._end(self.start_stamp if self.start is None else max(self.recent),
+                          False, True, status.message)
 
     def on_command(self, msg: Float64MultiArray):
         """Note when the policy last commanded."""

@@ -3,10 +3,13 @@
 
 import gc
 import os
+import sys
 import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from sac_robot.backends.interface import BackendError
 
 
 def _executor_class():
@@ -51,7 +54,11 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
     nodes, spinner = [], None
     try:
         for node_class in node_classes:
-            nodes.append(node_class())
+            try:
+                nodes.append(node_class())
+            except BackendError as error:  # what is missing and where: no traceback
+                print(f'[FATAL] {node_class.__name__}: {error}', file=sys.stderr, flush=True)
+                return 1
         for node in nodes:  # nodes that work better knowing their neighbours (the policy)
             connect = getattr(node, 'connect_local', None)
             if connect is not None:
