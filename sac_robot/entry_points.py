@@ -17,11 +17,11 @@ import sys
 NODES = {
     'collector': 'sac_robot.nodes.collector:main',
     'container': 'sac_robot.nodes.container:main',
+    'driver': 'sac_robot.nodes.driver:main',
     'policy': 'sac_robot.nodes.policy:main',
     'recorder': 'sac_robot.nodes.recorder:main',
     'reward_estimator': 'sac_robot.nodes.reward_estimator:main',
     'safety': 'sac_robot.nodes.safety:main',
-    'driver': 'sac_robot.nodes.driver:main',
     'status_monitor': 'sac_robot.nodes.status_monitor:main',
     'trainer': 'sac_robot.nodes.trainer:main',
 }

@@ -17,8 +17,15 @@ SENSOR_MESSAGES`), all with the same stamp, every control step (relative to the 
 Takes ``position_controller/commands`` (std_msgs/Float64MultiArray, ros2_control's forward
 command form: one target per joint, in the order of ``joint_states``) and ``hold`` (the same
 form: the safety node's hold pose, which only sets the targets), and offers ``reset``
-(sac_robot/srv/Reset). The backend's life cycle follows the node's: configured and activated
-(torque on) when it starts, deactivated and closed (torque off) when it ends, however it ends.
+(sac_robot/srv/Reset: the backend's reset, the hand's scripted valve reset) and
+``confirm_reset`` (std_srvs/Trigger: a person says the robot is ready after a reset that asked
+for one; resets are refused until then). The backend's life cycle follows the node's:
+configured and activated (torque on) when it starts, deactivated and closed (torque off) when it
+ends, however it ends. Its state goes on ``/diagnostics`` every ``diagnostics_period`` and at
+once on a fault (a :class:`~sac_robot.backends.interface.BackendFault`: the backend turned
+torque off; the driver stops, the safety node ends the episode with the fault as its reason,
+and the next reset configures the backend again). With neither a command nor a hold for
+``torque_off_after`` seconds, it turns torque off itself until the next command.
 
 Clock modes (parameter ``clock``):
 
@@ -30,18 +37,17 @@ Clock modes (parameter ``clock``):
   nothing comes for ``resend_period`` seconds the newest observation is published again, so a
   lost sample cannot stall the loop.
 - ``realtime``: a control thread of its own writes the newest targets (held between commands),
-  advances a simulation by one period, and reads, every control period; stamps are the
-  node's clock. Like ros2_control's
-  controller manager, the thread runs at real-time priority (``thread_priority``, SCHED_FIFO)
-  where the system allows it and keeps an absolute schedule: a period it overruns is counted
-  and the schedule restarts from now (never a burst of catch-up steps). Not the executor's
-  timer: that fired behind whatever callbacks the process had queued and lost 2.7 % of the
-  periods over 10 minutes (bench/control_latency.py). In a node process the thread also runs
-  the process's callbacks between its steps (``spin_on_control_thread``): one Python thread
-  per step, so a step never waits for the interpreter lock. A policy node of the same process
-  reads each measurement's state before any message is built and writes its targets back
-  (:class:`~sac_robot.nodes.handover.LocalControl`), as a ros2_control controller uses state
-  and command interfaces; the messages follow for everyone else.
+  advances a simulation by one period, and reads, every control period; stamps are the node's
+  clock. Like ros2_control's controller manager, the thread runs at real-time priority
+  (``thread_priority``, SCHED_FIFO) where the system allows it and keeps an absolute schedule:
+  a period it overruns is counted and the schedule restarts from now (never a burst of catch-up
+  steps). Not the executor's timer: that fired behind whatever callbacks the process had queued
+  and lost 2.7 % of the periods over 10 minutes (bench/control_latency.py). In a node process
+  the thread also runs the process's callbacks between its steps (``spin_on_control_thread``):
+  one Python thread per step, so a step never waits for the interpreter lock. A policy node of
+  the same process reads each measurement's state before any message is built and writes its
+  targets back (:class:`~sac_robot.nodes.handover.LocalControl`), as a ros2_control controller
+  uses state and command interfaces; the messages follow for everyone else.
 """
 
 import os
