@@ -15,6 +15,7 @@ import sys
 
 #: Node executables, ``name -> "module:function"``, installed into ``lib/sac_robot``.
 NODES = {
+    'camera': 'sac_robot.nodes.camera:main',
     'collector': 'sac_robot.nodes.collector:main',
     'container': 'sac_robot.nodes.container:main',
     'driver': 'sac_robot.nodes.driver:main',

@@ -255,3 +255,48 @@ def test_faults_end_the_episode_and_a_failed_reset_waits_for_a_person(ros_contex
     driver.close()
     assert not any(emulator.torque_report().values())
     driver.destroy_node()
+
+
+def test_the_camera_node_publishes_a_video_file_as_rgb8(ros_context, executor, tmp_path):
+    """The OpenCV camera node on a video written by OpenCV.
+
+    Frames in order, rgb8 (OpenCV's BGR turned round), with header and camera info; a source
+    that does not open is one clear error.
+    """
+    import cv2
+    from rclpy.node import Node
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from sac_robot.backends.interface import BackendError
+    from sac_robot.nodes.camera import Camera
+    path = str(tmp_path / 'valve.avi')
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), 10, (64, 48))
+    for k in range(6):  # frame k: red 40 k (BGR order in OpenCV), green 200, blue 10
+        writer.write(np.full((48, 64, 3), (10, 200, 40 * k), np.uint8))
+    writer.release()
+    camera = Camera(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+        source=path, rate=50.0))
+    probe = Node('probe', namespace='/dclaw', context=ros_context)
+    images, infos = [], []
+    probe.create_subscription(Image, 'camera/image_raw', images.append, qos.SENSOR_DEEP)
+    probe.create_subscription(CameraInfo, 'camera/camera_info', infos.append, qos.SENSOR_DEEP)
+    executor.add_node(camera)
+    executor.add_node(probe)
+    assert spin_until(executor, lambda: len(images) >= 9 and infos)
+    first = images[0]
+    assert (first.encoding, first.height, first.width) == ('rgb8', 48, 64)
+    assert first.header.frame_id == DCLAW.sensors['camera'].frame
+    assert (infos[0].width, infos[0].height) == (64, 48)
+    reds = [int(convert.read_image(m, (48, 64, 3), 'camera')[10, 10, 0]) for m in images]
+    pixel = convert.read_image(first, (48, 64, 3), 'camera')[10, 10]
+    assert abs(int(pixel[1]) - 200) < 8 and abs(int(pixel[2]) - 10) < 8  # green, blue
+    assert all(abs(reds[k] - 40 * k) < 8 for k in range(6))  # in order, and again (loop)
+    assert abs(reds[6] - reds[0]) < 8
+    stamps = [convert.stamp_ns(m.header.stamp) for m in images]
+    assert stamps == sorted(stamps)
+    probe.destroy_node()
+    camera.close()
+    camera.destroy_node()
+    with pytest.raises(BackendError, match="cannot open 'nothing.avi'"):
+        Camera(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+            source='nothing.avi'))

@@ -18,6 +18,7 @@ from sac_robot.nodes.spin import run_nodes
 
 #: The nodes a container can hold: executable name -> "module:class".
 NODE_CLASSES = {
+    'camera': 'sac_robot.nodes.camera:Camera',
     'collector': 'sac_robot.nodes.collector:DataCollector',
     'driver': 'sac_robot.nodes.driver:Driver',
     'policy': 'sac_robot.nodes.policy:PolicyNode',
