@@ -281,10 +281,11 @@ def test_the_valve_reset_turns_the_valve_to_the_start_and_frees_it(hand):
     for seed in (3, 4, 3):
         result = backend.reset({'seed': seed})
         assert result.success and result.attempts == 1, result
+        before = emulator.valve_angle()  # (the free valve may still creep: read between)
         reading = backend.read()
-        angle = emulator.valve_angle()  # (the free valve may still creep a little)
+        angle = emulator.valve_angle()
         starts.append(math.remainder(angle, 2 * math.pi))
-        assert abs(reading['valve'][0][0] - angle) < 0.02
+        assert min(before, angle) - 3e-3 < reading['valve'][0][0] < max(before, angle) + 3e-3
         error = np.abs(reading['joints'][0] - DCLAW.reset_pose)
         assert error.max() < math.radians(5), np.degrees(error)
         torque = emulator.torque_report()
