@@ -160,7 +160,6 @@ def test_the_driver_runs_the_hand_on_its_servos(ros_context, executor, emulated_
     assert not any(torque.values()), torque
     probe.destroy_node()
     driver.destroy_node()
-    time.sleep(0.1)
 
 
 def test_faults_end_the_episode_and_a_failed_reset_waits_for_a_person(ros_context, executor,

@@ -21,8 +21,6 @@ import pytest
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.robots.description import DCLAW
 
-DCLAW_RANGE = DCLAW.joint_range
-
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 CONFIG = """
 /**/trainer:
@@ -257,7 +255,7 @@ def test_dclaw_trains_on_its_servos_through_the_emulated_bus(tmp_path, ros_domai
     meta, buffer = read_checkpoint(run_dir)
     assert len(buffer) == 160 and meta['extra']['dropped'] == 0 and meta['gradient_steps'] > 0
     joints = buffer.storage['obs'][:160, :9]
-    low, high = DCLAW_RANGE.T
+    low, high = DCLAW.joint_range.T
     assert (joints >= low - 0.05).all() and (joints <= high + 0.05).all()
     assert joints.std(axis=0).min() > 0.01  # the policy moved every joint of the real path
     # 40-step episodes, each after a valve reset on the hand. (A fault of the emulated bus on

@@ -597,10 +597,9 @@ class DClawDynamixel(Backend):
                             '(every servo answers a ping: corrupt replies or noise on the bus)')
 
     def _fault(self, fault: BackendFault):
-        """Torque off, remember the fault, raise it."""
+        """Torque off, remember the fault, raise it (its catcher reports it)."""
         self.deactivate()
         self.faulted = fault
-        self._log('error', f'fault: {fault}')
         raise fault
 
     def _close_port(self):

@@ -134,7 +134,11 @@ class Driver(Node, LocalControl):
             raise ValueError(f'clock:=lockstep needs a simulation; the {backend} backend runs '
                              'on the wall clock (clock:=realtime)')
         self.backend.configure()
-        self.backend.activate()
+        try:
+            self.backend.activate()
+        except BackendFault as fault:  # (torque already off): the port closed, one clear line
+            self.backend.close()
+            raise BackendError(f'{self.backend.hardware_id}: cannot start: {fault}') from None
         self.period_ns = int(round(self.profile.control_period * 1e9))
         #: The sensors published: those of the description the backend reports.
         self.sensors = {key: description.sensors[key] for key in self.backend.sensors}
