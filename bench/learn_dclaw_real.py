@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """The D'Claw learning the valve turn through its real driver in real time, beside MuJoCo.
 
-Two training graphs, side by side, each in a ROS domain of its own, as a user starts them:
+Two training graphs, one after the other (the real-time one alone on the machine, as a robot's
+computer would run it), each in a ROS domain of its own, as a user starts them:
 
 - **real**: ``sac-robot emulate dclaw`` (the emulated servo bus: Protocol 2.0 on a
   pseudo-terminal, the MuJoCo hand behind it stepping in real time) and ``sac-robot launch
   dclaw_train.launch.py hardware:=real port:=<pty>``: the Dynamixel backend through
-  dynamixel-sdk, 10 Hz on the wall clock, every episode after the scripted valve reset;
-- **sim**: ``sac-robot launch dclaw_train.launch.py`` (the MuJoCo backend in lockstep), at nice
-  10 so that the real-time graph keeps its clock on these two cores.
+  dynamixel-sdk, 10 Hz on the wall clock, every episode after the scripted valve reset (the
+  emulator's threads at SCHED_FIFO where permitted, as servos answer whatever the computer
+  does);
+- **sim**: ``sac-robot launch dclaw_train.launch.py`` (the MuJoCo backend in lockstep).
 
 Both run SAC with the package's settings (config/dclaw_train.yaml: 1000 random warm-up steps,
 at most one update per step) for ``--steps`` steps and record a bag. The benchmark keeps a copy
@@ -91,14 +93,41 @@ class Snapshots(threading.Thread):
         self.taken.append((steps, time.monotonic() - self.start_time, target))
 
 
-def launch(name: str, arguments: list, domain: int, out: str, nice: int = 0):
-    """Start one training graph; its output goes to ``<out>/<name>.log``."""
-    log = open(os.path.join(out, f'{name}.log'), 'w')
-    command = [SAC_ROBOT, 'launch', 'dclaw_train.launch.py', *arguments]
-    if nice:
-        command = ['nice', '-n', str(nice), *command]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                            env=ros_environment(domain)), log
+def run_graph(name: str, arguments: list, domain: int, out: str, period: float) -> tuple:
+    """One training graph to its end, its checkpoints copied; (seconds, snapshots)."""
+    run_dir = os.path.join(out, name)
+    config = os.path.join(out, f'{name}.yaml')
+    with open(config, 'w') as stream:
+        stream.write(f'/**/trainer:\n  ros__parameters:\n    checkpoint_period: {period}\n')
+    start = time.monotonic()
+    snapshots = Snapshots(os.path.join(run_dir, 'checkpoint'),
+                          os.path.join(out, f'{name}_snapshots'), start)
+    snapshots.start()
+    with open(os.path.join(out, f'{name}.log'), 'w') as log:
+        process = subprocess.Popen(
+            [SAC_ROBOT, 'launch', 'dclaw_train.launch.py', *arguments, f'run_dir:={run_dir}',
+             f'config:={config}', 'record:=true', 'status:=false'],
+            stdout=log, stderr=subprocess.STDOUT, env=ros_environment(domain))
+        report = start + 60.0
+        try:
+            while process.poll() is None:
+                time.sleep(1.0)
+                if time.monotonic() >= report:
+                    report += 60.0
+                    steps = snapshots.taken[-1][0] if snapshots.taken else 0
+                    print(f'{name}: {time.monotonic() - start:5.0f} s, checkpoint at {steps} '
+                          'steps', flush=True)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(60)
+            snapshots.done.set()
+            snapshots.join()
+    seconds = time.monotonic() - start
+    print(f'{name}: finished (status {process.returncode}) after {seconds:.0f} s', flush=True)
+    if process.returncode != 0:
+        raise SystemExit(f'the {name} run failed: see {out}/{name}.log')
+    return seconds, snapshots.taken
 
 
 def evaluate(snapshots: list, episodes: int, seed: int) -> list:
@@ -148,59 +177,23 @@ def main():
     print(f'{cpu}, {os.cpu_count()} cores; {args.steps} steps each, seed {args.seed}',
           flush=True)
 
+    common = [f'max_steps:={args.steps}', f'seed:={args.seed}']
+    seconds, snapshots, dirs = {}, {}, {name: os.path.join(out, name) for name in ('sim', 'real')}
+    seconds['sim'], snapshots['sim'] = run_graph('sim', common, 62, out, args.sim_period)
     emulator = subprocess.Popen([SAC_ROBOT, 'emulate', 'dclaw'], stdout=subprocess.PIPE,
                                 text=True)
-    line = emulator.stdout.readline()
-    port = re.search(r'port:=(\S+)', line)
-    if port is None:
-        emulator.kill()
-        raise SystemExit(f'the emulator did not say its port: {line!r}')
-    port = port.group(1)
-    print(line.strip(), flush=True)
-
-    runs, start = {}, time.monotonic()
-    for name, domain, period, extra, nice in (
-            ('real', 61, args.real_period, ['hardware:=real', f'port:={port}'], 0),
-            ('sim', 62, args.sim_period, [], 10)):
-        run_dir = os.path.join(out, name)
-        config = os.path.join(out, f'{name}.yaml')
-        with open(config, 'w') as stream:
-            stream.write(f'/**/trainer:\n  ros__parameters:\n    checkpoint_period: {period}\n')
-        process, log = launch(name, [f'max_steps:={args.steps}', 'record:=true',
-                                     f'run_dir:={run_dir}', f'config:={config}',
-                                     f'seed:={args.seed}', 'status:=false', *extra],
-                              domain, out, nice)
-        snapshots = Snapshots(os.path.join(run_dir, 'checkpoint'),
-                              os.path.join(out, f'{name}_snapshots'), start)
-        snapshots.start()
-        runs[name] = {'process': process, 'log': log, 'snapshots': snapshots, 'dir': run_dir}
-
-    seconds = {}
     try:
-        while len(seconds) < len(runs):
-            time.sleep(5.0)
-            for name, run in runs.items():
-                if name not in seconds and run['process'].poll() is not None:
-                    seconds[name] = time.monotonic() - start
-                    print(f'{name}: finished (status {run["process"].returncode}) after '
-                          f'{seconds[name]:.0f} s', flush=True)
-            taken = {name: run['snapshots'].taken[-1][0] if run['snapshots'].taken else 0
-                     for name, run in runs.items()}
-            print(f'{time.monotonic() - start:6.0f} s: checkpoints at ' + ', '.join(
-                f'{name} {steps} steps' for name, steps in taken.items()), flush=True)
+        line = emulator.stdout.readline()
+        port = re.search(r'port:=(\S+)', line)
+        if port is None:
+            raise SystemExit(f'the emulator did not say its port: {line!r}')
+        print(line.strip(), emulator.stdout.readline().strip(), flush=True)  # (and its threads)
+        seconds['real'], snapshots['real'] = run_graph(
+            'real', [*common, 'hardware:=real', f'port:={port.group(1)}'], 61, out,
+            args.real_period)
     finally:
-        for run in runs.values():
-            if run['process'].poll() is None:
-                run['process'].terminate()
-                run['process'].wait(30)
-            run['snapshots'].done.set()
-            run['snapshots'].join()
-            run['log'].close()
         emulator.terminate()
         emulator.wait(30)
-    failed = [name for name, run in runs.items() if run['process'].returncode != 0]
-    if failed:
-        raise SystemExit(f'{", ".join(failed)} failed: see {out}/<name>.log')
 
     with open(os.path.join(out, 'real.log')) as stream:
         episodes = EPISODE.findall(stream.read())
@@ -212,15 +205,15 @@ def main():
           f'{len(faults)} ended by a fault{": " + "; ".join(faults[:3]) if faults else ""}; '
           f'resets and start-up {seconds["real"] - acting:.0f} s in all, about '
           f'{(seconds["real"] - acting) / max(1, len(episodes)):.2f} s an episode', flush=True)
-    print(f'sim (lockstep, nice 10): {args.steps} steps in {seconds["sim"]:.0f} s', flush=True)
+    print(f'sim (lockstep): {args.steps} steps in {seconds["sim"]:.0f} s', flush=True)
 
     results = {}
-    for name, run in runs.items():
-        results[name] = evaluate(run['snapshots'].taken, args.episodes, args.seed)
+    for name in ('sim', 'real'):
+        results[name] = evaluate(snapshots[name], args.episodes, args.seed)
         for steps, minutes, rate, mean_return in results[name]:
             print(f'{name:4s} {steps:6d} steps at {minutes:5.1f} min: success {rate:4.0%}, '
                   f'return {mean_return:7.1f}', flush=True)
-    curves = {name: training_returns(run['dir']) for name, run in runs.items()}
+    curves = {name: training_returns(directory) for name, directory in dirs.items()}
     for mark in range(2500, args.steps + 1, 2500):
         window = {name: r[(s > mark - 2500) & (s <= mark)] for name, (s, r) in curves.items()}
         print(f'training return, steps {mark - 2500}-{mark}: ' + ', '.join(

@@ -248,6 +248,7 @@ def test_dclaw_trains_on_its_servos_through_the_emulated_bus(tmp_path, ros_domai
         assert result.returncode == 0, output[-6000:]
         torque = emulator.torque_report()
         valve_turns = emulator.bus.servos[50].torque_ons
+        servos_real_time = emulator.scheduling['bus'].startswith('SCHED_FIFO')
     finally:
         emulator.stop()
     assert not any(torque.values()), torque  # off on every servo at the end
@@ -258,13 +259,15 @@ def test_dclaw_trains_on_its_servos_through_the_emulated_bus(tmp_path, ros_domai
     low, high = DCLAW.joint_range.T
     assert (joints >= low - 0.05).all() and (joints <= high + 0.05).all()
     assert joints.std(axis=0).min() > 0.01  # the policy moved every joint of the real path
-    # 40-step episodes, each after a valve reset on the hand. (A fault of the emulated bus on
-    # this loaded machine, a reply later than the SDK waits for past the retries, ends an
-    # episode early, truncated and named, and the next reset recovers: allowed, and shown.)
+    # 40-step episodes, each after a valve reset on the hand. (Where the emulated servos may
+    # not run at SCHED_FIFO, a reply later than the SDK waits for past the retries on a
+    # loaded machine is a fault: it ends an episode early, truncated and named, and the next
+    # reset recovers. Allowed there, and shown; servos at SCHED_FIFO answer in time.)
     reasons = re.findall(r'episode \d+ ended after (\d+) steps \(([^)]*)', output)
     assert reasons and all(r in ('time_limit', 'max_steps') or r.startswith('fault: ')
                            for _, r in reasons), reasons
     faults = [r for _, r in reasons if r.startswith('fault')]
+    assert not (faults and servos_real_time), faults
     ends = np.flatnonzero(buffer.storage['truncated'][:160])
     assert len(ends) == len(reasons) and ends[-1] == 159
     if not faults:
@@ -274,6 +277,44 @@ def test_dclaw_trains_on_its_servos_through_the_emulated_bus(tmp_path, ros_domai
     rebuilt = bagtools.to_buffer(os.path.join(run_dir, bags[0]),
                                  str(tmp_path / 'replay.safetensors'))
     assert len(rebuilt) == 160
+
+
+@pytest.mark.timeout(400)
+def test_the_real_hand_learns_from_its_camera(tmp_path, ros_domain):
+    """hardware:=real pixels:=true camera:=<video>: the driver reads the camera with the servos.
+
+    The policy acts on, and the trainer learns from, the camera's 32 x 32 centre square (a
+    video written by OpenCV, played at 30 frames a second while the hand steps at 10 Hz).
+    """
+    from helpers.video import check_pattern, write_video
+
+    from sac_robot.backends.emulator import DClawEmulator
+    path = tmp_path / 'train.yaml'
+    path.write_text(CONFIG.format(checkpoint_period=120.0).replace(
+        'learning_starts: 300', 'learning_starts: 40').replace('batch_size: 64', 'batch_size: 16'))
+    video = write_video(str(tmp_path / 'hand.avi'), 60, 30.0)
+    run_dir = str(tmp_path / 'run')
+    emulator = DClawEmulator(valve_angle=0.3)
+    port = emulator.start()
+    try:
+        result = launch('dclaw_train.launch.py', 'hardware:=real', f'port:={port}',
+                        'pixels:=true', f'camera:={video}', 'max_steps:=80',
+                        f'run_dir:={run_dir}', f'config:={path}', 'status:=false', timeout=300)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-6000:]
+        torque = emulator.torque_report()
+    finally:
+        emulator.stop()
+    assert not any(torque.values()), torque
+    assert f"camera '{video}'" in output
+    meta, buffer = read_checkpoint(run_dir)
+    assert buffer.obs_spec == {'joints': (9,), 'pixels': (32, 32, 3), 'velocities': (9,)}
+    assert len(buffer) == 80 and meta['gradient_steps'] > 0
+    images = buffer.storage['obs.pixels'][:80]
+    for image in images[::10]:
+        check_pattern(image)
+    changed = np.abs(np.diff(images.astype(int), axis=0)).mean(axis=(1, 2, 3)) > 0.5
+    assert changed.mean() > 0.5  # the camera's frames, not one image over and over
 
 
 def test_a_missing_servo_port_is_one_clear_line(tmp_path, ros_domain):

@@ -20,6 +20,12 @@ ID; torque is off on deactivate, on close, at interpreter exit, and after a faul
 does not answer, a corrupt reply or a timeout is retried ``retries`` times, then the backend
 turns torque off and raises :class:`~sac_robot.backends.interface.BackendFault` naming the
 joint and the error: a stale reading is never handed on as a new one.
+
+For the pixel task (``pixels``) the backend owns the hand's camera too
+(:class:`~sac_robot.backends.camera.VideoSource`, ``camera.*``): every read takes its newest
+frame, so that a step's image and joint readings go out with one stamp (the policy
+synchronises its sensors by stamp), as the 32 x 32 centre square of the frame; a camera that
+stops delivering (no frame for ``camera.max_age``) is a fault as a silent servo is.
 """
 
 import atexit
@@ -31,6 +37,7 @@ import weakref
 import numpy as np
 
 from sac_robot.backends import protocol2 as p2
+from sac_robot.backends.camera import VideoSource, square
 from sac_robot.backends.interface import (Backend, BackendError, BackendFault,
                                           ResetResult)
 from sac_robot.rewards import dclaw_safety
@@ -149,6 +156,28 @@ class DynamixelSettings:
         return cls.from_mapping(values)
 
 
+#: What each camera setting means (``camera.*``, with ``pixels``).
+CAMERA_HELP = {
+    'source': 'What cv2.VideoCapture opens: a device index, a /dev/video* path, a URL or a '
+              'video file.',
+    'rate': 'Frames a second of a video file (a camera keeps its own pace).',
+    'loop': 'A video file: from its start again at its end.',
+    'max_age': 'Seconds: a newest frame older than this at a control step is a fault.',
+}
+#: The pixel task's image (sac_robot/DClawTurnPixels-v0): the frame's centre square, resized.
+IMAGE_SIZE = 32
+
+
+@dataclasses.dataclass
+class CameraSettings:
+    """The hand's camera for the pixel task (``camera.*``; config/dclaw_dynamixel.yaml)."""
+
+    source: str = '0'
+    rate: float = 30.0
+    loop: bool = True
+    max_age: float = 0.5
+
+
 def _degrees(angle: float) -> float:
     """A valve angle (rad, whole turns counted) in degrees within (-180, 180]."""
     return -((-math.degrees(angle) + 180.0) % 360.0 - 180.0)
@@ -167,7 +196,10 @@ class DClawDynamixel(Backend):
 
     @classmethod
     def from_parameters(cls, declare, logger=None) -> 'DClawDynamixel':
-        """Made from the driver's ``dynamixel.*`` parameters (config/dclaw_dynamixel.yaml)."""
+        """Made from the driver's ``dynamixel.*`` parameters (config/dclaw_dynamixel.yaml).
+
+        With ``pixels`` also its camera's, ``camera.*``.
+        """
         values = {}
         for field in dataclasses.fields(DynamixelSettings):
             default = field.default
@@ -175,11 +207,19 @@ class DClawDynamixel(Backend):
                                          list(default) if isinstance(default, tuple) else default,
                                          SETTING_HELP[field.name])
         seed = declare('seed', 0, "Seed of the resets (the valve's start angles).")
-        return cls(DynamixelSettings.from_mapping(values), logger, seed)
+        camera = None
+        if declare('pixels', False, 'Publish the 32 x 32 camera image (the pixel task).'):
+            camera = CameraSettings(**{
+                name: declare(f'camera.{name}', default, CAMERA_HELP[name])
+                for name, default in dataclasses.asdict(CameraSettings()).items()})
+        return cls(DynamixelSettings.from_mapping(values), logger, seed, camera)
 
-    def __init__(self, settings: DynamixelSettings | None = None, logger=None, seed: int = 0):
+    def __init__(self, settings: DynamixelSettings | None = None, logger=None, seed: int = 0,
+                 camera: 'CameraSettings | None' = None):
         self.settings = settings or DynamixelSettings()
         self.logger = logger
+        #: With a camera (the pixel task), every read() takes its newest frame.
+        self.camera_settings, self.camera = camera, None
         s = self.settings
         self.scale, self.offset = np.asarray(s.scale, float), np.asarray(s.offset, float)
         self.ids = tuple(int(i) for i in s.ids)
@@ -202,8 +242,8 @@ class DClawDynamixel(Backend):
 
     @property
     def sensors(self) -> tuple:
-        """The servos' joint states and the valve encoder (the camera is a node of its own)."""
-        return ('joints', 'valve')
+        """The servos' joint states, the valve encoder, and the camera when it has one."""
+        return ('joints', 'valve') + (('camera',) if self.camera_settings else ())
 
     @property
     def hardware_id(self) -> str:
@@ -281,9 +321,12 @@ class DClawDynamixel(Backend):
         self._read_group = GroupSyncRead(self.port, self.packets, READ_ADDRESS, READ_LENGTH)
         for servo_id in self.all_ids:
             self._read_group.addParam(servo_id)
+        if self.camera_settings is not None:
+            self._open_camera()
         self.faulted = None
         self._log('info', f'{len(found)} servos on {s.port} at {s.baud} baud '
-                  f'({p2.MODELS[s.model][0]})')
+                  f'({p2.MODELS[s.model][0]})' + (
+                      f', camera {self.camera.source!r}' if self.camera else ''))
 
     def activate(self):
         """Torque on for the fingers, holding where they are (the valve motor stays free)."""
@@ -318,9 +361,12 @@ class DClawDynamixel(Backend):
         self.active = False
 
     def close(self):
-        """Torque off, then release the port."""
+        """Torque off, then release the port (and the camera)."""
         self.deactivate()
         self._close_port()
+        if self.camera is not None:
+            self.camera.close()
+            self.camera = None
 
     # State and commands ---------------------------------------------------------------------
 
@@ -328,8 +374,36 @@ class DClawDynamixel(Backend):
         """``{'joints': (q [9] rad, v [9] rad/s, current [9] mA), 'valve': (angle [1], v [1])}``.
 
         One sync read of 126..137 for all ten servos; the hardware error status polled every
-        ``error_poll_period``. Raises :class:`BackendFault` (torque off) past the retries.
+        ``error_poll_period``. Raises :class:`BackendFault` (torque off) past the retries. With
+        a camera also ``'camera': (image [32, 32, 3] rgb8,)``: its newest frame, centre-cropped
+        and resized (a frame older than ``camera.max_age`` is a fault).
         """
+        reading = self._read_bus()
+        if self.camera is not None:
+            try:
+                frame = self.camera.newest(self.camera_settings.max_age)[0]
+            except BackendFault as fault:
+                self._fault(fault)
+            reading['camera'] = (square(frame, IMAGE_SIZE),)
+        return reading
+
+    def _open_camera(self):
+        c = self.camera_settings
+        if self.camera is not None:
+            self.camera.close()
+        try:
+            self.camera = VideoSource(c.source, c.rate, c.loop)
+        except BackendError:
+            self._close_port()
+            raise
+        if not self.camera.wait(c.max_age + 2.0):
+            self.camera.close()
+            self.camera = None
+            self._close_port()
+            raise BackendError(f'camera {c.source!r} opens but gives no frame (camera.source)')
+
+    def _read_bus(self) -> dict:
+        """The servos' part of :meth:`read` (the resets' moves read only this)."""
         self._require_port()
         start = time.perf_counter()
         group = self._read_group
@@ -444,7 +518,7 @@ class DClawDynamixel(Backend):
         if not self._move_fingers(release, tolerance):
             return self._off_pose(release, 'releasing the valve')
         # The valve, the nearest way round to the start (its position counts whole turns).
-        present = self.read()['valve'][0][0]
+        present = self._read_bus()['valve'][0][0]
         goal = present + (start - present + math.pi) % (2 * math.pi) - math.pi
         ticks = (goal - s.valve_offset) / s.valve_scale / RAD_PER_TICK
         self._write(s.valve_id, 'torque_enable', 1)  # (holding where it is), then the goal
@@ -476,7 +550,7 @@ class DClawDynamixel(Backend):
         """Read until ``arrived(reading)``; False after ``reset_timeout`` s."""
         deadline = time.monotonic() + self.settings.reset_timeout
         while True:
-            if arrived(self.read()):
+            if arrived(self._read_bus()):
                 return True
             if time.monotonic() > deadline:
                 return False

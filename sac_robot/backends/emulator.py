@@ -272,13 +272,19 @@ class DClawEmulator:
     ``start()`` opens the pty and starts two threads: the physics (real time, in 2-step
     chunks of the model's 2.5 ms) and the bus (select on the pty, answer packets). ``port`` is
     the path to give the driver. ``stop()`` ends both and closes the pty.
+
+    Servos are hardware: they answer in microseconds whatever the computer does. So that the
+    emulated ones answer within the SDK's timeout on a loaded machine too (the driver's control
+    thread runs at SCHED_FIFO 50 and spins while it waits for a reply, as dynamixel-sdk
+    does), both threads ask for SCHED_FIFO ``priority`` (above the driver's; 0: normal
+    scheduling); :attr:`scheduling` says what they got.
     """
 
     def __init__(self, finger_ids=FINGER_IDS, valve_id: int = VALVE_ID, model: int = 1020,
                  baud: int = 1_000_000, scale=DEFAULT_SCALE, offset=DEFAULT_OFFSET,
                  valve_scale: float = 1.0, valve_offset: float = 0.0,
                  faults: Faults | None = None, valve_angle: float = 0.0, seed: int = 0,
-                 realtime_factor: float = 1.0):
+                 realtime_factor: float = 1.0, priority: int = 60):
         from sac_robot.robots.dclaw import DClawSim  # the simulation side needs MuJoCo
         self.sim = DClawSim()
         self.sim.reset(valve_angle=valve_angle)
@@ -292,6 +298,9 @@ class DClawEmulator:
         servos[valve_id].set('operating_mode', p2.EXTENDED_POSITION_MODE)
         self.bus = ServoBus(servos, faults, seed=seed)
         self.realtime_factor = realtime_factor
+        self.priority = int(priority)
+        #: Thread name -> the scheduling it runs under (after start()).
+        self.scheduling = {}
         model_ = self.sim.model
         self._kp = model_.actuator_gainprm[self.sim._actuators, 0].copy()
         self._valve_dof = self.sim._valve_qvel
@@ -375,7 +384,19 @@ class DClawEmulator:
             self.sim_time += substeps * self.sim.timestep
             self._sync_registers()
 
+    def _real_time(self, name: str):
+        """Put the calling thread under SCHED_FIFO at :attr:`priority`, where allowed."""
+        if self.priority <= 0:
+            self.scheduling[name] = 'normal'
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
+            self.scheduling[name] = f'SCHED_FIFO {self.priority}'
+        except (OSError, AttributeError) as error:
+            self.scheduling[name] = f'normal (SCHED_FIFO not permitted: {error})'
+
     def _physics_loop(self):
+        self._real_time('physics')
         substeps = 2
         period = substeps * self.sim.timestep / self.realtime_factor
         deadline = time.monotonic()
@@ -399,6 +420,7 @@ class DClawEmulator:
             return True
 
     def _bus_loop(self):
+        self._real_time('bus')
         parser = p2.PacketParser()
         byte_time = 10.0 / self.baud
         while not self._stop.is_set():
@@ -493,19 +515,27 @@ def main(argv=None) -> int:
     parser.add_argument('--latency', type=float, default=0.0, help='added reply latency (ms)')
     parser.add_argument('--stuck-valve', action='store_true', help='the valve motor cannot turn')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--priority', type=int, default=60,
+                        help='SCHED_FIFO priority of the emulator threads, above the '
+                             "driver's 50, as servos answer whatever the computer does "
+                             '(0: normal scheduling)')
     parser.add_argument('--port-file', help='also write the port path to this file')
     args = parser.parse_args(argv)
     faults = Faults(drop=args.drop, corrupt=args.corrupt, silent=_fault_map(args.silent),
                     overload=_fault_map(args.overload), latency=args.latency / 1000,
                     stuck_valve=args.stuck_valve)
     emulator = DClawEmulator(model=args.model, baud=args.baud, faults=faults,
-                             valve_angle=args.valve_angle, seed=args.seed)
+                             valve_angle=args.valve_angle, seed=args.seed,
+                             priority=args.priority)
     port = emulator.start()
     if args.port_file:
         with open(args.port_file, 'w', encoding='utf-8') as stream:
             stream.write(port + '\n')
     print(f"emulated D'Claw bus at {port} ({args.baud} baud, servos "
           f"{', '.join(map(str, sorted(emulator.bus.servos)))}): pass port:={port}", flush=True)
+    time.sleep(0.05)  # (the threads have set their scheduling)
+    print('threads: ' + ', '.join(f'{name} {how}' for name, how in
+                                  sorted(emulator.scheduling.items())), flush=True)
     done = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: done.set())

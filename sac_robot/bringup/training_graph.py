@@ -78,6 +78,11 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             'pixels', 'false', 'Act on (and learn from) the 32 x 32 camera image, joint '
             'positions and velocities instead of the state (as sac_robot/DClawTurnPixels-v0).',
             ('true', 'false')))
+        if hardware:
+            arguments.append(Argument(
+                'camera', '', 'hardware:=real pixels:=true: what the camera is to OpenCV (a '
+                'device index, a /dev/video* path, a URL or a video file; default: config/'
+                f"{robot}_{hardware[0]}.yaml's camera.source)."))
 
     def build(values):
         real = values['hardware'] == 'real'
@@ -90,10 +95,6 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         if real and clock == 'lockstep':
             raise LaunchArgumentError('hardware:=real runs on the wall clock: clock:=realtime '
                                       '(or leave clock out)')
-        if real and _flag(values.get('pixels', 'false')):
-            raise LaunchArgumentError('pixels:=true on the real hand needs its camera node, '
-                                      'which this release does not have yet; use '
-                                      'hardware:=sim for the pixel task')
         namespace = values['robot']
         # The package's defaults, then the user's file over them.
         files = (config_file(f'{robot}_train.yaml'),) + (
@@ -103,7 +104,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                          config_file(f'{robot}_{hardware[0]}.yaml'))
                         + files[1:]) if real else files
         backend = {'backend': hardware[0], **(
-            {f'{hardware[0]}.port': values['port']} if values.get('port') else {})
+            {f'{hardware[0]}.port': values['port']} if values.get('port') else {}), **(
+            {'camera.source': values['camera']} if values.get('camera') else {})
         } if real else {}
         max_steps, seed = int(values['max_steps']), int(values['seed'])
         recording = int(_flag(values['record']))

@@ -8,28 +8,20 @@ the camera's size, or ``width`` x ``height`` when set; header stamped with the n
 the frame was read, ``frame_id`` the robot description's camera frame) and its
 ``camera/camera_info`` (sensor_msgs/CameraInfo: the size and the frame; no calibration). A
 source that cannot be opened stops the node at start-up with one line naming it; a frame that
-cannot be read later is logged and the source opened again.
+cannot be read later is logged and the source opened again. The reading is
+:class:`sac_robot.backends.camera.VideoSource`'s (a thread of its own: the newest frame).
 """
 
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
+from sac_robot.backends.camera import VideoSource
 from sac_robot.backends.interface import BackendError
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import describe
 from sac_robot.nodes.spin import run
 from sac_robot.robots.description import describe as describe_robot
-
-
-def open_source(source: str):
-    """``cv2.VideoCapture`` of ``source`` (an all-digit source is a device index)."""
-    import cv2
-    capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
-    if not capture.isOpened():
-        raise BackendError(f'camera: cannot open {source!r} (a device index, a /dev/video* '
-                           'path, a URL or a video file; is it there, and readable?)')
-    return capture
 
 
 class Camera(Node):
@@ -55,39 +47,35 @@ class Camera(Node):
         self.size = (declare('width', 0, describe('Resize to this width (0: as it comes).')).value,
                      declare('height', 0, describe('Resize to this height (0: as it comes).')
                              ).value)
-        if rate <= 0:
-            raise ValueError(f'camera: rate must be positive, not {rate}')
-        self.capture = open_source(self.source)
+        self.video = VideoSource(self.source, rate, self.loop)
         self.images = self.create_publisher(Image, sensor.topic, qos.SENSOR_RELIABLE)
         self.infos = self.create_publisher(
             CameraInfo, sensor.topic.rsplit('/', 1)[0] + '/camera_info', qos.SENSOR_RELIABLE)
-        self.frames, self.failures = 0, 0
-        self.create_timer(1.0 / rate, self.on_timer)
+        self.frames, self.failures, self.last_number = 0, 0, 0
+        # Twice a frame period: a new frame goes out within half a period of its reading.
+        self.create_timer(0.5 / rate, self.on_timer)
         self.get_logger().info(f'camera {self.source!r} on {sensor.topic}')
 
     def read(self):
-        """The next frame as rgb8 ``[H, W, 3]``, or None (logged; the source opened again)."""
+        """The newest frame as rgb8 ``[H, W, 3]``, or None when none came since the last."""
         import cv2
-        ok, frame = self.capture.read()
-        if not ok and self.loop:  # a file at its end: from the start again
-            self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self.capture.read()
-        if not ok or frame is None or frame.ndim != 3 or frame.shape[2] != 3:
-            self.failures += 1
-            self.get_logger().error(f'camera {self.source!r}: no frame (opening it again)',
-                                    throttle_duration_sec=2.0)
-            self.capture.release()
-            try:
-                self.capture = open_source(self.source)
-            except BackendError:
-                pass  # tried again at the next frame
+        if self.video.failures > self.failures:
+            self.failures = self.video.failures
+            self.get_logger().error(f'camera {self.source!r}: no frame ({self.failures} failed '
+                                    'reads; opening it again)', throttle_duration_sec=2.0)
+        try:
+            frame, _, number = self.video.newest()
+        except BackendError:  # (a BackendFault) none yet
             return None
+        if number == self.last_number:
+            return None
+        self.last_number = number
         if all(self.size):
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         return np.ascontiguousarray(frame[:, :, ::-1])  # OpenCV's BGR to rgb8
 
     def on_timer(self):
-        """Read a frame and publish it with its camera info."""
+        """Publish the newest frame with its camera info (stamped when it is sent)."""
         rgb = self.read()
         if rgb is None:
             return
@@ -100,7 +88,7 @@ class Camera(Node):
 
     def close(self):
         """Release the camera."""
-        self.capture.release()
+        self.video.close()
 
 
 def main(args=None) -> int:
