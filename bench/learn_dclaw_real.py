@@ -2,7 +2,7 @@
 """The D'Claw learning the valve turn through its real driver in real time, beside MuJoCo.
 
 Two training graphs, one after the other (the real-time one alone on the machine, as a robot's
-computer would run it), each in a ROS domain of its own, as a user starts them:
+computer would run it), in a ROS domain of their own, as a user starts them:
 
 - **real**: ``sac-robot emulate dclaw`` (the emulated servo bus: Protocol 2.0 on a
   pseudo-terminal, the MuJoCo hand behind it stepping in real time) and ``sac-robot launch
@@ -166,6 +166,9 @@ def main():
                         help="seconds between the real run's checkpoints")
     parser.add_argument('--sim-period', type=float, default=10.0,
                         help="seconds between the lockstep run's checkpoints")
+    parser.add_argument('--domain', type=int, default=101,
+                        help='ROS_DOMAIN_ID of both runs (one after the other; the tests take '
+                             '1-100)')
     parser.add_argument('--out', default=os.path.join('bench', 'out', 'learn_dclaw_real'))
     args = parser.parse_args()
     out = os.path.abspath(args.out)
@@ -179,7 +182,7 @@ def main():
 
     common = [f'max_steps:={args.steps}', f'seed:={args.seed}']
     seconds, snapshots, dirs = {}, {}, {name: os.path.join(out, name) for name in ('sim', 'real')}
-    seconds['sim'], snapshots['sim'] = run_graph('sim', common, 62, out, args.sim_period)
+    seconds['sim'], snapshots['sim'] = run_graph('sim', common, args.domain, out, args.sim_period)
     emulator = subprocess.Popen([SAC_ROBOT, 'emulate', 'dclaw'], stdout=subprocess.PIPE,
                                 text=True)
     try:
@@ -189,7 +192,7 @@ def main():
             raise SystemExit(f'the emulator did not say its port: {line!r}')
         print(line.strip(), emulator.stdout.readline().strip(), flush=True)  # (and its threads)
         seconds['real'], snapshots['real'] = run_graph(
-            'real', [*common, 'hardware:=real', f'port:={port.group(1)}'], 61, out,
+            'real', [*common, 'hardware:=real', f'port:={port.group(1)}'], args.domain, out,
             args.real_period)
     finally:
         emulator.terminate()
