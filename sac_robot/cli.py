@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulate = commands.add_parser(
         'emulate', help="a robot's hardware stand-in speaking its real protocol (the D'Claw's "
-        'Dynamixel bus on a pseudo-terminal), for the real driver to run against')
+        "Dynamixel bus on a pseudo-terminal; the Minitaur's ros2_control and motion-capture "
+        'topics), for the real driver to run against')
     emulate.add_argument('robot', choices=sorted(EMULATORS))
     emulate.add_argument('options', nargs=argparse.REMAINDER,
                          help="the emulator's options (sac-robot emulate dclaw --help)")
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Robot -> the module whose ``main(argv)`` runs its hardware stand-in.
-EMULATORS = {'dclaw': 'sac_robot.backends.emulator'}
+EMULATORS = {'dclaw': 'sac_robot.backends.emulator', 'minitaur': 'sac_robot.nodes.standin'}
 
 
 def _emulate(options) -> int:

@@ -317,6 +317,70 @@ def test_the_real_hand_learns_from_its_camera(tmp_path, ros_domain):
     assert changed.mean() > 0.5  # the camera's frames, not one image over and over
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_minitaur_trains_through_a_ros2_control_stack(tmp_path, ros_domain):
+    """hardware:=real on the Minitaur: its driver on the stack's topics, a person's resets.
+
+    Against the stand-in (the MuJoCo Minitaur behind ros2_control's and vrpn_mocap's topics)
+    with a test's operator that places the robot and confirms through ``confirm_reset``: the
+    pre-flight passes, every episode waits for the person, the tracker losing the body
+    mid-episode ends it truncated with that reason, a bag records it, exit status 0.
+    """
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    import rclpy
+    from sac_robot import bagtools
+    from sac_robot.nodes.standin import MinitaurStandin, Operator
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    node = Node('minitaur_standin', context=context)
+    standin, operator = MinitaurStandin(node), Operator(node, delay=0.3)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    stop = threading.Event()
+
+    def serve():  # the stand-in's and the operator's callbacks; the dropout, once
+        dropped = None
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.02)
+            if dropped is None and operator.resets == 1:
+                dropped = time.monotonic()
+            if dropped is not None and 0 < time.monotonic() - dropped - 2.0 < 1.0:
+                now = time.monotonic() - standin.started
+                standin.faults.tracker_dropouts.append((now, now + 0.3))
+                dropped = -1.0
+
+    standin.start()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    run_dir = str(tmp_path / 'run')
+    try:
+        result = launch('minitaur_train.launch.py', 'hardware:=real', 'max_steps:=1200',
+                        'record:=true', f'run_dir:={run_dir}', 'status:=false', timeout=240)
+    finally:
+        stop.set()
+        server.join(5)
+        standin.stop()
+        node.destroy_node()
+        context.try_shutdown()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert 'pre-flight passed: /joint_states' in output
+    reasons = re.findall(r'episode \d+ ended after (\d+) steps \(([^)]*)', output)
+    faults = [r for _, r in reasons if r.startswith('fault')]
+    assert faults and faults[0].startswith('fault: mocap: no message on '
+                                           '/vrpn_mocap/minitaur/pose for'), reasons
+    assert operator.resets >= len(reasons)  # a person set up every episode
+    assert output.count('confirmed by a person after') == operator.resets
+    meta, buffer = read_checkpoint(run_dir)
+    assert len(buffer) == 1200 and meta['extra']['dropped'] == 0
+    bag = os.path.join(run_dir, [d for d in os.listdir(run_dir) if d.startswith('bag_')][0])
+    episodes = bagtools.learning_data(bag)['episodes']
+    assert [steps for _, steps, _ in episodes] == [int(steps) for steps, _ in reasons]
+
+
 def test_a_missing_servo_port_is_one_clear_line(tmp_path, ros_domain):
     """hardware:=real with no hand behind the port: the launch ends, naming the port."""
     result = launch('dclaw_train.launch.py', 'hardware:=real', f'port:={tmp_path}/ttyUSB7',
@@ -423,20 +487,23 @@ def test_launch_files_describe_the_graphs(robot, tmp_path):
     assert trainer.nice == 10 and all(n.nice == 0 for n in composed if n.name != 'trainer')
     with pytest.raises(LaunchArgumentError, match='niceness'):
         train.nodes({'trainer_nice': '20'})
-    if robot == 'minitaur':
-        with pytest.raises(LaunchArgumentError, match='the minitaur has no hardware backend'):
-            train.nodes({'hardware': 'real'})
-    else:  # the hand on its servos: the same driver node, another backend, the wall clock
-        real = {n.name: n for n in train.nodes({'hardware': 'real', 'port': '/dev/pts/9',
-                                                'compose': 'none'})}
-        driver = real['driver'].parameters
-        assert driver[1] == config_file('dclaw_dynamixel.yaml')
-        assert driver[-1]['backend'] == 'dynamixel' and driver[-1]['clock'] == 'realtime'
+    # On hardware: the same driver node, another backend (the hand's servos; the Minitaur's
+    # ros2_control stack), its settings file, the wall clock.
+    backend, own_arguments = {'dclaw': ('dynamixel', {'port': '/dev/pts/9',
+                                                      'camera': '/dev/video2'}),
+                              'minitaur': ('ros2_control', {})}[robot]
+    real = {n.name: n for n in train.nodes({'hardware': 'real', 'compose': 'none',
+                                            **own_arguments})}
+    driver = real['driver'].parameters
+    assert driver[1] == config_file(f'{robot}_{backend}.yaml')
+    assert driver[-1]['backend'] == backend and driver[-1]['clock'] == 'realtime'
+    if robot == 'dclaw':
         assert driver[-1]['dynamixel.port'] == '/dev/pts/9'
-        assert real['policy'].parameters[-1]['min_utd'] == 0.0  # it cannot wait for learning
-        assert 'command_timeout' not in real['safety'].parameters[-1]  # the config's 0.5 s
-        with pytest.raises(LaunchArgumentError, match='wall clock'):
-            train.nodes({'hardware': 'real', 'clock': 'lockstep'})
+        assert driver[-1]['camera.source'] == '/dev/video2'
+    assert real['policy'].parameters[-1]['min_utd'] == 0.0  # it cannot wait for learning
+    assert 'command_timeout' not in real['safety'].parameters[-1]  # the config's
+    with pytest.raises(LaunchArgumentError, match='wall clock'):
+        train.nodes({'hardware': 'real', 'clock': 'lockstep'})
     evaluate = load_graph(find_launch_file(f'{robot}_eval.launch.py'))
     policy = next(n for n in evaluate.nodes({'checkpoint': 'x/checkpoint', 'compose': 'none'})
                   if n.executable == 'policy')

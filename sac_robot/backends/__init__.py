@@ -14,6 +14,9 @@ BACKENDS = {
     'mujoco': {'minitaur': 'sac_robot.backends.mujoco:MujocoMinitaur',
                'dclaw': 'sac_robot.backends.mujoco:MujocoDClaw'},
     'dynamixel': {'dclaw': 'sac_robot.backends.dynamixel:DClawDynamixel'},
+    # A running ros2_control stack's topics and a motion-capture driver, through the driver's
+    # node.
+    'ros2_control': {'minitaur': 'sac_robot.backends.ros2_control:Ros2ControlBackend'},
 }
 
 

@@ -44,6 +44,8 @@ from sac_robot.rewards import dclaw_safety
 from sac_robot.robots.description import DCLAW
 
 RAD_PER_TICK, RAD_S_PER_UNIT = p2.RAD_PER_TICK, p2.RAD_S_PER_UNIT
+#: Seconds a read of the port may block for the bytes it asks (see configure()).
+READ_WAIT = 0.002
 #: Present current, velocity, position: one block the group read takes in one transaction.
 READ_ADDRESS, READ_LENGTH = 126, 12
 #: The public D'Claw's IDs (ROBOTS.md): fingers 10-12, 20-22, 30-32, the valve motor 50.
@@ -193,6 +195,13 @@ class DClawDynamixel(Backend):
     """The hand's nine servos and the valve motor on one Protocol 2.0 bus."""
 
     description = DCLAW
+    launch_arguments = {
+        'port': ('dynamixel.port', "hardware:=real: the servo bus's serial device (default: "
+                 "config/dclaw_dynamixel.yaml's; `sac-robot emulate dclaw` prints one)."),
+        'camera': ('camera.source', 'hardware:=real pixels:=true: what the camera is to OpenCV '
+                   '(a device index, a /dev/video* path, a URL or a video file; default: '
+                   "config/dclaw_dynamixel.yaml's camera.source)."),
+    }
 
     @classmethod
     def from_parameters(cls, declare, logger=None) -> 'DClawDynamixel':
@@ -288,6 +297,12 @@ class DClawDynamixel(Backend):
         if not opened:
             self.port = None
             raise BackendError(f'the servo port {s.port} does not take {s.baud} baud')
+        # The SDK reads the port without blocking and loops until a reply is whole or its
+        # packet timeout passes: a spin that, at the control thread's SCHED_FIFO, holds a core
+        # the kernel's tty work needs to deliver the reply (two such on two cores starve it).
+        # A read that blocks up to READ_WAIT waits in select() instead; the SDK's packet
+        # timeout still bounds every transaction.
+        self.port.ser.timeout = READ_WAIT
         self.packets = PacketHandler(2.0)
         found, missing = {}, []
         for servo_id in self.all_ids:

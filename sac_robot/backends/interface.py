@@ -61,6 +61,9 @@ class Backend(abc.ABC):
     #: Whether time passes only when the driver says so (``advance()``, one control period):
     #: a simulation, which the driver may run in lockstep. Hardware runs on the wall clock.
     simulated = False
+    #: Launch arguments of the robot's graphs on this backend (``hardware:=real``): argument
+    #: name -> (the driver parameter it sets, its description), e.g. ``port:=``.
+    launch_arguments: dict = {}
 
     @property
     def sensors(self) -> tuple:
@@ -97,6 +100,12 @@ class Backend(abc.ABC):
         """
         raise NotImplementedError(f'{cls.__name__} cannot be made from parameters')
 
+    def attach(self, node) -> None:  # noqa: B027 - optional
+        """Take the driver's node, before :meth:`configure` (others ignore it).
+
+        For a backend that speaks ROS itself: a ros2_control stack's topics.
+        """
+
     def configure(self) -> None:  # noqa: B027 - optional, like SystemInterface's
         """Reach and set up the hardware; nothing moves."""
 
@@ -117,6 +126,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def reset(self, options: dict | None = None) -> ResetResult:
         """Bring the robot to an episode's start."""
+
+    def operator_confirmed(self) -> None:  # noqa: B027 - optional
+        """Hear that a person set the robot right after a reset that asked for one.
+
+        (``needs_operator``); the driver's next reset follows.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional, like SystemInterface's
         """Release the hardware (torque off first)."""

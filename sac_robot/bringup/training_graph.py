@@ -13,7 +13,7 @@ import time
 
 from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArgumentError,
                                      NodeSpec, compose, config_file)
-from sac_robot.backends import BACKENDS
+from sac_robot.backends import BACKENDS, backend_class
 from sac_robot.robots.description import describe
 
 ROBOT_SIDE = ('driver', 'safety', 'reward_estimator', 'policy', 'collector')
@@ -68,21 +68,15 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         ]
     hardware = [name for name, robots in BACKENDS.items() if robot in robots
                 and name != 'mujoco']
-    if hardware:
-        arguments.append(Argument(
-            'port', '', f"hardware:=real: the {hardware[0]} bus's serial device (default: "
-            f"config/{robot}_{hardware[0]}.yaml's; `sac-robot emulate {robot}` prints one)."))
+    # The hardware backend's own arguments (the D'Claw's port:=, camera:=).
+    hardware_arguments = backend_class(hardware[0], robot).launch_arguments if hardware else {}
+    arguments += [Argument(name, '', text) for name, (_, text) in hardware_arguments.items()]
     sees = 'policy_pixels' in description.readers  # a robot with a pixel task (the hand)
     if sees:
         arguments.append(Argument(
             'pixels', 'false', 'Act on (and learn from) the 32 x 32 camera image, joint '
             'positions and velocities instead of the state (as sac_robot/DClawTurnPixels-v0).',
             ('true', 'false')))
-        if hardware:
-            arguments.append(Argument(
-                'camera', '', 'hardware:=real pixels:=true: what the camera is to OpenCV (a '
-                'device index, a /dev/video* path, a URL or a video file; default: config/'
-                f"{robot}_{hardware[0]}.yaml's camera.source)."))
 
     def build(values):
         real = values['hardware'] == 'real'
@@ -103,10 +97,9 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         driver_files = ((config_file(f'{robot}_train.yaml'),
                          config_file(f'{robot}_{hardware[0]}.yaml'))
                         + files[1:]) if real else files
-        backend = {'backend': hardware[0], **(
-            {f'{hardware[0]}.port': values['port']} if values.get('port') else {}), **(
-            {'camera.source': values['camera']} if values.get('camera') else {})
-        } if real else {}
+        backend = {'backend': hardware[0], **{
+            parameter: values[name] for name, (parameter, _) in hardware_arguments.items()
+            if values.get(name)}} if real else {}
         max_steps, seed = int(values['max_steps']), int(values['seed'])
         recording = int(_flag(values['record']))
         nice = values.get('trainer_nice', '0')

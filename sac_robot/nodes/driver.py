@@ -88,8 +88,9 @@ class Driver(Node, LocalControl):
         declare = self.declare_parameter
         robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
         backend = declare('backend', 'mujoco', describe(
-            "What runs the robot: mujoco (its simulation) or, for the D'Claw, dynamixel (its "
-            'servos; dynamixel.* says where)')).value
+            "What runs the robot: mujoco (its simulation); for the D'Claw dynamixel (its servos; "
+            'dynamixel.* says where), for the Minitaur ros2_control (a running stack and motion '
+            'capture; ros2_control.*)')).value
         self.clock_mode = declare('clock', 'lockstep', describe(
             'lockstep: one control step per command, as fast as they come, /clock published '
             '(a simulation only); realtime: a control thread at the control rate')).value
@@ -133,6 +134,7 @@ class Driver(Node, LocalControl):
         if self.clock_mode == 'lockstep' and not self.backend.simulated:
             raise ValueError(f'clock:=lockstep needs a simulation; the {backend} backend runs '
                              'on the wall clock (clock:=realtime)')
+        self.backend.attach(self)  # (a backend that speaks ROS itself: ros2_control's topics)
         self.backend.configure()
         try:
             self.backend.activate()
@@ -187,6 +189,9 @@ class Driver(Node, LocalControl):
         self.fault = None  # the BackendFault that stopped the robot, until a reset recovers
         self.faults = 0  # in all (diagnostics carry it: a reader tells a new one from the last)
         self.awaiting_operator = None  # why a person must confirm before the next reset
+        self._waiting_since = None  # monotonic time the robot began waiting for a person
+        self.operator_seconds = 0.0  # waiting for a person, in all (apart from robot time)
+        self.operator_resets = 0  # resets a person confirmed
         self.torque_off = False  # by the driver, the commands having gone silent
         self._last_command = None  # monotonic time of the newest command or hold
         if self.backend.simulated:  # (hardware waits for the first reset to move)
@@ -202,7 +207,10 @@ class Driver(Node, LocalControl):
 
     def _reset_robot(self, seed: int):
         result = self.backend.reset({'seed': seed})
-        self.targets = self.profile.hold_command()
+        rest = self.profile.description.rest_pose
+        # Waiting for a person, the robot rests (a crouch, where it has one); else it holds.
+        self.targets = (rest.copy() if result.needs_operator and rest is not None
+                        else self.profile.hold_command())
         return result
 
     def _next_stamp(self) -> int:
@@ -270,8 +278,11 @@ class Driver(Node, LocalControl):
             status.level, status.message = DiagnosticStatus.WARN, 'commands silent: torque off'
         else:
             status.level, status.message = DiagnosticStatus.OK, 'running'
+        waiting = self.operator_seconds + (time.monotonic() - self._waiting_since
+                                           if self._waiting_since is not None else 0.0)
         figures = {'faults': self.faults, 'steps': self.steps, 'episode': self.episode_id,
                    'clock': self.clock_mode, 'overruns': self.overruns, 'missed': self.missed,
+                   'operator_wait_s': f'{waiting:.1f}', 'operator_resets': self.operator_resets,
                    **(self.backend.status() if self.backend else {})}
         status.values = [KeyValue(key=str(k), value=str(v)) for k, v in figures.items()]
         msg = DiagnosticArray(status=[status])
@@ -325,6 +336,8 @@ class Driver(Node, LocalControl):
         except convert.MessageError as error:
             self.get_logger().error(f'command rejected: {error}', throttle_duration_sec=1.0)
             return
+        if self.awaiting_operator is not None:
+            return  # the robot rests until a person has set it right
         self._last_command = time.monotonic()
         if self.clock_mode == 'realtime':
             stamp = label.get(convert.STAMP_KEY)
@@ -347,11 +360,12 @@ class Driver(Node, LocalControl):
     def on_hold(self, msg: Float64MultiArray):
         """The safety node's hold pose: the targets from now on, without a step."""
         try:
-            self.targets = convert.read_command(msg, len(self.profile.joint_names), 'hold')[0]
+            targets = convert.read_command(msg, len(self.profile.joint_names), 'hold')[0]
         except convert.MessageError as error:
             self.get_logger().error(f'hold rejected: {error}', throttle_duration_sec=1.0)
             return
-        self._last_command = time.monotonic()
+        if self.awaiting_operator is None:  # (waiting for a person, the robot rests)
+            self.targets, self._last_command = targets, time.monotonic()
 
     def _answered(self, stamp: int):
         """Real time: the measurement at ``stamp`` has its command; time it."""
@@ -398,6 +412,8 @@ class Driver(Node, LocalControl):
                 f'{len(self.profile.joint_names)} finite values, got {targets.tolist()}',
                 throttle_duration_sec=1.0)
             return False
+        if self.awaiting_operator is not None:
+            return False  # the robot rests until a person has set it right
         if stamp != self.answered:
             self._answered(stamp)
         self.targets = targets
@@ -483,6 +499,8 @@ class Driver(Node, LocalControl):
                 '(README, "Real time")')
 
     def _stop_control(self):
+        if not hasattr(self, '_stop'):
+            return  # (its constructor failed before the control thread existed)
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
@@ -563,9 +581,13 @@ class Driver(Node, LocalControl):
         if self.awaiting_operator is None:
             response.success, response.message = False, 'no reset is waiting for a person'
             return response
-        self.get_logger().info(f'confirmed by a person (was: {self.awaiting_operator}); the '
-                               'next reset tries again')
-        self.awaiting_operator = None
+        waited = time.monotonic() - self._waiting_since
+        self.operator_seconds += waited
+        self.operator_resets += 1
+        self.get_logger().info(f'confirmed by a person after {waited:.1f} s (was: '
+                               f'{self.awaiting_operator}); the next reset tries again')
+        self.awaiting_operator, self._waiting_since = None, None
+        self.backend.operator_confirmed()
         response.success, response.message = True, 'the next reset tries again'
         return response
 
@@ -589,6 +611,7 @@ class Driver(Node, LocalControl):
             if not result.success:
                 if result.needs_operator:
                     self.awaiting_operator = result.message
+                    self._waiting_since = time.monotonic()
                     self.get_logger().error(
                         f'{result.message}: a person must set the robot right, then call '
                         f'`ros2 service call {self._confirm_service()} std_srvs/srv/Trigger`')

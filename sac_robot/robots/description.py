@@ -69,6 +69,12 @@ class RobotDescription:
     #: Which sensors each node of the graph reads: node -> sensor keys (``policy_pixels``: the
     #: policy of the pixel task, where the robot has one).
     readers: dict = dataclasses.field(default_factory=dict)
+    #: Joint targets of a safe rest while a person resets the robot (a crouch); None: the
+    #: hold pose.
+    rest_pose: np.ndarray | None = None
+    #: The names a URDF of the robot gives its joints, in :attr:`joints` order (what a
+    #: ros2_control stack's ``joint_states`` carries); empty where none is public.
+    urdf_joints: tuple = ()
 
     def sensor_readers(self, nodes, pixels: bool = False) -> dict:
         """Sensor topic -> how many of ``nodes`` read it.
@@ -155,6 +161,11 @@ MINITAUR = RobotDescription(
     # Proprioception for the policy; the reward and the falls need the motion capture too.
     readers={'policy': ('joints', 'imu'), 'reward_estimator': ('joints', 'imu', 'mocap'),
              'safety': ('joints', 'imu', 'mocap')},
+    # Both motors of every leg at extension 2.0: the base about 0.14 m up (0.20 standing).
+    rest_pose=_frozen(np.full(8, 2.0)),
+    # The public Minitaur URDF's motor joints (L and R: our a and b motors of a leg).
+    urdf_joints=tuple(f'motor_{leg}{side}_joint' for leg in
+                      ('front_left', 'back_left', 'front_right', 'back_right') for side in 'LR'),
 )
 
 #: Every robot, by name: the one registry line a new robot adds.

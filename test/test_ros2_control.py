@@ -1,0 +1,204 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Minitaur's real path: the ros2_control backend against stacks that speak its topics.
+
+The stand-in (``sac-robot emulate minitaur``: the MuJoCo Minitaur behind a ros2_control
+stack's and vrpn_mocap's topics and QoS), and a plain rclpy script that plays the stack without
+any of the package's code.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import spin_until
+from rclpy.parameter import Parameter
+
+from sac_robot.backends.interface import BackendError
+from sac_robot.robots.description import MINITAUR
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: A controller whose `joints` parameter lists the motors in another order than the URDF.
+SHUFFLED = tuple(MINITAUR.urdf_joints[i] for i in (7, 0, 6, 1, 5, 2, 4, 3))
+
+
+def params(**values):
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+@pytest.fixture
+def standin(ros_context, executor):
+    """The stand-in in this process, its node on the test's executor."""
+    from rclpy.node import Node
+
+    from sac_robot.nodes.standin import Faults, MinitaurStandin
+    node = Node('minitaur_standin', context=ros_context)
+    stack = MinitaurStandin(node, command_joints=SHUFFLED, faults=Faults())
+    stack.start()
+    executor.add_node(node)
+    yield stack
+    stack.stop()
+    node.destroy_node()
+
+
+def make_driver(ros_context, **settings):
+    from sac_robot.nodes.driver import Driver
+    return Driver(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+        robot='minitaur', backend='ros2_control', clock='realtime', thread_priority=0,
+        diagnostics_period=0.2, **{f'ros2_control.{k}': v for k, v in settings.items()}))
+
+
+def test_the_driver_runs_the_minitaur_through_its_stack(ros_context, executor, standin):
+    """The driver on the ros2_control backend against the stand-in.
+
+    Pre-flight, readings by name, commands in the controller's order, a person's resets (the
+    robot resting meanwhile, commands ignored), and a stale sensor as a fault naming it.
+    """
+    from rclpy.node import Node
+    from sensor_msgs.msg import Imu, JointState
+    from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import Trigger
+
+    from sac_robot.nodes import convert, qos
+    from sac_robot.srv import Reset
+    driver = make_driver(ros_context, command_joints=list(SHUFFLED))
+    assert driver.fault is None  # the pre-flight passed at start-up
+    probe = Node('probe', namespace='/minitaur', context=ros_context)
+    executor.add_node(driver)
+    executor.add_node(probe)
+    states, imus = [], []
+    probe.create_subscription(JointState, 'joint_states', states.append, qos.SENSOR_DEEP)
+    probe.create_subscription(Imu, 'imu/data', imus.append, qos.SENSOR_DEEP)
+    commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                      qos.COMMAND)
+    reset = probe.create_client(Reset, 'reset')
+    confirm = probe.create_client(Trigger, 'confirm_reset')
+    assert spin_until(executor, lambda: len(states) >= 5 and imus)  # 100 Hz
+    # Our joint order and names, the stack's values matched by name.
+    assert list(states[-1].name) == list(MINITAUR.joints)
+    np.testing.assert_allclose(states[-1].position, standin.sim.motor_angles(), atol=0.05)
+
+    # The first episode waits for a person: the robot rests meanwhile (its crouch).
+    assert spin_until(executor, reset.service_is_ready)
+    future = reset.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done)
+    assert not future.result().success and 'put it at its start' in future.result().message
+    assert spin_until(executor, lambda: np.allclose(standin.sim.data.ctrl[standin.sim._actuators],
+                                                    MINITAUR.rest_pose), timeout=3)
+    assert spin_until(executor, lambda: standin.sim.base_height() < 0.16, timeout=5)
+    commands.publish(convert.command(MINITAUR.hold_pose + 0.3))  # ignored: it rests
+    spin_until(executor, lambda: False, timeout=0.3)
+    assert np.allclose(standin.sim.data.ctrl[standin.sim._actuators], MINITAUR.rest_pose)
+    # The test's person puts it back (the stand-in's hands), then confirms.
+    place = probe.create_client(Trigger, '/standin/place_robot')
+    for client in (place, confirm):
+        assert spin_until(executor, client.service_is_ready)
+        future = client.call_async(Trigger.Request())
+        assert spin_until(executor, future.done) and future.result().success
+    future = reset.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done) and future.result().success, future.result()
+    assert driver.operator_resets == 1 and driver.operator_seconds > 0
+
+    # A command for one motor reaches that motor, through the controller's own order.
+    targets = MINITAUR.hold_pose.copy()
+    targets[MINITAUR.joint_index('br_b')] += 0.4
+    commands.publish(convert.command(targets))
+    motor = MINITAUR.joint_index('br_b')
+    assert spin_until(executor, lambda: abs(standin.sim.motor_angles()[motor] - targets[motor])
+                      < 0.1, timeout=5)
+    others = np.delete(standin.sim.motor_angles() - MINITAUR.hold_pose, motor)
+    assert np.abs(others).max() < 0.15
+
+    # The tracker loses the body: a fault naming it, the hold pose commanded.
+    now = time.monotonic() - standin.started
+    standin.faults.tracker_dropouts.append((now, now + 1.0))
+    assert spin_until(executor, lambda: driver.fault is not None, timeout=3)
+    assert str(driver.fault).startswith('mocap: no message on /vrpn_mocap/minitaur/pose for')
+    assert spin_until(executor, lambda: np.allclose(
+        standin.sim.data.ctrl[standin.sim._actuators], MINITAUR.hold_pose), timeout=2)
+    # Back: the next reset recovers (and asks the person again).
+    assert spin_until(executor, lambda: time.monotonic() - standin.started > now + 1.2)
+    future = reset.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done)
+    assert driver.fault is None and 'put it at its start' in future.result().message
+    probe.destroy_node()
+    driver.close()
+    driver.destroy_node()
+
+
+@pytest.fixture
+def standin_process(ros_context):
+    """``sac-robot emulate minitaur`` as a user runs it, in the test's domain."""
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(ros_context.get_domain_id())}
+    process = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), 'sac-robot'),
+                                'emulate', 'minitaur'], stdout=subprocess.PIPE, text=True,
+                               env=env)
+    line = process.stdout.readline()
+    assert line.startswith('Minitaur stand-in: /joint_states'), line
+    yield process
+    process.terminate()
+    assert process.wait(10) == 0
+
+
+def test_preflight_names_what_is_wrong(ros_context, standin_process):
+    """Wrong joint names and a QoS that cannot match are refused at start-up, named.
+
+    (Against the stand-in in a process of its own: within one process Fast DDS delivers
+    across a reliability mismatch, between processes it does not.)
+    """
+    with pytest.raises(BackendError, match=r'refused: /joint_states: joint\(s\) '
+                                           r'motor_front_left_a missing \(got motor_front_'):
+        make_driver(ros_context, preflight_timeout=1.5, joint_names=[
+            'motor_front_left_a', *MINITAUR.urdf_joints[1:]])
+    with pytest.raises(BackendError, match='mocap\\): QoS mismatch: its publisher.* offer '
+                                           'best_effort, ros2_control.mocap.qos is reliable'):
+        make_driver(ros_context, preflight_timeout=1.5, **{'mocap.qos': 'reliable'})
+
+
+def test_preflight_names_every_missing_topic(ros_context):
+    """No stack at all: one message naming each topic, nothing started."""
+    with pytest.raises(BackendError) as error:
+        make_driver(ros_context, preflight_timeout=0.5)
+    message = str(error.value)
+    for topic in ('/joint_states', '/imu_sensor_broadcaster/imu', '/vrpn_mocap/minitaur/pose'):
+        assert f'{topic} (' in message and 'no publisher' in message, message
+
+
+def test_a_plain_rclpy_stack_drives_it(ros_context, executor):
+    """A third party's stack: a plain rclpy script (none of our code) with the conventions.
+
+    Its joint_states list the joints in its own order; our driver reports them in ours, by
+    name, and its commands arrive in the controller's order the script was told.
+    """
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+
+    from sac_robot.nodes import qos
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(ros_context.get_domain_id())}
+    script = subprocess.Popen([sys.executable, os.path.join(HERE, 'helpers', 'plain_stack.py'),
+                               *SHUFFLED], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert script.stdout.readline().startswith('stack up')
+        driver = make_driver(ros_context, command_joints=list(SHUFFLED))
+        probe = Node('probe', namespace='/minitaur', context=ros_context)
+        states = []
+        probe.create_subscription(JointState, 'joint_states', states.append, qos.SENSOR_DEEP)
+        executor.add_node(driver)
+        executor.add_node(probe)
+        assert spin_until(executor, lambda: len(states) >= 3)
+        # The script's joint k (URDF order) stands at 1.0 + 0.1 k.
+        np.testing.assert_allclose(states[-1].position, 1.0 + 0.1 * np.arange(8), atol=1e-9)
+        # Its first command (the driver's activation: hold where the robot is), as the
+        # controller took it: each joint's present position, in the controller's order.
+        line = script.stdout.readline().split()
+        assert line[0] == 'command', line
+        expected = [1.0 + 0.1 * MINITAUR.urdf_joints.index(name) for name in SHUFFLED]
+        np.testing.assert_allclose([float(v) for v in line[1:]], expected, atol=1e-12)
+        probe.destroy_node()
+        driver.close()
+        driver.destroy_node()
+    finally:
+        script.terminate()
+        script.wait(10)
