@@ -128,6 +128,72 @@ def test_the_driver_runs_the_minitaur_through_its_stack(ros_context, executor, s
     driver.destroy_node()
 
 
+def test_the_emergency_stop_stops_commands_within_a_period(ros_context, executor, standin):
+    """The safety node's emergency stop: no command reaches the stack one control period on.
+
+    The running episode ends truncated ("emergency stop"), resets are refused until it is
+    released, and a reset after the release asks for the person again.
+    """
+    from rclpy.node import Node
+    from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import Trigger
+
+    from sac_robot.msg import EpisodeEvent
+    from sac_robot.nodes import convert, qos
+    from sac_robot.nodes.safety import SafetyNode
+    from sac_robot.nodes.standin import Operator
+    driver = make_driver(ros_context)
+    safety = SafetyNode(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+        robot='minitaur', command_timeout=0.0))
+    operator = Operator(standin.node, delay=0.1)  # the test's person
+    probe = Node('probe', namespace='/minitaur', context=ros_context)
+    for node in (driver, safety, probe):
+        executor.add_node(node)
+    events = []
+    probe.create_subscription(EpisodeEvent, 'episode_events', events.append, qos.EVENTS)
+    commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                      qos.COMMAND)
+    stop, release = (probe.create_client(Trigger, name)
+                     for name in ('emergency_stop', 'release_emergency_stop'))
+
+    def command_while(predicate, timeout=10.0):  # a policy at 100 Hz
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            commands.publish(convert.command(MINITAUR.hold_pose))
+            spin_until(executor, lambda: False, timeout=0.01)
+        return False
+
+    def started():
+        return [e for e in events if e.event == EpisodeEvent.START]
+
+    assert command_while(lambda: len(started()) == 1 and driver.steps > 20)
+    assert operator.resets == 1
+    assert spin_until(executor, stop.service_is_ready)
+    future = stop.call_async(Trigger.Request())
+    assert spin_until(executor, future.done) and future.result().success
+    stopped_at = time.monotonic()
+    assert command_while(lambda: any(e.event == EpisodeEvent.END for e in events), timeout=3)
+    sent = standin.counts['commands']
+    command_while(lambda: False, timeout=0.5)  # the policy goes on commanding
+    last = driver.backend.last_command - stopped_at  # the newest command that left
+    assert last < MINITAUR.control_period, f'a command {last * 1000:.1f} ms after the stop'
+    assert standin.counts['commands'] == sent  # and none reached the stack since
+    end = next(e for e in events if e.event == EpisodeEvent.END)
+    assert end.truncated and end.reason == 'emergency stop'
+    assert len(started()) == 1 and driver.passive  # no episode, no command
+    future = release.call_async(Trigger.Request())
+    assert spin_until(executor, future.done) and future.result().success
+    # Released: the next reset runs, and asks for the person (who sets it up again).
+    assert command_while(lambda: len(started()) == 2, timeout=10)
+    assert operator.resets == 2 and not driver.passive
+    for node in (probe, safety):
+        node.destroy_node()
+    driver.close()
+    driver.destroy_node()
+
+
 @pytest.fixture
 def standin_process(ros_context):
     """``sac-robot emulate minitaur`` as a user runs it, in the test's domain."""

@@ -133,5 +133,12 @@ class Backend(abc.ABC):
         (``needs_operator``); the driver's next reset follows.
         """
 
+    def emergency_stop(self) -> None:
+        """Command the robot no more: torque off (the default), or what this robot needs."""
+        self.deactivate()
+
+    def release_emergency_stop(self) -> None:  # noqa: B027 - optional
+        """The stop is released; the driver's next reset activates the robot again."""
+
     def close(self) -> None:  # noqa: B027 - optional, like SystemInterface's
         """Release the hardware (torque off first)."""

@@ -141,6 +141,8 @@ class Ros2ControlBackend(Backend):
         self.active = False
         self.confirmed = False  # a person said the robot is ready (confirm_reset)
         self.resting = False  # in its rest pose, waiting for a person
+        self.silent = False  # an emergency stop: nothing is published
+        self.last_command = None  # monotonic time of the newest command sent
         self.last_reading = None
         self.counts = collections.Counter()
 
@@ -180,11 +182,12 @@ class Ros2ControlBackend(Backend):
         """Each sensor's rate and age, bad messages, commands sent."""
         now = time.monotonic()
         figures = {}
-        for key, stream in self.streams.items():
-            figures[f'{key}_hz'] = f'{stream.rate(now):.0f}'
-            figures[f'{key}_age_ms'] = f'{1000 * (now - stream.received):.0f}'
-            if stream.errors:
-                figures[f'{key}_rejected'] = f'{stream.errors} ({stream.last_error})'
+        with self.lock:  # (the topics' thread appends to the streams meanwhile)
+            for key, stream in self.streams.items():
+                figures[f'{key}_hz'] = f'{stream.rate(now):.0f}'
+                figures[f'{key}_age_ms'] = f'{1000 * (now - stream.received):.0f}'
+                if stream.errors:
+                    figures[f'{key}_rejected'] = f'{stream.errors} ({stream.last_error})'
         figures['commands'] = str(self.counts['commands'])
         return figures
 
@@ -256,9 +259,10 @@ class Ros2ControlBackend(Backend):
         problems = self.preflight()
         if problems:
             raise BackendError('pre-flight: ' + '; '.join(problems))
-        self._log('info', 'pre-flight passed: ' + ', '.join(
-            f'{stream.settings.topic} {stream.rate(time.monotonic()):.0f} Hz'
-            for stream in self.streams.values()))
+        with self.lock:
+            rates = [f'{stream.settings.topic} {stream.rate(time.monotonic()):.0f} Hz'
+                     for stream in self.streams.values()]
+        self._log('info', 'pre-flight passed: ' + ', '.join(rates))
 
     def activate(self):
         """Hold where the robot is (its present joint positions), as the controller would."""
@@ -313,6 +317,18 @@ class Ros2ControlBackend(Backend):
                              f'got {targets.tolist()}')
         low, high = self.description.joint_range.T
         self._publish(np.clip(targets, low, high))
+
+    def emergency_stop(self):
+        """Publish nothing more.
+
+        The lab's own stop chain has the motors; a forward command controller holds the last
+        command.
+        """
+        self.silent = True
+
+    def release_emergency_stop(self):
+        """Commands may go out again (the next reset's first)."""
+        self.silent = False
 
     def operator_confirmed(self):
         """A person says the robot is ready: the next reset checks it and starts."""
@@ -452,13 +468,14 @@ class Ros2ControlBackend(Backend):
         return convert.read_pose(msg, topic)
 
     def _publish(self, targets):
-        if not self.node.context.ok():
-            return  # the process is ending: nobody to command
+        if self.silent or not self.node.context.ok():
+            return  # an emergency stop, or the process is ending
         values = np.asarray(targets, np.float64)
         msg = self._command_type()
         msg.data = [float(values[i]) for i in self.order]
         self.commands.publish(msg)
         self.counts['commands'] += 1
+        self.last_command = time.monotonic()
 
     def _log(self, level: str, message: str):
         # One call site per severity: rclpy's logger refuses a call site that changes it.

@@ -60,7 +60,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from sac_robot.backends import backend_class
@@ -156,6 +156,7 @@ class Driver(Node, LocalControl):
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
                                  self.on_command, qos.COMMAND)
         self.create_subscription(Float64MultiArray, 'hold', self.on_hold, qos.COMMAND)
+        self.create_subscription(Bool, 'emergency_stop', self.on_emergency_stop, qos.LATCHED)
         self.create_service(Reset, 'reset', self.on_reset)
         self.create_service(Trigger, 'confirm_reset', self.on_confirm_reset)
         self.diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics',
@@ -193,6 +194,8 @@ class Driver(Node, LocalControl):
         self.operator_seconds = 0.0  # waiting for a person, in all (apart from robot time)
         self.operator_resets = 0  # resets a person confirmed
         self.torque_off = False  # by the driver, the commands having gone silent
+        self.stopped = False  # the emergency stop is set: no reset runs
+        self.passive = False  # since an emergency stop, until the next reset: nothing commanded
         self._last_command = None  # monotonic time of the newest command or hold
         if self.backend.simulated:  # (hardware waits for the first reset to move)
             self._reset_robot(-1)
@@ -224,7 +227,9 @@ class Driver(Node, LocalControl):
         if self.fault is not None:
             return  # torque is off; a reset recovers (or a person)
         try:
-            if self._commands_silent():
+            if self.passive:
+                pass  # an emergency stop: the robot is commanded no more until a reset
+            elif self._commands_silent():
                 if not self.torque_off:
                     self.get_logger().error(
                         f'no command or hold for {self.torque_off_after:.1f} s: torque off '
@@ -235,7 +240,7 @@ class Driver(Node, LocalControl):
                 self.get_logger().info('commands are back: torque on')
                 backend.activate()
                 self.torque_off = False
-            if not self.torque_off:
+            if not (self.torque_off or self.passive):
                 backend.write(self.targets)
             if backend.simulated:
                 backend.advance()
@@ -269,7 +274,9 @@ class Driver(Node, LocalControl):
         """This driver's state on /diagnostics (diagnostic_msgs, as every ROS driver)."""
         status = DiagnosticStatus(name=self.get_fully_qualified_name(),
                                   hardware_id=self.backend.hardware_id if self.backend else '')
-        if self.fault is not None:
+        if self.stopped:
+            status.level, status.message = DiagnosticStatus.ERROR, 'emergency stop'
+        elif self.fault is not None:
             status.level, status.message = DiagnosticStatus.ERROR, f'fault: {self.fault}'
         elif self.awaiting_operator is not None:
             status.level = DiagnosticStatus.ERROR
@@ -356,6 +363,30 @@ class Driver(Node, LocalControl):
             return
         self.targets = targets
         self._step()
+
+    def on_emergency_stop(self, msg: Bool):
+        """Follow the stop line (``emergency_stop``, latched).
+
+        Set: the robot is commanded no more (torque off where the backend can) and no reset
+        runs; released: the next reset starts the robot again.
+        """
+        stop = bool(msg.data)
+        if stop == self.stopped:
+            return
+        self.stopped = stop
+        if stop:
+            self.passive = True
+            try:
+                self.backend.emergency_stop()
+            except BackendFault as fault:  # (torque off failed to confirm: said, and on)
+                self._on_fault(fault)
+            self.torque_off = True  # (the next reset activates the robot again)
+            self.get_logger().error('EMERGENCY STOP: the robot is commanded no more')
+        else:
+            self.backend.release_emergency_stop()
+            self.get_logger().warning('emergency stop released: the next reset starts the '
+                                      'robot again')
+        self.publish_diagnostics()
 
     def on_hold(self, msg: Float64MultiArray):
         """The safety node's hold pose: the targets from now on, without a step."""
@@ -578,8 +609,10 @@ class Driver(Node, LocalControl):
     def on_confirm_reset(self, request: Trigger.Request, response: Trigger.Response):
         """A person says the robot is ready again (after a reset that asked for one)."""
         del request
-        if self.awaiting_operator is None:
-            response.success, response.message = False, 'no reset is waiting for a person'
+        if self.awaiting_operator is None or self.backend is None:
+            response.success = False
+            response.message = ('the driver has stopped' if self.backend is None
+                                else 'no reset is waiting for a person')
             return response
         waited = time.monotonic() - self._waiting_since
         self.operator_seconds += waited
@@ -598,6 +631,10 @@ class Driver(Node, LocalControl):
         first, recovering from a fault failed, or the backend's reset failed (one that asks for
         a person then waits for ``confirm_reset``).
         """
+        if self.stopped:
+            return None, ('emergency stop: release it first (`ros2 service call '
+                          f'{self.get_namespace().rstrip("/")}/release_emergency_stop '
+                          'std_srvs/srv/Trigger`)')
         if self.awaiting_operator is not None:
             return None, (f'waiting for a person: {self.awaiting_operator}; confirm with '
                           f'`ros2 service call {self._confirm_service()} std_srvs/srv/Trigger`')
@@ -621,7 +658,7 @@ class Driver(Node, LocalControl):
         except BackendFault as fault:
             self._on_fault(fault)
             return None, f'fault: {fault}'
-        self.torque_off, self._last_command = False, time.monotonic()
+        self.torque_off, self.passive, self._last_command = False, False, time.monotonic()
         self.episode_id += 1
         stamp = self._next_stamp()
         if self._log_timeline:

@@ -17,6 +17,13 @@ environment steps in all it starts no new episode and reports ``done``. Every ``
 steps that pass the checks it says so (``CHECKED`` on ``episode_checks``): the collector then
 delivers the transitions before them without waiting for the episode's end.
 
+Emergency stop: ``emergency_stop`` (std_msgs/Bool, latched: a late joiner learns it at once)
+is the robot's stop line; anyone may set it (a button node), and this node's services
+``emergency_stop`` and ``release_emergency_stop`` (std_srvs/Trigger) do. While it is set the
+running episode ends truncated ("emergency stop"), no episode starts, this node commands no
+hold, and the driver commands the robot no more (it turns torque off where it can); no episode
+means no experience, so collection pauses too. Only a release lets the next reset run.
+
 Command watchdog: once the policy has commanded in an episode, a gap of more than
 ``command_timeout`` seconds between commands makes it publish the robot's hold pose (the
 Minitaur standing, the hand at its reset pose) on ``hold`` (the driver's, in the command
@@ -29,7 +36,8 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import Trigger
 
 from sac_robot.msg import EpisodeEvent, RewardTerms
 from sac_robot.nodes import convert, qos
@@ -86,6 +94,11 @@ class SafetyNode(Node):
         self.create_subscription(DiagnosticArray, '/diagnostics', self.on_diagnostics,
                                  qos.DIAGNOSTICS)
         self.create_timer(self.profile.control_period, self.on_timer)
+        self.stop_publisher = self.create_publisher(Bool, 'emergency_stop', qos.LATCHED)
+        self.create_subscription(Bool, 'emergency_stop', self.on_emergency_stop, qos.LATCHED)
+        self.create_service(Trigger, 'emergency_stop', self.on_stop_service)
+        self.create_service(Trigger, 'release_emergency_stop', self.on_release_service)
+        self.stopped = False  # the emergency stop is set
         #: The driver's diagnostics name, and its fault count when last seen.
         self.driver_name = f'{self.get_namespace().rstrip("/")}/driver'
         self.faults_seen = 0
@@ -142,6 +155,9 @@ class SafetyNode(Node):
         self.steps, self.start, self.last_command, self.holding = 0, None, None, False
         self.state = 'running'
         self._publish_event(EpisodeEvent.START, self.start_stamp)
+        if self.stopped:  # (set while the reset ran)
+            self._end(self.start_stamp, False, True, 'emergency stop')
+            return
         for stamp, measurement in list(self.recent.items()):
             if stamp >= self.start_stamp:
                 self._check(stamp, measurement)
@@ -184,7 +200,45 @@ class SafetyNode(Node):
                 self.exit_status = 0
             return
         self.state = 'starting'
-        self._request_reset(reason)
+        if not self.stopped:
+            self._request_reset(reason)
+
+    # The emergency stop ---------------------------------------------------------------------
+
+    def on_stop_service(self, request, response):
+        """Set the emergency stop (for everyone, on the latched topic)."""
+        del request
+        self.stop_publisher.publish(Bool(data=True))
+        self.on_emergency_stop(Bool(data=True))
+        response.success, response.message = True, 'emergency stop set'
+        return response
+
+    def on_release_service(self, request, response):
+        """Release the emergency stop: the next reset may run."""
+        del request
+        was = self.stopped
+        self.stop_publisher.publish(Bool(data=False))
+        self.on_emergency_stop(Bool(data=False))
+        response.success = was
+        response.message = 'emergency stop released' if was else 'no emergency stop was set'
+        return response
+
+    def on_emergency_stop(self, msg: Bool):
+        """The stop line changed: end the episode, start none, command nothing."""
+        stop = bool(msg.data)
+        if stop == self.stopped:
+            return
+        self.stopped = stop
+        if not stop:
+            self.get_logger().warning('emergency stop released: the next reset may run')
+            return
+        self.get_logger().error('EMERGENCY STOP: no more commands, no new episode until '
+                                f'`ros2 service call {self.get_namespace().rstrip("/")}'
+                                '/release_emergency_stop std_srvs/srv/Trigger`')
+        self.holding = False
+        if self.state == 'running':
+            self._end(self.start_stamp if self.start is None else max(self.recent),
+                      False, True, 'emergency stop')
 
     # Callbacks ------------------------------------------------------------------------------
 
@@ -258,11 +312,13 @@ class SafetyNode(Node):
 
     def on_timer(self):
         """Start the first episode; finish ending ones; watch the command stream."""
-        if self.state == 'starting' and (not self._first_reset or self._graph_ready()):
+        if self.state == 'starting' and self.stopped:
+            pass  # no episode starts while the emergency stop is set
+        elif self.state == 'starting' and (not self._first_reset or self._graph_ready()):
             self._request_reset('start' if self._first_reset else 'retry')
         elif self.state == 'ending':
             self._maybe_finish_end()
-        stale = (self.command_timeout > 0 and self.last_command is not None
+        stale = (not self.stopped and self.command_timeout > 0 and self.last_command is not None
                  and time.monotonic() - self.last_command > self.command_timeout)
         if stale and self.state in ('running', 'ending', 'done'):
             if not self.holding:

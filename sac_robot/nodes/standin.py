@@ -115,6 +115,7 @@ class MinitaurStandin:
         self.priority = int(priority)
         self.scheduling = 'not started'
         self.counts = collections.Counter()
+        self.last_command = None  # monotonic time of the newest command taken
         self.rng = np.random.default_rng(seed)
         self._pending = collections.deque()  # (time due, motor targets): command latency
         self._stop = threading.Event()
@@ -134,6 +135,7 @@ class MinitaurStandin:
             return
         motors = [data[i] for i in self.order]
         self.counts['commands'] += 1
+        self.last_command = time.monotonic()
         with self.lock:
             if self.faults.command_latency > 0:
                 self._pending.append((time.monotonic() + self.faults.command_latency, motors))
