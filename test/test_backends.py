@@ -163,6 +163,48 @@ def test_the_driver_runs_the_hand_on_its_servos(ros_context, executor, emulated_
     driver.destroy_node()
 
 
+def test_the_emergency_stop_turns_the_hands_torque_off(ros_context, executor, emulated_hand):
+    """The stop line on the hand: torque off on every servo.
+
+    Commands are ignored and resets refused until it is released; then a reset brings torque
+    back.
+    """
+    from rclpy.node import Node
+    from std_msgs.msg import Bool, Float64MultiArray
+
+    from sac_robot.nodes.driver import Driver
+    from sac_robot.srv import Reset
+    emulator, port = emulated_hand
+    driver = Driver(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+        robot='dclaw', backend='dynamixel', clock='realtime', thread_priority=0,
+        **{'dynamixel.port': port}))
+    probe = Node('probe', namespace='/dclaw', context=ros_context)
+    executor.add_node(driver)
+    executor.add_node(probe)
+    line = probe.create_publisher(Bool, 'emergency_stop', qos.LATCHED)
+    commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                      qos.COMMAND)
+    client = probe.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    assert emulator.torque_report()[10]
+    line.publish(Bool(data=True))
+    assert spin_until(executor, lambda: not any(emulator.torque_report().values()), timeout=3)
+    commands.publish(convert.command(DCLAW.reset_pose))
+    spin_until(executor, lambda: False, timeout=0.5)
+    assert not any(emulator.torque_report().values())  # commands do not bring it back
+    future = client.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done) and not future.result().success
+    assert 'release_emergency_stop' in future.result().message
+    line.publish(Bool(data=False))
+    assert spin_until(executor, lambda: not driver.stopped)
+    future = client.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done) and future.result().success
+    assert emulator.torque_report()[10] and not driver.passive
+    probe.destroy_node()
+    driver.close()
+    driver.destroy_node()
+
+
 def test_faults_end_the_episode_and_a_failed_reset_waits_for_a_person(ros_context, executor,
                                                                       emulated_hand):
     """The hand's driver and safety node against the emulated bus, faults on purpose.
