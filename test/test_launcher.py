@@ -202,3 +202,21 @@ def test_cli_reports_bad_arguments():
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert 'not one of chat, crash, stubborn' in result.stderr
+
+
+def test_a_stop_last_process_stops_after_the_others(demo_prefix, capfd):
+    """The recorder's mark: it gets its SIGINT only once every other process has exited."""
+    import threading
+
+    from sac_robot.bringup.graph import Graph, NodeSpec
+    graph = Graph(description='two talkers', arguments=[], build=lambda values: [
+        NodeSpec('talker', 'last', package='demo', stop_last=True),
+        NodeSpec('talker', 'first', package='demo'),
+        NodeSpec('talker', 'second', package='demo')])
+    launcher = Launcher(graph, {})
+    threading.Timer(3.0, launcher.request_shutdown, ['the test']).start()
+    assert launcher.run() == 0
+    out = capfd.readouterr().out
+    stopping = [line.split('-')[0].lstrip('[') for line in out.splitlines()
+                if line.endswith('talker stopping on SIGINT')]
+    assert sorted(stopping[:2]) == ['first', 'second'] and stopping[2:] == ['last'], out

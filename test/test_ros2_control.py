@@ -194,6 +194,37 @@ def test_the_emergency_stop_stops_commands_within_a_period(ros_context, executor
     driver.destroy_node()
 
 
+def test_enter_in_the_status_monitor_confirms_a_reset(ros_context, executor, standin):
+    """The status line says the robot waits for a person; Enter in its terminal confirms."""
+    from sac_robot.nodes.status_monitor import StatusMonitor
+    from sac_robot.srv import Reset
+    driver = make_driver(ros_context)
+    monitor = StatusMonitor(context=ros_context, namespace='/minitaur',
+                            parameter_overrides=params(period=0.5, keyboard=False))
+    read_end, write_end = os.pipe()
+    keys = os.fdopen(write_end, 'w')
+    monitor.start_keyboard(os.fdopen(read_end))
+    for node in (driver, monitor):
+        executor.add_node(node)
+    client = monitor.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done) and not future.result().success
+    assert spin_until(executor, lambda: monitor.waiting is not None, timeout=3)
+    line = monitor.status_line()
+    assert 'WAITING FOR A PERSON: the minitaur rests: put it at its start' in line, line
+    assert 'press Enter here to confirm' in line
+    keys.write('\n')
+    keys.flush()
+    assert spin_until(executor, lambda: driver.awaiting_operator is None, timeout=3)
+    assert spin_until(executor, lambda: monitor.waiting is None)
+    assert driver.operator_resets == 1 and 'WAITING' not in monitor.status_line()
+    keys.close()
+    monitor.destroy_node()
+    driver.close()
+    driver.destroy_node()
+
+
 @pytest.fixture
 def standin_process(ros_context):
     """``sac-robot emulate minitaur`` as a user runs it, in the test's domain."""

@@ -54,6 +54,12 @@ class NodeSpec:
     members: tuple = ()
     #: CPU niceness of the process (0: as the launcher's; higher yields the CPU to the others).
     nice: int = 0
+    #: Reads the launcher's terminal (the status monitor: Enter confirms a reset that waits
+    #: for a person); every other process gets no input.
+    interactive: bool = False
+    #: Stopped only after every other process has exited (the recorder: it writes what they
+    #: sent until they stopped, none of it lost in flight).
+    stop_last: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

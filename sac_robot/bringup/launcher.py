@@ -31,6 +31,8 @@ log = logging.getLogger('sac_robot.launch')
 #: Deadlines of the shutdown escalation, in seconds, as ros2 launch's defaults.
 SIGTERM_TIMEOUT = 5.0
 SIGKILL_TIMEOUT = 5.0
+#: Seconds the ``stop_last`` processes (the recorder) go on after the others have stopped.
+LAST_DRAIN = 0.3
 
 
 class LaunchError(RuntimeError):
@@ -130,8 +132,10 @@ class _Process:
         self.command = command
         # A session of its own: signals reach the node (and its children) only from us, so a
         # Ctrl-C in the terminal is not delivered twice.
+        terminal = spec.interactive and sys.stdin is not None and sys.stdin.isatty()
         self.popen = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            command, env=env, stdin=None if terminal else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_end_with_parent)
         self.label = f'{spec.name}-{self.popen.pid}'
         self.reader = threading.Thread(target=self._forward, daemon=True)
@@ -219,11 +223,26 @@ class Launcher:
         return status
 
     def _stop_all(self):
-        """SIGINT, then SIGTERM after a deadline, then SIGKILL after another, as ros2 launch."""
+        """SIGINT, then SIGTERM after a deadline, then SIGKILL after another, as ros2 launch.
+
+        In two waves: the processes marked ``stop_last`` (the recorder) once the others have
+        gone, after a moment to take what is still on its way to them.
+        """
+        first = [p for p in self.processes if not p.spec.stop_last]
+        last = [p for p in self.processes if p.spec.stop_last]
+        self._stop(first)
+        if last and any(p.popen.poll() is None for p in last):
+            time.sleep(LAST_DRAIN)
+            self._stop(last)
+        for process in self.processes:
+            process.popen.wait()
+            process.reader.join(timeout=1.0)
+
+    def _stop(self, processes):
         for signum, timeout in ((signal.SIGINT, self.sigterm_timeout),
                                 (signal.SIGTERM, self.sigkill_timeout),
                                 (signal.SIGKILL, 5.0)):
-            alive = [p for p in self.processes if p.popen.poll() is None]
+            alive = [p for p in processes if p.popen.poll() is None]
             if not alive:
                 break
             if signum != signal.SIGINT:
@@ -234,9 +253,6 @@ class Launcher:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and any(p.popen.poll() is None for p in alive):
                 time.sleep(0.05)
-        for process in self.processes:
-            process.popen.wait()
-            process.reader.join(timeout=1.0)
 
 
 def _exit_status(code: int) -> int:

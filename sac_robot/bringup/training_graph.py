@@ -164,11 +164,11 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                          'min_utd': 0.0})))  # no trainer to wait for
         if _flag(values['status']):
             nodes.append(NodeSpec('status_monitor', 'status_monitor', namespace=namespace,
-                                  parameters=files))
+                                  parameters=files, interactive=True))
         if _flag(values['record']):
             bag = values['bag'] or os.path.join(run_dir, time.strftime('bag_%Y%m%d_%H%M%S'))
             nodes.append(NodeSpec('recorder', 'recorder', namespace=namespace,
-                                  parameters=({'bag': bag},)))
+                                  parameters=({'bag': bag},), stop_last=True))
         # One side only (two machines): chosen node by node, before any are composed.
         part = values['part']
         if part != 'all':
