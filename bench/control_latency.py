@@ -22,6 +22,12 @@ latency tail is read against it.
                     "set:policy.local_measurements=false" "set:driver.thread_priority=0"
                     "set:driver.spin_on_control_thread=false"]
 
+``hardware:=real`` in a variant runs the Minitaur's real path: the driver on the
+``ros2_control`` backend, reading the stack's three topics (joint states, IMU, motion capture)
+from ``sac-robot emulate minitaur`` started beside it, whose operator sets up every episode
+after 0.2 s; with ``compose:=none`` the policy also reads its three topics over DDS instead of
+the in-process hand-over.
+
 A variant is a set of launch arguments (``name:=value``), environment variables of the
 launched processes (``NAME=value``, e.g. the executor choice of sac_robot/nodes/spin.py), node
 parameters (``set:NODE.PARAMETER=VALUE``, e.g. ``set:policy.local_commands=false``) and
@@ -133,6 +139,12 @@ def run(seconds: float, learning_starts: int, launch_args=(), floor_ms: float = 
         environment = dict(os.environ)
         environment.update(a.split('=', 1) for a in launch_args
                            if '=' in a and ':=' not in a)
+        stack = None
+        if 'hardware:=real' in launch_args:  # the stand-in of the lab's stack, and its person
+            stack = subprocess.Popen([SAC_ROBOT, 'emulate', 'minitaur', '--operator', '0.2'],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, env=environment)
+            print(stack.stdout.readline().strip(), flush=True)
         process = subprocess.Popen(
             [SAC_ROBOT, 'launch', 'minitaur_train.launch.py', 'clock:=realtime',
              f'run_dir:={out}', f'config:={config}', 'status:=false',
@@ -153,6 +165,9 @@ def run(seconds: float, learning_starts: int, launch_args=(), floor_ms: float = 
                 print(f'{elapsed:5.0f} s of {seconds:.0f}', flush=True)
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=60)
+        if stack is not None:
+            stack.terminate()
+            stack.wait(timeout=30)
         floor = (np.array([float(x) for x in probe.communicate()[0].split()])
                  if probe is not None else np.zeros(0))
         with open(log) as stream:

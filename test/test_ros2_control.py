@@ -225,6 +225,60 @@ def test_enter_in_the_status_monitor_confirms_a_reset(ros_context, executor, sta
     driver.destroy_node()
 
 
+def test_the_robot_stands_up_by_itself_a_bounded_number_of_times(ros_context, executor,
+                                                                 standin):
+    """auto_resets: after a person's set-up, the robot stands up by itself.
+
+    From a crouch, by the scripted ramp, twice in a row, then the person again; never when it
+    has walked out of the radius.
+    """
+    from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import Trigger
+
+    from sac_robot.nodes import convert, qos
+    from sac_robot.srv import Reset
+    driver = make_driver(ros_context, auto_resets=2, auto_reset_radius=0.3)
+    executor.add_node(driver)
+    commands = driver.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                       qos.COMMAND)
+    client = driver.create_client(Reset, 'reset')
+    confirm = driver.create_client(Trigger, 'confirm_reset')
+
+    def reset():
+        assert spin_until(executor, client.service_is_ready)
+        future = client.call_async(Reset.Request(seed=0, reason='test'))
+        assert spin_until(executor, future.done)
+        return future.result()
+
+    def person():
+        future = confirm.call_async(Trigger.Request())
+        assert spin_until(executor, future.done) and future.result().success
+
+    first = reset()
+    assert not first.success and 'a person sets up the first episode' in first.message
+    person()
+    assert reset().success
+    for k in (1, 2):
+        commands.publish(convert.command(MINITAUR.rest_pose))  # the episode ends crouched
+        assert spin_until(executor, lambda: standin.sim.base_height() < 0.16, timeout=5)
+        result = reset()
+        assert result.success and f'stood up by itself ({k} of at most 2' in result.message
+        # (The stand-in shares this test's executor, which the reset service held meanwhile.)
+        assert spin_until(executor, lambda: standin.sim.base_height() > 0.18 and np.abs(
+            standin.sim.motor_angles() - MINITAUR.hold_pose).max() < 0.1, timeout=3)
+    bounded = reset()
+    assert not bounded.success and '2 resets in a row by itself' in bounded.message
+    person()
+    assert reset().success
+    with standin.lock:  # it walked away: 0.5 m along the track
+        standin.sim.data.qpos[0] += 0.5
+    assert spin_until(executor, lambda: driver.backend.streams['mocap'].reading[0][0] > 0.4)
+    away = reset()
+    assert not away.success and 'from its start, over auto_reset_radius 0.3 m' in away.message
+    driver.close()
+    driver.destroy_node()
+
+
 @pytest.fixture
 def standin_process(ros_context):
     """``sac-robot emulate minitaur`` as a user runs it, in the test's domain."""

@@ -68,6 +68,10 @@ SETTING_HELP = {
     'preflight_timeout': 'Seconds the start-up pre-flight waits for every topic.',
     'base_height': 'Pre-flight: the base height (m, motion capture) must lie in [low, high].',
     'max_tilt': 'Pre-flight: roll and pitch (rad, IMU) must be below this.',
+    'auto_resets': 'Resets in a row the robot may do by itself (a scripted stand-up where it '
+                   'is upright and near its start) before a person is asked (0: never).',
+    'auto_reset_radius': 'A stand-up only within this distance (m) of where the person set it.',
+    'stand_up_seconds': 'Seconds of the stand-up ramp to the hold pose.',
     'topic': 'Topic of the sensor (absolute: the stack is not in our namespace).',
     'qos': 'reliable or best_effort: what its publisher offers.',
     'max_age': 'Seconds: a newest message older than this at a control step is a fault.',
@@ -89,6 +93,13 @@ class Ros2ControlSettings:
     preflight_timeout: float = 5.0
     base_height: tuple = (0.1, 0.5)
     max_tilt: float = 0.3
+    #: Resets in a row the robot may do by itself (a scripted stand-up, where it is upright
+    #: and near its start) before a person is asked again; 0: a person every time.
+    auto_resets: int = 0
+    #: A stand-up only within this distance (m, motion capture) of where the person set it.
+    auto_reset_radius: float = 0.5
+    #: Seconds of the stand-up ramp (the present joint positions to the hold pose).
+    stand_up_seconds: float = 1.0
 
 
 class _Stream:
@@ -142,6 +153,8 @@ class Ros2ControlBackend(Backend):
         self.confirmed = False  # a person said the robot is ready (confirm_reset)
         self.resting = False  # in its rest pose, waiting for a person
         self.silent = False  # an emergency stop: nothing is published
+        self.auto_in_row = 0  # resets the robot did by itself since a person's
+        self.start_position = None  # where the person last set it (motion capture)
         self.last_command = None  # monotonic time of the newest command sent
         self.last_reading = None
         self.counts = collections.Counter()
@@ -343,10 +356,13 @@ class Ros2ControlBackend(Backend):
         """
         del options
         if not self.confirmed:
+            why = self._stand_up_refused()
+            if why is None:
+                return self._stand_up()
             self.resting = True
             self._publish(self._rest_pose())
             return ResetResult(False, f'the {self.description.name} rests: put it at its start, '
-                               'standing, and confirm', needs_operator=True)
+                               f'standing, and confirm{why}', needs_operator=True)
         self.confirmed = False
         problems = self.preflight()
         if problems:
@@ -354,7 +370,52 @@ class Ros2ControlBackend(Backend):
                                needs_operator=True)
         self.resting = False
         self._publish(self.description.hold_pose)
+        self.auto_in_row = 0
+        self.start_position = self._position()
         return ResetResult(True, 'set up by a person; pre-flight passed')
+
+    def _position(self):
+        with self.lock:
+            reading = self.streams['mocap'].reading if 'mocap' in self.streams else None
+        return None if reading is None else np.array(reading[0])
+
+    def _stand_up_refused(self) -> str | None:
+        """Why the robot may not reset by itself now ('' when it may not at all), or None."""
+        s = self.settings
+        if not s.auto_resets:
+            return ''
+        if self.start_position is None:
+            return ' (no start yet: a person sets up the first episode)'
+        if self.auto_in_row >= s.auto_resets:
+            return f' ({self.auto_in_row} resets in a row by itself: auto_resets)'
+        problems = self.preflight()  # upright, in the tracking volume, every topic fresh
+        if problems:
+            return f' (it cannot stand up by itself: {problems[0]})'
+        drift = float(np.linalg.norm((self._position() - self.start_position)[:2]))
+        if drift > s.auto_reset_radius:
+            return (f' ({drift:.2f} m from its start, over auto_reset_radius '
+                    f'{s.auto_reset_radius:g} m)')
+        return None
+
+    def _stand_up(self) -> ResetResult:
+        """The scripted stand-up: a ramp from where the joints are to the hold pose."""
+        s = self.settings
+        present = np.array(self.read()['joints'][0])
+        hold = self.description.hold_pose
+        steps = max(1, int(round(s.stand_up_seconds / 0.02)))
+        for k in range(1, steps + 1):
+            self._publish(present + (hold - present) * k / steps)
+            time.sleep(0.02)
+        time.sleep(0.2)  # (settled)
+        problems = self.preflight()
+        if problems:
+            self.auto_in_row = s.auto_resets  # a person next
+            return ResetResult(False, f'the stand-up failed: {problems[0]}; put it at its '
+                               'start, standing, and confirm', needs_operator=True)
+        self.auto_in_row += 1
+        self.resting = False
+        return ResetResult(True, f'stood up by itself ({self.auto_in_row} of at most '
+                           f'{s.auto_resets} in a row)')
 
     # Pre-flight -----------------------------------------------------------------------------
 
