@@ -279,6 +279,38 @@ def test_the_robot_stands_up_by_itself_a_bounded_number_of_times(ros_context, ex
     driver.destroy_node()
 
 
+def test_the_stand_in_delays_commands_and_stalls_its_imu(ros_context, executor, standin):
+    """The stand-in's faults: commands reaching the motors late, and an IMU that stalls.
+
+    A command of the wrong size is dropped, as the controller does; the stalled IMU is a
+    fault of the driver naming its topic.
+    """
+    from std_msgs.msg import Float64MultiArray
+
+    from sac_robot.nodes import qos
+    standin.faults.command_latency = 0.3
+    publisher = standin.node.create_publisher(Float64MultiArray,
+                                              '/forward_position_controller/commands', qos.COMMAND)
+    assert spin_until(executor, lambda: publisher.get_subscription_count() >= 1)
+    ctrl = standin.sim.data.ctrl[standin.sim._actuators]
+    sent = time.monotonic()
+    publisher.publish(Float64MultiArray(data=[1.5] * 8))
+    assert spin_until(executor, lambda: np.allclose(
+        standin.sim.data.ctrl[standin.sim._actuators], 1.5), timeout=3)
+    assert time.monotonic() - sent >= 0.3 and not np.allclose(ctrl, 1.5)
+    standin.faults.command_latency = 0.0
+    publisher.publish(Float64MultiArray(data=[1.5] * 3))  # the wrong size: dropped
+    assert spin_until(executor, lambda: standin.counts['commands_dropped'] == 1)
+    driver = make_driver(ros_context)
+    executor.add_node(driver)
+    now = time.monotonic() - standin.started
+    standin.faults.imu_stalls.append((now, now + 0.5))
+    assert spin_until(executor, lambda: driver.fault is not None, timeout=3)
+    assert str(driver.fault).startswith('imu: no message on /imu_sensor_broadcaster/imu for')
+    driver.close()
+    driver.destroy_node()
+
+
 @pytest.fixture
 def standin_process(ros_context):
     """``sac-robot emulate minitaur`` as a user runs it, in the test's domain."""
