@@ -527,18 +527,18 @@ def main(argv=None) -> int:
     emulator = DClawEmulator(model=args.model, baud=args.baud, faults=faults,
                              valve_angle=args.valve_angle, seed=args.seed,
                              priority=args.priority)
+    done = threading.Event()  # (before anyone learns the port: a signal from then on ends it)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
     port = emulator.start()
+    done.wait(0.05)  # (the threads have set their scheduling)
     if args.port_file:
         with open(args.port_file, 'w', encoding='utf-8') as stream:
             stream.write(port + '\n')
     print(f"emulated D'Claw bus at {port} ({args.baud} baud, servos "
           f"{', '.join(map(str, sorted(emulator.bus.servos)))}): pass port:={port}", flush=True)
-    time.sleep(0.05)  # (the threads have set their scheduling)
     print('threads: ' + ', '.join(f'{name} {how}' for name, how in
                                   sorted(emulator.scheduling.items())), flush=True)
-    done = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
     last = time.monotonic()
     while not done.wait(0.2):
         if time.monotonic() - last > 10.0:

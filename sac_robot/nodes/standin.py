@@ -335,13 +335,13 @@ def main(argv=None) -> int:
         print(f'sac-robot emulate minitaur: {error}', flush=True)
         return 2
     operator = Operator(node, args.operator) if args.operator is not None else None
+    done = threading.Event()  # (before anyone learns of it: a signal from then on ends it)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
     standin.start()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    done = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
-    time.sleep(0.05)
+    done.wait(0.05)  # (the physics thread has set its scheduling)
     print(f'Minitaur stand-in: {STATE_TOPIC}, {IMU_TOPIC}, {standin.mocap_topic} out; '
           f'{COMMAND_TOPIC} in (physics {standin.scheduling})'
           + (f'; operator after {args.operator:g} s' if operator else ''), flush=True)
