@@ -385,3 +385,28 @@ def test_a_plain_rclpy_stack_drives_it(ros_context, executor):
     finally:
         script.terminate()
         script.wait(10)
+
+
+def test_settings_are_checked_by_name():
+    """Wrong settings are refused at start-up with the setting named."""
+    from sac_robot.backends.ros2_control import Ros2ControlBackend, Ros2ControlSettings
+
+    def declare_with(**given):
+        def declare(name, default, description):
+            assert description
+            return given.get(name, default)
+        return declare
+
+    with pytest.raises(BackendError, match="ros2_control.imu.qos must be 'reliable' or "
+                                           "'best_effort', not 'fast'"):
+        Ros2ControlBackend.from_parameters(declare_with(**{'ros2_control.imu.qos': 'fast'}))
+    with pytest.raises(BackendError, match='base_height needs two values'):
+        Ros2ControlBackend.from_parameters(declare_with(**{'ros2_control.base_height': [0.1]}))
+    with pytest.raises(BackendError, match='command_joints must name each of joint_names once'):
+        Ros2ControlBackend(Ros2ControlSettings(  # one joint twice, one missing
+            command_joints=MINITAUR.urdf_joints[:7] + MINITAUR.urdf_joints[:1]))
+    with pytest.raises(BackendError, match='joint_names needs 8 names'):
+        Ros2ControlBackend(Ros2ControlSettings(joint_names=('a', 'b')))
+    backend = Ros2ControlBackend.from_parameters(declare_with())  # the defaults: the stand-in's
+    assert backend.settings.sensors['mocap'].qos == 'best_effort'
+    assert backend.command_joints == MINITAUR.urdf_joints
