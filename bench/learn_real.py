@@ -249,6 +249,13 @@ def main():
           + (f'; {len(waited)} set up by the person, who was waited for {sum(waited):.0f} s'
              if waited else ''), flush=True)
     print(f'sim (lockstep): {steps} steps in {seconds["sim"]:.0f} s', flush=True)
+    for name, directory in dirs.items():  # updates per step after the warm-up
+        with open(os.path.join(directory, 'checkpoint', 'agent.json')) as stream:
+            meta = json.load(stream)
+        learning = max(1, meta['extra']['env_steps'] - facts['learning_starts'])
+        print(f'{name}: {meta["gradient_steps"]} updates for {learning} steps after the warm-up '
+              f'({meta["gradient_steps"] / learning:.2f} a step), alpha {meta["alpha"]:.4f}',
+              flush=True)
 
     results = {}
     for name in ('sim', 'real'):
