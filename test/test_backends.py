@@ -163,6 +163,45 @@ def test_the_driver_runs_the_hand_on_its_servos(ros_context, executor, emulated_
     driver.destroy_node()
 
 
+def test_a_command_acts_before_the_next_measurement(ros_context, executor, emulated_hand):
+    """Real time on hardware: the answer to a measurement acts before the next measurement.
+
+    It is written at once, so the next measurement (a period later) shows its effect, as in
+    lockstep. (Written at the start of the next period instead, right before that reading, it
+    acted a whole period late: the hand's next measurement never saw it.)
+    """
+    from sac_robot.nodes.driver import Driver
+    from sac_robot.srv import Reset
+    emulator, port = emulated_hand
+    driver = Driver(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+        robot='dclaw', backend='dynamixel', clock='realtime', thread_priority=0,
+        **{'dynamixel.port': port}))
+    seen = []  # a_j0 in each measurement after the reset
+    moved_at = []
+
+    def policy(stamp, readings):  # a local policy: after three measurements, a_j0 swings out
+        seen.append(float(readings['joints'][0][0]))
+        targets = DCLAW.reset_pose.copy()
+        if len(seen) >= 3:
+            targets[0] += 0.8
+            moved_at.append(len(seen) - 1) if not moved_at else None
+        driver.take_local_targets(targets, stamp)
+
+    driver.add_local_reader(policy, ('joints',))
+    executor.add_node(driver)
+    client = driver.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done) and future.result().success
+    seen.clear()
+    assert spin_until(executor, lambda: len(seen) >= 6, timeout=5)
+    k = moved_at[0]  # the measurement the swing answered
+    assert abs(seen[k] - seen[k - 1]) < 0.05  # still, until then
+    assert seen[k + 1] - seen[k] > 0.1, seen  # a period later it is on its way (0.19 rad)
+    driver.close()
+    driver.destroy_node()
+
+
 def test_the_emergency_stop_turns_the_hands_torque_off(ros_context, executor, emulated_hand):
     """The stop line on the hand: torque off on every servo.
 

@@ -240,8 +240,9 @@ class Driver(Node, LocalControl):
                 self.get_logger().info('commands are back: torque on')
                 backend.activate()
                 self.torque_off = False
-            if not (self.torque_off or self.passive):
-                backend.write(self.targets)
+            realtime = self._thread is not None
+            if not (realtime or self.torque_off or self.passive):
+                backend.write(self.targets)  # lockstep: the command that steps it
             if backend.simulated:
                 backend.advance()
             readings = backend.read()
@@ -253,6 +254,27 @@ class Driver(Node, LocalControl):
         if self._log_timeline:
             self.timeline.append((stamp, 1))
         self.publish(stamp, readings)
+        if realtime:
+            self._send()
+
+    def _send(self):
+        """Real time: the newest targets to the robot, now.
+
+        Right after each measurement is published (read, then the local policy answers in
+        :meth:`publish`, then write, as ros2_control's read-update-write cycle): the command
+        for a measurement acts during the period that follows it, so the next measurement
+        shows its effect, as in lockstep. Writing at the start of the next period instead
+        (before reading) delayed every action by a whole period: the next measurement never
+        saw it. A command over DDS that comes between ticks is written when it comes, where
+        the process's callbacks run on the control thread (``spin_on_control_thread``), else
+        with the next tick's.
+        """
+        if self.torque_off or self.passive or self.fault is not None:
+            return
+        try:
+            self.backend.write(self.targets)
+        except BackendFault as fault:
+            self._on_fault(fault)
 
     def _commands_silent(self) -> bool:
         """Real time: whether nothing commanded or held the robot for ``torque_off_after``."""
@@ -353,6 +375,8 @@ class Driver(Node, LocalControl):
                     return  # the published copy of a command handed over in-process
                 self._answered(stamp)
             self.targets = targets
+            if threading.current_thread() is self._thread:
+                self._send()  # (the control thread runs the callbacks: the bus is ours)
             return
         if self.stamp is None:
             return  # no episode yet
@@ -664,6 +688,8 @@ class Driver(Node, LocalControl):
         if self._log_timeline:
             self.timeline.append((stamp, 0))
         self.publish(stamp, readings)
+        if self._thread is not None and threading.current_thread() is self._thread:
+            self._send()  # the first command of the episode, at once
         return stamp, result.message
 
     def _confirm_service(self) -> str:
