@@ -36,9 +36,11 @@ Clock modes (parameter ``clock``):
   stale commands (from before a reset) are dropped; an unlabelled command steps at once. If
   nothing comes for ``resend_period`` seconds the newest observation is published again, so a
   lost sample cannot stall the loop.
-- ``realtime``: a control thread of its own writes the newest targets (held between commands),
-  advances a simulation by one period, and reads, every control period; stamps are the node's
-  clock. Like ros2_control's controller manager, the thread runs at real-time priority
+- ``realtime``: a control thread of its own, every control period, advances a simulation by
+  one period, reads, publishes (a policy of this process answers at once) and writes the newest
+  targets (held between commands), as ros2_control's read-update-write cycle: an answer acts
+  during the period after its measurement; stamps are the node's clock. Like ros2_control's
+  controller manager, the thread runs at real-time priority
   (``thread_priority``, SCHED_FIFO) where the system allows it and keeps an absolute schedule:
   a period it overruns is counted and the schedule restarts from now (never a burst of catch-up
   steps). Not the executor's timer: that fired behind whatever callbacks the process had queued
