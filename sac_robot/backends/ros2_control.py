@@ -156,7 +156,6 @@ class Ros2ControlBackend(Backend):
         self.auto_in_row = 0  # resets the robot did by itself since a person's
         self.start_position = None  # where the person last set it (motion capture)
         self.last_command = None  # monotonic time of the newest command sent
-        self.last_reading = None
         self.counts = collections.Counter()
 
     @classmethod
@@ -319,7 +318,6 @@ class Ros2ControlBackend(Backend):
         if stale is not None:
             self.deactivate()  # the hold pose, before anyone hears of it
             raise stale
-        self.last_reading = readings
         return readings
 
     def write(self, targets):

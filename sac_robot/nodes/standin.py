@@ -86,7 +86,7 @@ class MinitaurStandin:
 
     def __init__(self, node, tracker: str = TRACKER, state_rate: float = 250.0,
                  mocap_rate: float = 100.0, command_joints=None, faults: Faults | None = None,
-                 priority: int = 60, seed: int = 0):
+                 priority: int = 60):
         from sac_robot.robots.minitaur import MinitaurSim
         self.node, self.faults = node, faults or Faults()
         self.sim = MinitaurSim()
@@ -116,7 +116,6 @@ class MinitaurStandin:
         self.scheduling = 'not started'
         self.counts = collections.Counter()
         self.last_command = None  # monotonic time of the newest command taken
-        self.rng = np.random.default_rng(seed)
         self._pending = collections.deque()  # (time due, motor targets): command latency
         self._stop = threading.Event()
         self._thread = None
