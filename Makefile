@@ -11,7 +11,7 @@ BUILD := build/venv
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
 
-SOURCES := $(shell find sac_robot launch config msg srv -type f \
+SOURCES := $(shell find sac_robot launch config msg srv interfaces -type f \
 	-not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: help setup build test lint lock train bench clean distclean
@@ -46,7 +46,22 @@ $(VENV)/.deps: requirements.txt requirements-ros.txt constraints.txt | $(PY)
 
 # Interfaces generated and installed into the venv; Python sources symlinked (editable), so
 # nothing needs sourcing. A new source file needs this rule again, which `make setup` does.
+# First the interface packages of others that the venv cannot get from PyPI (interfaces/: for
+# now mocap4r2_msgs, the rigid bodies of MOCAP4ROS2's drivers), then ours.
 $(VENV)/.built: $(VENV)/.deps CMakeLists.txt package.xml $(SOURCES)
+	venv=$$(realpath $(VENV)); \
+	for package in interfaces/*/; do \
+	  name=$$(basename $$package); mkdir -p build/$$name; \
+	  AMENT_PREFIX_PATH=$$venv CMAKE_PREFIX_PATH=$$venv \
+	  cmake -S $$package -B build/$$name -DCMAKE_INSTALL_PREFIX=$$venv \
+	    -DPython3_EXECUTABLE=$$venv/bin/python -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
+	    --log-level=WARNING > build/$$name/configure.log 2>&1 \
+	    || { cat build/$$name/configure.log; exit 1; }; \
+	  cmake --build build/$$name -j $$(nproc) > build/$$name/build.log 2>&1 \
+	    || { tail -50 build/$$name/build.log; exit 1; }; \
+	  cmake --install build/$$name > build/$$name/install.log 2>&1 \
+	    || { tail -50 build/$$name/install.log; exit 1; }; \
+	done
 	mkdir -p $(BUILD); venv=$$(realpath $(VENV)); \
 	AMENT_PREFIX_PATH=$$venv CMAKE_PREFIX_PATH=$$venv \
 	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$$venv -DPython3_EXECUTABLE=$$venv/bin/python \

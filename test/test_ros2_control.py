@@ -6,6 +6,7 @@ stack's and vrpn_mocap's topics and QoS), and a plain rclpy script that plays th
 any of the package's code.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -311,18 +312,111 @@ def test_the_stand_in_delays_commands_and_stalls_its_imu(ros_context, executor, 
     driver.destroy_node()
 
 
-@pytest.fixture
-def standin_process(ros_context):
-    """``sac-robot emulate minitaur`` as a user runs it, in the test's domain."""
+def test_a_mocap4r2_driver_tracks_the_base_by_its_rigid_body(ros_context, executor):
+    """MOCAP4ROS2's rigid bodies as the tracker: the base's body picked by name from frames.
+
+    The pose the driver publishes is the robot's, not the other body's; a frame that leaves
+    the robot out is no pose (a fault, the robot held); a wrong body name and a topic of
+    another message type are named at the pre-flight, with what is there instead.
+    """
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.node import Node
+
+    from sac_robot.nodes import qos
+    from sac_robot.nodes.standin import Faults, MinitaurStandin
+    node = Node('minitaur_standin', context=ros_context)
+    standin = MinitaurStandin(node, tracker='minitaur', faults=Faults(), mocap='mocap4r2')
+    standin.start()
+    executor.add_node(node)
+    rigid_bodies = {'mocap_source': 'mocap4r2', 'mocap.topic': '/rigid_bodies',
+                    'mocap.qos': 'reliable'}
+    try:
+        driver = make_driver(ros_context, **rigid_bodies)
+        assert driver.fault is None
+        probe = Node('probe', namespace='/minitaur', context=ros_context)
+        poses = []
+        probe.create_subscription(PoseStamped, 'mocap/pose', poses.append, qos.SENSOR_DEEP)
+        executor.add_node(driver)
+        executor.add_node(probe)
+        assert spin_until(executor, lambda: len(poses) >= 5)
+        p = poses[-1].pose.position
+        np.testing.assert_allclose([p.x, p.y, p.z], standin.sim.base_position(), atol=0.02)
+        assert 0.1 < p.z < 0.5  # the robot's, not the wand's (0.8 m up)
+        # A malformed frame (another publisher's): refused, named, and the robot runs on.
+        from mocap4r2_msgs.msg import RigidBodies, RigidBody
+        stray = probe.create_publisher(RigidBodies, '/rigid_bodies', qos.COMMAND)
+        bad = RigidBody(rigid_body_name='minitaur')
+        bad.pose.position.x = float('nan')
+        stray.publish(RigidBodies(rigidbodies=[bad]))
+        mocap = driver.backend.streams['mocap']
+        assert spin_until(executor, lambda: mocap.errors == 1, timeout=3)
+        assert mocap.last_error == ('/rigid_bodies: rigidbodies[0].pose.position[0] is nan '
+                                    '(not finite)'), \
+            mocap.last_error
+        spin_until(executor, lambda: False, timeout=0.3)
+        assert driver.fault is None
+
+        now = time.monotonic() - standin.started  # the system loses the robot, not the wand
+        standin.faults.tracker_dropouts.append((now, now + 1.0))
+        assert spin_until(executor, lambda: driver.fault is not None, timeout=3)
+        assert str(driver.fault).startswith(
+            "mocap: no pose of rigid body 'minitaur' on /rigid_bodies for"), driver.fault
+        assert driver.backend.streams['mocap'].absent > 0
+        assert spin_until(executor, lambda: np.allclose(
+            standin.sim.data.ctrl[standin.sim._actuators], MINITAUR.hold_pose), timeout=2)
+        probe.destroy_node()
+        driver.close()
+        driver.destroy_node()
+
+        with pytest.raises(BackendError, match=r"/rigid_bodies \(mocap\): \d+ frame\(s\), none "
+                                               r"with rigid body '1' \(the last held 'minitaur', "
+                                               r"'wand'\)"):
+            make_driver(ros_context, preflight_timeout=1.0, rigid_body='1', **rigid_bodies)
+    finally:
+        standin.stop()
+        node.destroy_node()
+
+
+def test_mocap4r2_messages_are_upstreams():
+    """The venv's mocap4r2_msgs (built from interfaces/) has upstream's type hashes.
+
+    A driver built against MOCAP4ROS2's own package (version 0.0.3) talks to ours only if
+    every definition hashes the same; these are the hashes of upstream's build.
+    """
+    import json
+    upstream = {
+        'RigidBodies': 'RIHS01_1f2d74f2a1706c59639a2349b7be91e9e4d751fad6fc3048c59d8f1f0576ea70',
+        'RigidBody': 'RIHS01_7a1bca552c93a8da4f09083ef4327410b6687a95fe14db29292c4619166f5e66',
+        'Marker': 'RIHS01_0cadb14b00eb93dfd5d1b774f04f13efc0c2e08a3bee1abbaef9f67f6b10b943'}
+    share = os.path.join(sys.prefix, 'share', 'mocap4r2_msgs')  # (the venv's install)
+    for name, expected in upstream.items():
+        with open(os.path.join(share, 'msg', f'{name}.json')) as f:
+            hashes = json.load(f)['type_hashes']
+        ours = next(h['hash_string'] for h in hashes
+                    if h['type_name'] == f'mocap4r2_msgs/msg/{name}')
+        assert ours == expected, name
+
+
+@contextlib.contextmanager
+def emulate_minitaur(ros_context, *args):
+    """``sac-robot emulate minitaur ARGS`` as a user runs it, in the test's domain."""
     env = {**os.environ, 'ROS_DOMAIN_ID': str(ros_context.get_domain_id())}
     process = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), 'sac-robot'),
-                                'emulate', 'minitaur'], stdout=subprocess.PIPE, text=True,
-                               env=env)
-    line = process.stdout.readline()
-    assert line.startswith('Minitaur stand-in: /joint_states'), line
-    yield process
-    process.terminate()
-    assert process.wait(10) == 0
+                                'emulate', 'minitaur', *args], stdout=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith('Minitaur stand-in: /joint_states'), line
+        yield process
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+
+
+@pytest.fixture
+def standin_process(ros_context):
+    with emulate_minitaur(ros_context) as process:
+        yield process
 
 
 def test_preflight_names_what_is_wrong(ros_context, standin_process):
@@ -338,6 +432,17 @@ def test_preflight_names_what_is_wrong(ros_context, standin_process):
     with pytest.raises(BackendError, match='mocap\\): QoS mismatch: its publisher.* offer '
                                            'best_effort, ros2_control.mocap.qos is reliable'):
         make_driver(ros_context, preflight_timeout=1.5, **{'mocap.qos': 'reliable'})
+
+
+def test_preflight_names_a_topic_of_another_type(ros_context):
+    """A tracker topic carrying another message than mocap_source reads: both types named."""
+    with emulate_minitaur(ros_context, '--mocap', 'mocap4r2'):
+        with pytest.raises(BackendError, match=r'/rigid_bodies \(mocap\): its publisher\(s\) '
+                                               r'minitaur_standin publish mocap4r2_msgs/msg/'
+                                               r'RigidBodies, not geometry_msgs/msg/PoseStamped '
+                                               r'\(ros2_control.mocap_source\?\)'):
+            make_driver(ros_context, preflight_timeout=1.0, **{'mocap.topic': '/rigid_bodies',
+                                                               'mocap.qos': 'reliable'})
 
 
 def test_preflight_names_every_missing_topic(ros_context):
@@ -407,6 +512,9 @@ def test_settings_are_checked_by_name():
             command_joints=MINITAUR.urdf_joints[:7] + MINITAUR.urdf_joints[:1]))
     with pytest.raises(BackendError, match='joint_names needs 8 names'):
         Ros2ControlBackend(Ros2ControlSettings(joint_names=('a', 'b')))
+    with pytest.raises(BackendError, match="mocap_source must be 'vrpn' or 'mocap4r2', not "
+                                           "'optitrack'"):
+        Ros2ControlBackend(Ros2ControlSettings(mocap_source='optitrack'))
     backend = Ros2ControlBackend.from_parameters(declare_with())  # the defaults: the stand-in's
     assert backend.settings.sensors['mocap'].qos == 'best_effort'
     assert backend.command_joints == MINITAUR.urdf_joints

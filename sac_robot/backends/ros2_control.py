@@ -7,8 +7,10 @@ through its controllers' topics. This backend does, with their names and QoS (al
 
 - joint_state_broadcaster's ``/joint_states`` (joints matched by name: the stack's names, a
   URDF's, mapped onto ours by ``joint_names``), imu_sensor_broadcaster's ``<name>/imu``, and
-  vrpn_mocap's ``/vrpn_mocap/<tracker>/pose`` (best-effort: a reliable subscriber would not
-  match it), each kept as its newest message with the time it came;
+  the base's pose from motion capture (``mocap_source``): vrpn_mocap's
+  ``/vrpn_mocap/<tracker>/pose`` (best-effort: a reliable subscriber would not match it), or
+  a MOCAP4ROS2 driver's ``mocap4r2_msgs/RigidBodies`` (every body of a frame; ours picked by
+  ``rigid_body``, its name there), each kept as its newest message with the time it came;
 - forward_command_controller's ``<controller>/commands``: the targets, clipped to the joint
   ranges, in the controller's joint order (``command_joints``), with no label (the controller
   would not read one; it holds the last command with no timeout).
@@ -16,13 +18,15 @@ through its controllers' topics. This backend does, with their names and QoS (al
 Each sensor arrives from its own publisher at its own rate; :meth:`read` (the driver's control
 step) takes the newest complete set, and a sensor older than its ``max_age`` is a fault naming
 it (the hold pose is commanded, and the episode ends truncated): the IMU stalling or the
-tracker losing the body never lets a stale reading through.
+tracker losing the body (vrpn_mocap goes quiet; a rigid-body frame leaves it out) never lets a
+stale reading through.
 
 Pre-flight (at start-up, and before every episode): every topic present and delivering at its
 ``min_rate``, the expected joint names, a finite and plausible state (unit quaternions, the base
 height within ``base_height``, tilted less than ``max_tilt``). What fails is named in one
-message: a topic with no publisher, a publisher whose QoS does not match ours (named), a
-missing joint. Nothing moves before it passes.
+message: a topic with no publisher, a publisher of another message type or whose QoS does not
+match ours (named), a missing joint, a rigid body not in the frames (with the names that are).
+Nothing moves before it passes.
 
 Resets are a person's (the SAC paper's Minitaur): at an episode's end the robot is commanded to
 its rest pose (a crouch) and the reset asks for a person (``needs_operator``); when they
@@ -72,6 +76,9 @@ SETTING_HELP = {
                    'is upright and near its start) before a person is asked (0: never).',
     'auto_reset_radius': 'A stand-up only within this distance (m) of where the person set it.',
     'stand_up_seconds': 'Seconds of the stand-up ramp to the hold pose.',
+    'mocap_source': 'vrpn (mocap.topic carries geometry_msgs/PoseStamped of the base) or '
+                    'mocap4r2 (mocap4r2_msgs/RigidBodies, the base the body rigid_body).',
+    'rigid_body': "mocap4r2: the name of the base's rigid body in the frames.",
     'topic': 'Topic of the sensor (absolute: the stack is not in our namespace).',
     'qos': 'reliable or best_effort: what its publisher offers.',
     'max_age': 'Seconds: a newest message older than this at a control step is a fault.',
@@ -100,18 +107,36 @@ class Ros2ControlSettings:
     auto_reset_radius: float = 0.5
     #: Seconds of the stand-up ramp (the present joint positions to the hold pose).
     stand_up_seconds: float = 1.0
+    #: The motion-capture driver: ``vrpn`` (vrpn_mocap: geometry_msgs/PoseStamped of one
+    #: tracker) or ``mocap4r2`` (a MOCAP4ROS2 driver: mocap4r2_msgs/RigidBodies).
+    mocap_source: str = 'vrpn'
+    #: ``mocap4r2``: the base's body in the frames, by the name the driver gives it.
+    rigid_body: str = 'minitaur'
+
+    def message_type(self, key: str, description_type: str) -> str:
+        """The message type of sensor ``key`` on the wire (``pkg/Name``)."""
+        if key == 'mocap' and self.mocap_source == 'mocap4r2':
+            return 'mocap4r2_msgs/RigidBodies'
+        return description_type
 
 
 class _Stream:
     """The newest message of one sensor, as read, with when it came and how often."""
 
-    def __init__(self, key: str, settings: SensorSettings):
+    def __init__(self, key: str, settings: SensorSettings, message: str, body: str | None):
         self.key, self.settings = key, settings
+        self.message = message  # its type on the wire, pkg/Name
+        #: The rigid body it reads from each frame (mocap4r2), or None: the message is ours.
+        self.body = body
+        self.source = settings.topic if body is None else f'rigid body {body!r} on ' \
+                                                          f'{settings.topic}'
         self.reading, self.received = None, -math.inf
         self.arrivals = collections.deque(maxlen=200)
         self.count = self.errors = 0
         self.last_error = None
         self.incompatible = None  # the QoS policy a publisher did not match on
+        self.absent = 0  # frames without our rigid body, and the bodies the last one held
+        self.bodies_seen = ()
 
     def rate(self, now: float, window: float = 1.0) -> float:
         """Messages a second over the last ``window`` seconds."""
@@ -143,11 +168,21 @@ class Ros2ControlBackend(Backend):
         if missing:
             raise BackendError(f'ros2_control: no topic set for sensor(s) '
                                f'{", ".join(sorted(missing))}')
+        if s.mocap_source not in ('vrpn', 'mocap4r2'):
+            raise BackendError(f"ros2_control.mocap_source must be 'vrpn' or 'mocap4r2', not "
+                               f'{s.mocap_source!r}')
+        if s.mocap_source == 'mocap4r2' and not s.rigid_body:
+            raise BackendError("ros2_control.rigid_body must name the base's rigid body "
+                               '(mocap_source mocap4r2)')
         #: The controller's value i is our joint order[i].
         self.order = [tuple(s.joint_names).index(name) for name in command_joints]
         self.command_joints = command_joints
         self.node = None
-        self.streams = {key: _Stream(key, s.sensors[key]) for key in self.description.sensors}
+        self.streams = {}
+        for key, sensor in self.description.sensors.items():
+            message = s.message_type(key, sensor.message)
+            body = s.rigid_body if message == 'mocap4r2_msgs/RigidBodies' else None
+            self.streams[key] = _Stream(key, s.sensors[key], message, body)
         self.lock = threading.Lock()
         self.active = False
         self.confirmed = False  # a person said the robot is ready (confirm_reset)
@@ -200,6 +235,8 @@ class Ros2ControlBackend(Backend):
                 figures[f'{key}_age_ms'] = f'{1000 * (now - stream.received):.0f}'
                 if stream.errors:
                     figures[f'{key}_rejected'] = f'{stream.errors} ({stream.last_error})'
+                if stream.absent:
+                    figures[f'{key}_frames_without_{stream.body}'] = str(stream.absent)
         figures['commands'] = str(self.counts['commands'])
         return figures
 
@@ -226,6 +263,15 @@ class Ros2ControlBackend(Backend):
         self._convert = convert
         types = {'sensor_msgs/JointState': JointState, 'sensor_msgs/Imu': Imu,
                  'geometry_msgs/PoseStamped': PoseStamped}
+        if any(stream.body is not None for stream in self.streams.values()):
+            try:
+                from mocap4r2_msgs.msg import RigidBodies
+            except ImportError as error:
+                raise BackendError(
+                    'ros2_control.mocap_source mocap4r2 needs the mocap4r2_msgs package '
+                    f'({error}): `make setup` builds it into the venv; a ROS 2 install has it '
+                    'as ros-<distro>-mocap4r2-msgs') from error
+            types['mocap4r2_msgs/RigidBodies'] = RigidBodies
         from rclpy.node import Node
         self.node = Node(f'{node.get_name()}_ros2_control', namespace=node.get_namespace(),
                          context=node.context)
@@ -233,14 +279,13 @@ class Ros2ControlBackend(Backend):
         # The broadcasters' writers are reliable (depth 10), vrpn_mocap's best effort.
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         for key, stream in self.streams.items():
-            sensor = self.description.sensors[key]
             profile = reliable if stream.settings.qos == 'reliable' else qos_profile_sensor_data
             # (A publisher whose QoS cannot match: noted, for the pre-flight to name.)
             events = SubscriptionEventCallbacks(
                 incompatible_qos=lambda info, stream=stream: setattr(
                     stream, 'incompatible', str(info.last_policy_kind)))
             self.node.create_subscription(
-                types[sensor.message], stream.settings.topic,
+                types[stream.message], stream.settings.topic,
                 lambda msg, key=key: self._on_message(key, msg), profile,
                 event_callbacks=events)
         self.commands = self.node.create_publisher(
@@ -310,7 +355,8 @@ class Ros2ControlBackend(Backend):
                 age = now - stream.received
                 if stream.reading is None or age > stream.settings.max_age:
                     stale = BackendFault(
-                        f'{key}: no message on {stream.settings.topic} for '
+                        f'{key}: no {"message on" if stream.body is None else "pose of"} '
+                        f'{stream.source} for '
                         + ('ever' if stream.reading is None else f'{age:.3f} s')
                         + f' (max_age {stream.settings.max_age:g} s)')
                     break
@@ -428,8 +474,8 @@ class Ros2ControlBackend(Backend):
             if reading is None:
                 problems.append(self._silence(key, settings, errors, error))
             elif now - received > settings.max_age:
-                problems.append(f'{settings.topic}: last message {now - received:.2f} s ago '
-                                f'(max_age {settings.max_age:g} s)')
+                problems.append(f'{self.streams[key].source}: last seen {now - received:.2f} s '
+                                f'ago (max_age {settings.max_age:g} s)')
             elif rate < settings.min_rate:
                 problems.append(f'{settings.topic}: {rate:.0f} Hz, below the '
                                 f'{settings.min_rate:g} Hz it needs (min_rate)')
@@ -453,13 +499,24 @@ class Ros2ControlBackend(Backend):
 
     def _silence(self, key: str, settings: SensorSettings, errors: int, error) -> str:
         """Why no message of ``key`` came: no publisher, a QoS mismatch, or bad messages."""
-        where = f'{settings.topic} ({key})'
+        where, stream = f'{settings.topic} ({key})', self.streams[key]
         if errors:
             return f'{where}: {errors} message(s) refused: {error}'
+        if stream.absent:
+            held = ', '.join(repr(name) for name in stream.bodies_seen) or 'none'
+            return (f'{where}: {stream.absent} frame(s), none with rigid body {stream.body!r} '
+                    f'(the last held {held}): is it tracked, and ros2_control.rigid_body its '
+                    'name?')
         publishers = self.node.get_publishers_info_by_topic(settings.topic)
         if not publishers:
             return f'{where}: no publisher (is its controller or driver running, and the topic ' \
                    'name right?)'
+        ours = stream.message.replace('/', '/msg/')
+        others = sorted({p.topic_type for p in publishers if p.topic_type != ours})
+        if others and len(others) == len({p.topic_type for p in publishers}):
+            hint = ' (ros2_control.mocap_source?)' if key == 'mocap' else ''
+            return (f'{where}: its publisher(s) {", ".join(p.node_name for p in publishers)} '
+                    f'publish {", ".join(others)}, not {ours}{hint}')
         from rclpy.qos import ReliabilityPolicy
         offered = {p.node_name: p.qos_profile.reliability for p in publishers}
         if settings.qos == 'reliable' and all(r == ReliabilityPolicy.BEST_EFFORT
@@ -496,15 +553,26 @@ class Ros2ControlBackend(Backend):
                 stream.last_error = str(error)
             self._log('error', f'message refused: {error}')
             return
+        if reading is None:  # a frame without our rigid body: the system does not see it now
+            with self.lock:
+                stream.absent += 1
+                stream.bodies_seen = tuple(sorted(b.rigid_body_name for b in msg.rigidbodies))
+            return
         now = time.monotonic()
         with self.lock:
             stream.reading, stream.received = reading, now
             stream.arrivals.append(now)
             stream.count += 1
 
-    def _parse(self, key: str, msg) -> tuple:
-        """A message of sensor ``key`` as a backend reading (the fields of our message)."""
-        topic = self.streams[key].settings.topic
+    def _parse(self, key: str, msg) -> tuple | None:
+        """A message of sensor ``key`` as a backend reading (the fields of our message).
+
+        None: a motion-capture frame without our rigid body.
+        """
+        stream = self.streams[key]
+        topic = stream.settings.topic
+        if stream.body is not None:
+            return self._convert.read_rigid_body(msg, stream.body, topic)
         message = self.description.sensors[key].message
         convert = self._convert
         if message == 'sensor_msgs/JointState':

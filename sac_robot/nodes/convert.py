@@ -124,11 +124,26 @@ def pose_stamped(position, quaternion, stamp: int = 0, frame_id: str = 'world') 
     return msg
 
 
+def _pose(pose, topic: str, field: str) -> tuple:
+    p = pose.position
+    return (_finite([p.x, p.y, p.z], topic, f'{field}.position'),
+            _quaternion(pose.orientation, topic, f'{field}.orientation'))
+
+
 def read_pose(msg: PoseStamped, topic: str) -> tuple:
     """``(position [3], quaternion [w, x, y, z])`` of a ``geometry_msgs/PoseStamped``."""
-    p = msg.pose.position
-    return (_finite([p.x, p.y, p.z], topic, 'pose.position'),
-            _quaternion(msg.pose.orientation, topic, 'pose.orientation'))
+    return _pose(msg.pose, topic, 'pose')
+
+
+def read_rigid_body(msg, name: str, topic: str) -> tuple | None:
+    """The pose of rigid body ``name`` in a ``mocap4r2_msgs/RigidBodies``, as :func:`read_pose`.
+
+    None when the frame does not hold it (the motion-capture system does not see it now).
+    """
+    for i, body in enumerate(msg.rigidbodies):
+        if body.rigid_body_name == name:
+            return _pose(body.pose, topic, f'rigidbodies[{i}].pose')
+    return None
 
 
 # Images --------------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ unchanged:
   rate;
 - ``/vrpn_mocap/<tracker>/pose`` (geometry_msgs/PoseStamped, frame ``world``; best-effort
   sensor QoS, as vrpn_mocap: a reliable subscriber does not match it), at ``--mocap-rate``;
+  or, with ``--mocap mocap4r2``, a MOCAP4ROS2 driver's ``/rigid_bodies``
+  (mocap4r2_msgs/RigidBodies, frame ``world``, reliable): each frame numbered, holding the
+  robot's body (named ``--tracker``) and a second, still one (``wand``), as a lab's capture
+  volume holds more than the robot;
 - ``/forward_position_controller/commands`` (std_msgs/Float64MultiArray in the controller's
   joint order, ``--command-joints``), taken as forward_command_controller does: a message of
   the wrong size is dropped, the last command is held with no timeout.
@@ -26,8 +30,8 @@ test's operator to call; ``--operator SECONDS`` runs one here: when a driver say
 through the driver's own ``confirm_reset`` service, as a person would.
 
 Faults on purpose: ``--tracker-dropout S@T`` (the tracker loses the body for S seconds from T
-on), ``--imu-stall S@T`` (no IMU messages), ``--command-latency MS`` (commands reach the motors
-that much later).
+on: vrpn_mocap publishes nothing, a rigid-body frame leaves the robot out), ``--imu-stall S@T``
+(no IMU messages), ``--command-latency MS`` (commands reach the motors that much later).
 """
 
 import argparse
@@ -54,6 +58,9 @@ STATE_TOPIC = '/joint_states'
 IMU_TOPIC = '/imu_sensor_broadcaster/imu'
 COMMAND_TOPIC = '/forward_position_controller/commands'
 TRACKER = 'minitaur'
+RIGID_BODIES_TOPIC = '/rigid_bodies'
+#: The second body of a mocap4r2 frame: where it stands (m), still.
+WAND = ('wand', (1.5, -0.5, 0.8))
 PLACE_SERVICE = '/standin/place_robot'
 
 
@@ -86,7 +93,7 @@ class MinitaurStandin:
 
     def __init__(self, node, tracker: str = TRACKER, state_rate: float = 250.0,
                  mocap_rate: float = 100.0, command_joints=None, faults: Faults | None = None,
-                 priority: int = 60):
+                 priority: int = 60, mocap: str = 'vrpn'):
         from sac_robot.robots.minitaur import MinitaurSim
         self.node, self.faults = node, faults or Faults()
         self.sim = MinitaurSim()
@@ -99,14 +106,24 @@ class MinitaurStandin:
                              f' once; got {", ".join(self.command_joints)}')
         #: Our motor order from the controller's: motors[i] = command[order[i]].
         self.order = [self.command_joints.index(name) for name in self.joint_names]
-        self.mocap_topic = f'/vrpn_mocap/{tracker}/pose'
         # The stack's QoS: the broadcasters' and the controller's system defaults (reliable
-        # writers and readers, depth 10), vrpn_mocap's sensor data (best effort).
+        # writers and readers, depth 10), vrpn_mocap's sensor data (best effort), a
+        # MOCAP4ROS2 driver's rigid bodies reliable.
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.states = node.create_publisher(JointState, STATE_TOPIC, reliable)
         self.imus = node.create_publisher(Imu, IMU_TOPIC, reliable)
-        self.poses = node.create_publisher(PoseStamped, self.mocap_topic,
-                                           qos_profile_sensor_data)
+        self.tracker, self.mocap, self.frame_number = tracker, mocap, 0
+        if mocap == 'vrpn':
+            self.mocap_topic = f'/vrpn_mocap/{tracker}/pose'
+            self.poses = node.create_publisher(PoseStamped, self.mocap_topic,
+                                               qos_profile_sensor_data)
+        elif mocap == 'mocap4r2':
+            from mocap4r2_msgs.msg import RigidBodies, RigidBody
+            self._rigid_types = RigidBodies, RigidBody
+            self.mocap_topic = RIGID_BODIES_TOPIC
+            self.poses = node.create_publisher(RigidBodies, self.mocap_topic, reliable)
+        else:
+            raise ValueError(f"--mocap must be 'vrpn' or 'mocap4r2', not {mocap!r}")
         node.create_subscription(Float64MultiArray, COMMAND_TOPIC, self.on_command, reliable)
         node.create_service(Trigger, PLACE_SERVICE, self.on_place)
         self.lock = threading.Lock()
@@ -220,18 +237,39 @@ class MinitaurStandin:
             else:
                 self.counts['imu_withheld'] += 1
         if step % self.mocap_every == 0:
-            if not Faults.active(self.faults.tracker_dropouts, t):
-                position, orientation = sim.base_pose()
+            seen = not Faults.active(self.faults.tracker_dropouts, t)
+            if not seen:
+                self.counts['mocap_withheld'] += 1
+            if self.mocap == 'mocap4r2':
+                out.append((self.poses, self._rigid_bodies(stamp, seen)))
+            elif seen:
                 pose = PoseStamped()
                 pose.header.stamp, pose.header.frame_id = stamp, 'world'
-                p = pose.pose.position
-                p.x, p.y, p.z = (float(v) for v in position)
-                o = pose.pose.orientation
-                o.w, o.x, o.y, o.z = (float(v) for v in orientation)
+                _set_pose(pose.pose, *sim.base_pose())
                 out.append((self.poses, pose))
-            else:
-                self.counts['mocap_withheld'] += 1
         return out
+
+    def _rigid_bodies(self, stamp, robot_seen: bool):
+        """One MOCAP4ROS2 frame: the wand, and the robot where the system sees it."""
+        frames, body = self._rigid_types
+        self.frame_number += 1
+        msg = frames(frame_number=self.frame_number)
+        msg.header.stamp, msg.header.frame_id = stamp, 'world'
+        wand = body(rigid_body_name=WAND[0])
+        _set_pose(wand.pose, WAND[1], (1.0, 0.0, 0.0, 0.0))
+        msg.rigidbodies.append(wand)
+        if robot_seen:
+            robot = body(rigid_body_name=self.tracker)
+            _set_pose(robot.pose, *self.sim.base_pose())
+            msg.rigidbodies.append(robot)
+        return msg
+
+
+def _set_pose(pose, position, orientation):
+    """A geometry_msgs/Pose from a position and a ``[w, x, y, z]`` quaternion."""
+    p, o = pose.position, pose.orientation
+    p.x, p.y, p.z = (float(v) for v in position)
+    o.w, o.x, o.y, o.z = (float(v) for v in orientation)
 
 
 class Operator:
@@ -301,8 +339,12 @@ def main(argv=None) -> int:
     """``sac-robot emulate minitaur``: serve the stand-in until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
         prog='sac-robot emulate minitaur', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--tracker', default=TRACKER, help='vrpn tracker name (its topic: '
-                        '/vrpn_mocap/<tracker>/pose)')
+    parser.add_argument('--mocap', choices=('vrpn', 'mocap4r2'), default='vrpn',
+                        help='the motion-capture driver it speaks as: vrpn_mocap (a '
+                             'PoseStamped per tracker) or MOCAP4ROS2 (RigidBodies on '
+                             f'{RIGID_BODIES_TOPIC})')
+    parser.add_argument('--tracker', default=TRACKER, help="the name of the robot's tracker "
+                        '(vrpn: its topic /vrpn_mocap/<tracker>/pose) or rigid body (mocap4r2)')
     parser.add_argument('--state-rate', type=float, default=250.0,
                         help='joint states and IMU per second')
     parser.add_argument('--mocap-rate', type=float, default=100.0, help='poses per second')
@@ -329,7 +371,7 @@ def main(argv=None) -> int:
     node = Node('minitaur_standin')
     try:
         standin = MinitaurStandin(node, args.tracker, args.state_rate, args.mocap_rate,
-                                  args.command_joints, faults, args.priority)
+                                  args.command_joints, faults, args.priority, args.mocap)
     except ValueError as error:
         print(f'sac-robot emulate minitaur: {error}', flush=True)
         return 2
@@ -341,7 +383,8 @@ def main(argv=None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     done.wait(0.05)  # (the physics thread has set its scheduling)
-    print(f'Minitaur stand-in: {STATE_TOPIC}, {IMU_TOPIC}, {standin.mocap_topic} out; '
+    bodies = f" (rigid bodies '{args.tracker}', '{WAND[0]}')" if args.mocap == 'mocap4r2' else ''
+    print(f'Minitaur stand-in: {STATE_TOPIC}, {IMU_TOPIC}, {standin.mocap_topic}{bodies} out; '
           f'{COMMAND_TOPIC} in (physics {standin.scheduling})'
           + (f'; operator after {args.operator:g} s' if operator else ''), flush=True)
     last = time.monotonic()
