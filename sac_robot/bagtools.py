@@ -91,21 +91,32 @@ def summary(path: str) -> str:
 
 
 def learning_data(path: str) -> dict:
-    """Per-episode returns and reward terms, and the trainer's statistics over time."""
-    episodes, terms = [], collections.defaultdict(lambda: collections.defaultdict(float))
-    stats = collections.defaultdict(list)
+    """Per-episode returns and reward terms, and the trainer's statistics over time.
+
+    An episode's terms are summed over its steps, as its return is: the policy may act (and
+    the reward estimator score) a step or two past the end before the reset, and such a step
+    may span the reset itself (the robot put back at its start: a large negative speed), so
+    rewards of steps at or past an ended episode's last are left out. Per robot, by episode.
+    """
+    episodes, ends, stats = [], {}, collections.defaultdict(list)
+    rewards = {}  # (robot, episode, step) -> {term: value}, the newest of each step
     for topic, _, msg in _messages(path, ('episode_events', '/reward', 'training_stats')):
         if topic.endswith('episode_events') and msg.event == 1:
             episodes.append((msg.episode_id, msg.steps, msg.episode_return))
+            ends[(msg.robot_id, msg.episode_id)] = msg.steps
         elif topic.endswith('/reward'):
-            for name, value in zip(msg.names, msg.values):
-                terms[msg.episode_id][name] += value
+            rewards[(msg.robot_id, msg.episode_id, msg.step)] = dict(zip(msg.names, msg.values))
         elif topic.endswith('training_stats'):
             stats['env_steps'].append(msg.env_steps)
             stats['gradient_steps'].append(msg.gradient_steps)
             stats['updates_per_second'].append(msg.updates_per_second)
             for name, value in zip(msg.names, msg.values):
                 stats[name].append(value)
+    terms = collections.defaultdict(lambda: collections.defaultdict(float))
+    for (robot, episode, step), values in sorted(rewards.items()):
+        if step < ends.get((robot, episode), step + 1):
+            for name, value in values.items():
+                terms[episode][name] += value
     return {'episodes': episodes, 'terms': terms, 'stats': stats}
 
 

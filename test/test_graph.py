@@ -156,6 +156,10 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
     assert '/minitaur/policy/steps' in text and 'episodes: 3, 1200 steps' in text
     png = bagtools.plot(bag, str(tmp_path / 'curves.png'))
     assert os.path.getsize(png) > 10_000
+    data = bagtools.learning_data(bag)  # each episode's terms add up to its return
+    assert len(data['episodes']) == 3
+    for episode, _, episode_return in data['episodes']:
+        assert sum(data['terms'][episode].values()) == pytest.approx(episode_return, abs=1e-6)
     rebuilt = bagtools.to_buffer(bag, str(tmp_path / 'replay.safetensors'))
     assert len(rebuilt) == 1200
     for field in ('obs', 'action', 'reward', 'next_obs', 'terminated', 'truncated'):
