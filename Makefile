@@ -70,6 +70,13 @@ $(VENV)/.built: $(VENV)/.deps CMakeLists.txt package.xml $(SOURCES)
 	cmake --build $(BUILD) -j $$(nproc) > $(BUILD)/build.log 2>&1 || { tail -50 $(BUILD)/build.log; exit 1; }
 	# (from inside the build folder: the symlink install writes its manifest to the cwd)
 	cd $(BUILD) && cmake --install . > install.log 2>&1 || { tail -50 install.log; exit 1; }
+	# The venv is a ROS prefix: activated, it is on AMENT_PREFIX_PATH, where `ros2 run` and
+	# `ros2 launch` look packages up (the ament index).
+	grep -q AMENT_PREFIX_PATH $(VENV)/bin/activate || printf '%s\n' \
+	  '# sac_robot (make setup): this venv is a ROS 2 prefix; ros2 run and ros2 launch find it here.' \
+	  'case ":$${AMENT_PREFIX_PATH:-}:" in *":$$VIRTUAL_ENV:"*) ;; *)' \
+	  '  export AMENT_PREFIX_PATH="$$VIRTUAL_ENV$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}";; esac' \
+	  >> $(VENV)/bin/activate
 	touch $@
 
 build: setup

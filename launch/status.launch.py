@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Attach a live status line to a running training graph.
 
-``ros2 launch sac_robot status.launch.py robot:=minitaur0``, or without ROS 2's launch tooling
-``sac-robot launch status.launch.py robot:=minitaur0``.
+``ros2 launch sac_robot status.launch.py [robot:=dclaw]``, or without ROS 2's launch tooling
+``sac-robot launch status.launch.py [robot:=dclaw]``.
 """
 
 from sac_robot.bringup.graph import Argument, Graph, NodeSpec, SIM_ENVIRONMENT, config_file
@@ -18,7 +18,8 @@ def _nodes(values):
 GRAPH = Graph(
     description='a status line (steps, episodes, returns, policy version, updates/s)',
     arguments=[
-        Argument('robot', 'minitaur0', 'Namespace of the robot whose training to follow.'),
+        Argument('robot', 'minitaur', 'Namespace of the robot whose training to follow (the '
+                 "training graphs': minitaur, dclaw)."),
         Argument('period', '2.0', 'Seconds between status lines.'),
     ],
     build=_nodes,

@@ -8,7 +8,6 @@ starts (they inherit the environment), stays on this machine and in this process
 import itertools
 import os
 import shutil
-import sys
 import tempfile
 import time
 
@@ -26,10 +25,9 @@ os.environ.setdefault('PYTHONUNBUFFERED', '1')
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# `python -m pytest` puts the working directory first on sys.path, where the source tree's
-# sac_robot/ (without the generated sac_robot.msg) would shadow the installed package.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != REPO]
+# (`python -m pytest` puts the repository root first on sys.path, as a user's script in the
+# checkout has it: the source tree's sac_robot/ is imported, and finds the generated
+# interfaces in the installed package; see sac_robot/__init__.py.)
 
 
 def pytest_sessionfinish(session, exitstatus):

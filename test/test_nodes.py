@@ -35,13 +35,20 @@ def listen(node, msg_type, topic, profile):
     return received
 
 
-def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, executor, probe):
+def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, executor, probe,
+                                                                 capfd):
+    """Lockstep: a step per answer to the newest observation; the others ignored, and said."""
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
 
     from sac_robot.nodes.driver import Driver
     from sac_robot.srv import Reset
     driver = Driver(context=ros_context, namespace='/minitaur')
+    # Started alone, it says what it is doing.
+    assert ('minitaur on the mujoco backend (mujoco minitaur), clock lockstep: one control step '
+            'per command, /clock published; publishes /minitaur/joint_states, /minitaur/imu/'
+            'data, /minitaur/mocap/pose; takes /minitaur/position_controller/commands'
+            ) in capfd.readouterr().err
     executor.add_node(driver)
     states = listen(probe, JointState, 'joint_states', qos.SENSOR_DEEP)
     commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
@@ -67,6 +74,8 @@ def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, e
     assert spin_until(executor, lambda: driver.dropped == 1)
     commands.publish(convert.command(targets, driver.stamp, episode + 1))  # another episode
     assert spin_until(executor, lambda: driver.dropped == 2)
+    said = capfd.readouterr().err  # why, once (then at most every 10 s, counted)
+    assert said.count('command ignored: it answers an older observation than the newest') == 1
     bad = convert.command(targets, driver.stamp, episode)
     bad.data[3] = float('nan')
     commands.publish(bad)
@@ -798,3 +807,25 @@ def test_realtime_driver_runs_the_process_callbacks_on_its_control_thread(tmp_pa
     assert len(reset) == 1 and timeline[reset[0] + 1][1] == 1
     period = seen['driver'].period_ns
     assert timeline[reset[0] + 1][0] - timeline[reset[0]][0] >= 0.95 * period
+
+
+def test_the_robot_comes_from_the_namespace_unless_set_against_it(ros_context):
+    """``robot`` defaults to the robot the namespace names; set against it, it is refused."""
+    from rclpy.node import Node
+
+    from sac_robot.nodes.params import declare_robot
+    cases = {'/dclaw': 'dclaw', '/lab/minitaur2': 'minitaur', '/dclaw0': 'dclaw',
+             '/': 'minitaur', '/cell': 'minitaur'}
+    for namespace, robot in cases.items():
+        node = Node('n', namespace=namespace, context=ros_context)
+        assert declare_robot(node) == robot, namespace
+        node.destroy_node()
+    node = Node('n', namespace='/cell', context=ros_context,
+                parameter_overrides=params(robot='dclaw'))
+    assert declare_robot(node) == 'dclaw'  # a namespace naming no robot: as set
+    node.destroy_node()
+    from sac_robot.nodes.safety import SafetyNode
+    with pytest.raises(ValueError, match='robot:=minitaur contradicts the namespace /dclaw, '
+                                         'which names the dclaw'):
+        SafetyNode(context=ros_context, namespace='/dclaw',
+                   parameter_overrides=params(robot='minitaur'))

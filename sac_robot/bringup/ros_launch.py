@@ -64,6 +64,8 @@ def _nodes(context, graph: Graph):
             package=spec.package, executable=spec.executable,
             # A container's nodes keep their own names (a name would rename them all).
             name=None if spec.members else spec.name,
+            # The process's label in the output: the node's name, not the prefix's `nice`.
+            exec_name=spec.name,
             namespace=spec.namespace or None,
             parameters=[_parameters(p, directory) for p in spec.parameters],
             remappings=list(spec.remappings), arguments=list(spec.arguments),

@@ -32,7 +32,7 @@ from rclpy.node import Node
 from sac_robot.algorithms.observations import wire_layout
 from sac_robot.msg import EpisodeEvent, Experience, ExperienceAck, PolicyStep, RewardTerms
 from sac_robot.nodes import convert, qos
-from sac_robot.nodes.params import declare_robot_id, describe
+from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 
@@ -54,7 +54,7 @@ class DataCollector(Node):
     def __init__(self, **kwargs):
         super().__init__('collector', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        robot = declare_robot(self)
         self.profile = make_profile(robot, pixels=declare('pixels', False, describe(
             "The policy acts on the camera image (the D'Claw): its steps carry images.")).value)
         self.observation_size, self.image_shape = wire_layout(self.profile.observation_spec)

@@ -69,7 +69,7 @@ from sac_robot.backends import backend_class
 from sac_robot.backends.interface import BackendError, BackendFault
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.handover import LocalControl
-from sac_robot.nodes.params import describe
+from sac_robot.nodes.params import declare_robot, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.srv import Reset
@@ -88,7 +88,7 @@ class Driver(Node, LocalControl):
     def __init__(self, **kwargs):
         super().__init__('driver', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        robot = declare_robot(self)
         backend = declare('backend', 'mujoco', describe(
             "What runs the robot: mujoco (its simulation); for the D'Claw dynamixel (its servos; "
             'dynamixel.* says where), for the Minitaur ros2_control (a running stack and motion '
@@ -201,12 +201,36 @@ class Driver(Node, LocalControl):
         self._last_command = None  # monotonic time of the newest command or hold
         if self.backend.simulated:  # (hardware waits for the first reset to move)
             self._reset_robot(-1)
+        self._ignored = {}  # why commands were ignored -> (how many, when last said)
+        self.get_logger().info(self._what_it_does(backend))
         if self.clock_mode == 'realtime':
             self._thread = threading.Thread(target=self._control_loop, name='control',
                                             daemon=True)
             self._thread.start()
         else:
             self.create_timer(min(self.resend_period, 0.1), self.on_resend_check)
+
+    def _what_it_does(self, backend: str) -> str:
+        """The start-up line: the robot, what runs it, the clock, the topics and services."""
+        rate = 1.0 / self.profile.control_period
+        clock = (f'realtime: a control thread at {rate:g} Hz' if self.clock_mode == 'realtime'
+                 else 'lockstep: one control step per command, /clock published')
+        topics = ', '.join(self.resolve_topic_name(s.topic) for s in self.sensors.values())
+        services = ', '.join(self.resolve_service_name(s) for s in ('reset', 'confirm_reset'))
+        return (f'{self.profile.description.name} on the {backend} backend '
+                f'({self.backend.hardware_id}), clock {clock}; publishes {topics}; takes '
+                f'{self.resolve_topic_name("position_controller/commands")} (and hold, '
+                f'emergency_stop); services {services}')
+
+    def _ignore_command(self, reason: str):
+        """Say why a command was ignored: the first time, then at most every 10 s, counted."""
+        count, said = self._ignored.get(reason, (0, -float('inf')))
+        count, now = count + 1, time.monotonic()
+        if now - said >= 10.0:
+            self.get_logger().info(f'command ignored: {reason}'
+                                   + (f' ({count} so far)' if count > 1 else ''))
+            said = now
+        self._ignored[reason] = (count, said)
 
     # The robot ------------------------------------------------------------------------------
 
@@ -367,8 +391,9 @@ class Driver(Node, LocalControl):
         except convert.MessageError as error:
             self.get_logger().error(f'command rejected: {error}', throttle_duration_sec=1.0)
             return
-        if self.awaiting_operator is not None:
-            return  # the robot rests until a person has set it right
+        if self.awaiting_operator is not None:  # the robot rests until a person sets it right
+            self._ignore_command('the robot waits for a person (confirm_reset)')
+            return
         self._last_command = time.monotonic()
         if self.clock_mode == 'realtime':
             stamp = label.get(convert.STAMP_KEY)
@@ -381,11 +406,15 @@ class Driver(Node, LocalControl):
                 self._send()  # (the control thread runs the callbacks: the bus is ours)
             return
         if self.stamp is None:
-            return  # no episode yet
+            self._ignore_command('no episode yet (lockstep steps once a reset has run)')
+            return
         stamp, episode = label.get(convert.STAMP_KEY), label.get(convert.EPISODE_KEY)
         if (stamp is not None and stamp != self.stamp) or (
                 episode is not None and episode != self.episode_id):
             self.dropped += 1  # answers an older observation (before a reset, or repeated)
+            self._ignore_command('it answers an older observation than the newest (its '
+                                 'label: stamp_ns, episode); lockstep steps on an answer to '
+                                 'the newest')
             return
         self.targets = targets
         self._step()

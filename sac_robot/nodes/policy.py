@@ -41,7 +41,7 @@ from sac_robot.algorithms.observations import to_wire
 from sac_robot.msg import EpisodeEvent, PolicyStep, PolicyWeights, TrainingProgress
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.handover import LocalControl
-from sac_robot.nodes.params import declare_robot_id, describe
+from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
@@ -121,7 +121,7 @@ class PolicyNode(Node):
     def __init__(self, **kwargs):
         super().__init__('policy', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        robot = declare_robot(self)
         self.robot_id = declare_robot_id(self, robot,
                                          'Name of this robot in the experience it produces')
         self.deterministic = declare('deterministic', False, describe(

@@ -19,7 +19,7 @@ from rclpy.node import Node
 
 from sac_robot.msg import PolicyStep, RewardTerms
 from sac_robot.nodes import convert, qos
-from sac_robot.nodes.params import describe
+from sac_robot.nodes.params import declare_robot
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
@@ -30,7 +30,7 @@ class RewardEstimator(Node):
 
     def __init__(self, **kwargs):
         super().__init__('reward_estimator', **kwargs)
-        robot = self.declare_parameter('robot', 'minitaur', describe('minitaur or dclaw')).value
+        robot = declare_robot(self)
         self.profile = make_profile(robot)
         self.publisher = self.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE)
         self.sync = SensorSync(self, self.profile, self.profile.reward_sensors,

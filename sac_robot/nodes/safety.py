@@ -41,7 +41,7 @@ from std_srvs.srv import Trigger
 
 from sac_robot.msg import EpisodeEvent, RewardTerms
 from sac_robot.nodes import convert, qos
-from sac_robot.nodes.params import declare_robot_id, describe
+from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
@@ -54,7 +54,7 @@ class SafetyNode(Node):
     def __init__(self, **kwargs):
         super().__init__('safety', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        robot = declare_robot(self)
         self.profile = make_profile(robot)
         self.robot_id = declare_robot_id(self, robot, 'Name of this robot in its episode events')
         self.max_episode_steps = declare('max_episode_steps', self.profile.max_episode_steps,

@@ -39,7 +39,7 @@ from sac_robot.algorithms.sql import SQLConfig
 from sac_robot.msg import (Experience, ExperienceAck, PolicyWeights, TrainingProgress,
                            TrainingStats)
 from sac_robot.nodes import convert, qos
-from sac_robot.nodes.params import declare_robot_id, describe
+from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.training import build_agent
@@ -75,7 +75,7 @@ class Trainer(Node):
     def __init__(self, **kwargs):
         super().__init__('trainer', **kwargs)
         declare = self.declare_parameter
-        robot = declare('robot', 'minitaur', describe('minitaur or dclaw')).value
+        robot = declare_robot(self)
         self.algorithm = declare('algorithm', 'sac', describe('sac or sql')).value
         if self.algorithm not in CONFIGS:
             raise ValueError(f"algorithm must be 'sac' or 'sql', not {self.algorithm!r}")
