@@ -99,7 +99,8 @@ train: setup
 
 lock: setup
 	(echo '# Every package of the .venv, pinned (make lock). Used as pip constraints by make setup.'; \
-	 $(PY) -m pip freeze --exclude-editable | grep -v '^sac.robot') > constraints.txt
+	 $(PY) -m pip freeze --exclude-editable | grep -v -E '^(sac.robot|mocap4r2.msgs)=') \
+	  > constraints.txt
 
 bench: setup
 	@echo "Benchmarks (see README, \"Benchmarks\"; each prints its figures, the last line is the headline):"

@@ -52,7 +52,8 @@ def _train(options) -> int:
                     seed=options.seed, eval_every=options.eval_every,
                     eval_episodes=options.eval_episodes,
                     checkpoint_every=options.checkpoint_every, resume=options.resume,
-                    threads=options.threads, progress=not options.no_progress)
+                    threads=options.threads, progress=not options.no_progress,
+                    tensorboard=not options.no_tensorboard)
     try:
         final = train(run, overrides)
     except (ValueError, CheckpointError) as error:
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                        help='one algorithm setting, e.g. --set utd_ratio=10 (repeatable)')
     train.add_argument('--no-progress', action='store_true', help='no progress bar')
+    train.add_argument('--no-tensorboard', action='store_true',
+                       help='no TensorBoard scalars in OUT/tb')
     train.set_defaults(run=_train)
 
     bag = commands.add_parser('bag', help='offline tools for recorded bags (no ROS needed)')

@@ -4,7 +4,8 @@
 ``sac-robot train --env <id> --algo sac|sql --steps N --out DIR`` runs :func:`train`: uniform
 random actions for the first ``learning_starts`` steps, then the policy, with ``utd_ratio``
 gradient steps per environment step; periodic evaluation (SAC: the mean action; SQL: the
-sampler without exploration noise); a CSV log, a learning-curve PNG, checkpoints (resumable).
+sampler without exploration noise); a CSV log, TensorBoard scalars (``out/tb``), a
+learning-curve PNG, checkpoints (resumable).
 """
 
 import csv
@@ -25,10 +26,14 @@ from sac_robot.algorithms.observations import spec_from_space
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SAC, SACConfig
 from sac_robot.algorithms.sql import SQL, SQLConfig
+from sac_robot.scalars import Scalars
 
 log = logging.getLogger('sac_robot.train')
 
 ALGORITHMS = {'sac': (SAC, SACConfig), 'sql': (SQL, SQLConfig)}
+#: Environment steps between TensorBoard points of the update's metrics and the rates, at
+#: most (as often as evaluations where they are more frequent).
+SCALARS_EVERY = 1000
 
 
 @dataclasses.dataclass
@@ -57,6 +62,8 @@ class RunConfig:
     """torch intra-op threads (0: torch's default)."""
     progress: bool = True
     """Show a progress bar."""
+    tensorboard: bool = True
+    """Write TensorBoard scalars to ``out/tb`` (``tensorboard --logdir <out or above>``)."""
 
 
 def make_env(env_id: str, seed: int | None = None) -> gymnasium.Env:
@@ -137,9 +144,12 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
     if new_file:
         writer.writeheader()
 
+    scalars = Scalars(os.path.join(run.out, 'tb')) if run.tensorboard else None
+    mark = (time.monotonic(), start_step, agent.gradient_steps)  # of the last scalars
+    scalars_every = min(SCALARS_EVERY, run.eval_every or SCALARS_EVERY)
     progress = _progress_bar(run, start_step)
     obs, _ = env.reset(seed=run.seed + episodes)
-    episode_return, metrics, last = 0.0, {}, {}
+    episode_return, episode_start, metrics, last = 0.0, start_step, {}, {}
     start_time = time.monotonic()
     utd = getattr(config, 'utd_ratio', 1)
     for step in range(start_step + 1, run.steps + 1):
@@ -158,7 +168,10 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
             last = {'episode_return': episode_return}
             writer.writerow({'env_steps': step, 'episodes': episodes, **last, **metrics,
                              'wall_time': time.monotonic() - start_time})
-            episode_return = 0.0
+            if scalars is not None:
+                scalars.add(step, {'episode_return': episode_return,
+                                   'episode_length': step - episode_start}, 'rollout')
+            episode_return, episode_start = 0.0, step
             obs, _ = env.reset()
             if hasattr(agent, 'exploration'):
                 agent.exploration.reset()
@@ -176,8 +189,13 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
                    'steps_per_second': (step - start_step) / max(elapsed, 1e-9)}
             writer.writerow(row)
             csv_stream.flush()
+            if scalars is not None:
+                scalars.add(step, {k[len('eval/'):]: v for k, v in row.items()
+                                   if k.startswith('eval/')}, 'eval')
             log.debug('step %d: %s', step, row)
             last.update(row)
+        if scalars is not None and step % scalars_every == 0:
+            mark = _scalars_now(scalars, step, agent, metrics, mark)
         if run.checkpoint_every and step % run.checkpoint_every == 0:
             save_checkpoint(checkpoint_dir, agent, buffer,
                             {'env_steps': step, 'episodes': episodes})
@@ -189,6 +207,8 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
     if progress is not None:
         progress.close()
     csv_stream.close()
+    if scalars is not None:
+        scalars.close()
     save_checkpoint(checkpoint_dir, agent, buffer, {'env_steps': run.steps, 'episodes': episodes})
     # The last evaluation's metrics first: its step and episode counts are not the totals.
     final = {**last, 'env_steps': run.steps, 'episodes': episodes,
@@ -201,6 +221,17 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
     except ValueError as error:  # nothing to plot yet (a very short run)
         log.info('no learning curve: %s', error)
     return final
+
+
+def _scalars_now(scalars: Scalars, step: int, agent, metrics: dict, mark: tuple) -> tuple:
+    """The update's metrics and the rates since ``mark`` to TensorBoard; the new mark."""
+    now, then, step0, updates0 = time.monotonic(), *mark
+    elapsed = max(now - then, 1e-9)
+    scalars.add(step, metrics, 'train')
+    scalars.add(step, {'steps_per_second': (step - step0) / elapsed,
+                       'updates_per_second': (agent.gradient_steps - updates0) / elapsed},
+                'time')
+    return now, step, agent.gradient_steps
 
 
 def plot_learning_curve(csv_path: str, png_path: str, title: str = ''):

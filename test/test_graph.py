@@ -160,6 +160,13 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
     assert len(data['episodes']) == 3
     for episode, _, episode_return in data['episodes']:
         assert sum(data['terms'][episode].values()) == pytest.approx(episode_return, abs=1e-6)
+    # The trainer's TensorBoard scalars: each episode's return as the safety node summed it.
+    from sac_robot import scalars
+    board = scalars.read(os.path.join(run_dir, 'tb'))
+    assert [step for step, _ in board['rollout/episode_return']] == [500, 1000, 1200]
+    np.testing.assert_allclose([v for _, v in board['rollout/episode_return']],
+                               [r for _, _, r in data['episodes']], rtol=1e-4)
+    assert board['train/loss_critic'] and board['train/alpha'] and board['time/updates_per_second']
     rebuilt = bagtools.to_buffer(bag, str(tmp_path / 'replay.safetensors'))
     assert len(rebuilt) == 1200
     for field in ('obs', 'action', 'reward', 'next_obs', 'terminated', 'truncated'):

@@ -83,6 +83,26 @@ def test_train_command_outputs_and_resume(tmp_path):
     evaluated = [int(r['env_steps']) for r in rows if r['eval/return']]
     assert evaluated == [100, 200, 300, 400, 500]
 
+    # TensorBoard holds what the CSV does, over both runs (tensorboard --logdir OUT).
+    from sac_robot import scalars
+    board = scalars.read(os.path.join(out, 'tb'))
+    assert [step for step, _ in board['eval/return']] == evaluated
+    np.testing.assert_allclose([v for _, v in board['eval/return']],
+                               [float(r['eval/return']) for r in rows if r['eval/return']],
+                               rtol=1e-6)
+    ended = [(int(r['env_steps']), float(r['episode_return'])) for r in rows
+             if r['episode_return'] and not r['eval/return']]
+    # (the resumed run begins an episode at its step 301)
+    assert [step for step, _ in board['rollout/episode_return']] == [200, 500]
+    assert [step for step, _ in ended] == [200, 500]
+    np.testing.assert_allclose([v for _, v in board['rollout/episode_return']],
+                               [v for _, v in ended], rtol=1e-6)
+    assert [v for _, v in board['rollout/episode_length']] == [200, 200]
+    for tag in ('train/loss_critic', 'train/loss_actor', 'train/alpha', 'time/steps_per_second',
+                'time/updates_per_second'):
+        expected = [200, 300, 400, 500] if tag.startswith('train') else evaluated  # (updates
+        assert [step for step, _ in board[tag]] == expected, tag  # from step 101 on)
+
 
 def test_train_command_rejects_bad_settings(tmp_path):
     result = subprocess.run([SAC_ROBOT, 'train', '--steps', '10', '--out', str(tmp_path),

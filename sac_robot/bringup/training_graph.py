@@ -154,7 +154,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                     *files, {**common, **seeing, 'algorithm': values['algorithm'],
                              'resume': _flag(values['resume']), 'max_steps': max_steps,
                              'seed': seed,
-                             'checkpoint_dir': os.path.join(run_dir, 'checkpoint')}),
+                             'checkpoint_dir': os.path.join(run_dir, 'checkpoint'),
+                             'tensorboard_dir': os.path.join(run_dir, 'tb')}),
                          nice=int(nice)),
             ]
         else:

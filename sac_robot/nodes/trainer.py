@@ -16,7 +16,11 @@ shutdown; ``resume`` continues from there, and the acknowledgement then tells th
 send again whatever came after the checkpoint. With ``max_steps`` the trainer checkpoints and
 exits once it holds that many transitions. Every agent setting is a parameter ``agent.<name>``
 (the fields of :class:`~sac_robot.algorithms.sac.SACConfig` or
-:class:`~sac_robot.algorithms.sql.SQLConfig`), so a config YAML sets them.
+:class:`~sac_robot.algorithms.sql.SQLConfig`), so a config YAML sets them. With
+``tensorboard_dir`` (the launch files: ``<run_dir>/tb``) it writes TensorBoard scalars
+(:mod:`sac_robot.scalars`): each episode's return and length as the chunks bring them, and with
+every ``training_stats`` the update's metrics, the rates, updates per transition and the lag of
+the acting policy's version behind the newest.
 """
 
 import dataclasses
@@ -42,6 +46,7 @@ from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
+from sac_robot.scalars import Scalars
 from sac_robot.training import build_agent
 
 CONFIGS = {'sac': SACConfig, 'sql': SQLConfig}
@@ -101,6 +106,10 @@ class Trainer(Node):
             'Seconds between checkpoints.')).value
         stats_period = declare('stats_period', 1.0, describe(
             'Seconds between training_stats messages.')).value
+        tensorboard_dir = declare('tensorboard_dir', '', describe(
+            'Write TensorBoard scalars here (episode returns, losses, alpha, entropy, Q, '
+            "updates/s, updates per transition, policy version lag); '': none. The training "
+            'launch files set <run_dir>/tb.')).value
         seed = declare('seed', 0, describe('Seed of the agent and the replay sampling.')).value
         threads = declare('threads', 0, describe('Torch threads (0: torch default).')).value
         settings = declare_agent_settings(self, CONFIGS[self.algorithm])
@@ -118,6 +127,9 @@ class Trainer(Node):
         self.next_sequence, self.checkpointed_sequence = 0, 0
         self.waiting = {}  # sequence -> Experience that came before a gap was filled
         self.env_steps, self.episodes, self.policy_version = 0, 0, 0
+        self.scalars = Scalars(tensorboard_dir) if tensorboard_dir else None
+        self.returns = {}  # episode -> (return, steps) so far, for the scalars
+        self.acting_version = 0  # of the policy that chose the newest transition
         self.dropped = 0  # transitions the collector reported lost
         self.newest = (0, 0)  # (episode id, its transitions received) of the newest chunk
         self.starved = False  # the training thread is waiting for experience
@@ -214,7 +226,17 @@ class Trainer(Node):
             self.buffer.add(rows['observations'], rows['actions'], rows['rewards'],
                             rows['next_observations'], rows['terminated'], rows['truncated'])
         self.env_steps += len(rows['rewards'])
-        self.episodes += int(np.sum(rows['terminated'] | rows['truncated']))
+        ended = bool(np.any(rows['terminated'] | rows['truncated']))
+        self.episodes += int(ended)
+        self.acting_version = int(rows['policy_versions'][-1])
+        if self.scalars is not None:  # (a chunk holds steps of one episode)
+            total, steps = self.returns.pop(episode_id, (0.0, 0))
+            total, steps = total + float(np.sum(rows['rewards'])), steps + len(rows['rewards'])
+            if ended:
+                self.scalars.add(self.env_steps, {'episode_return': total,
+                                                  'episode_length': steps}, 'rollout')
+            else:
+                self.returns[episode_id] = (total, steps)
 
     def _ack(self):
         if not self.context.ok():
@@ -315,12 +337,19 @@ class Trainer(Node):
         msg.names = list(metrics)
         msg.values = [float(v) for v in metrics.values()]
         self.stats_publisher.publish(msg)
+        if self.scalars is not None and self.metrics:
+            self.scalars.add(steps, {**self.metrics, 'utd': utd, 'version_lag': float(
+                self.policy_version - self.acting_version)}, 'train')
+            self.scalars.add(steps, {'updates_per_second': self.rates[0],
+                                     'env_steps_per_second': self.rates[1],
+                                     'data_wait_fraction': self.wait_fraction}, 'time')
 
     def finish(self, status: int = 0):
         """Stop training, checkpoint, and end the node's run."""
         self._stop.set()
         self.thread.join()
         self.checkpoint()
+        self._close_scalars()
         self.exit_status = status
 
     def close(self):
@@ -329,6 +358,12 @@ class Trainer(Node):
             self._stop.set()
             self.thread.join()
             self.checkpoint()
+        self._close_scalars()
+
+    def _close_scalars(self):
+        if self.scalars is not None:
+            self.scalars.close()
+            self.scalars = None  # (the stats timer may fire once more: no new file)
 
 
 def main(args=None) -> int:
