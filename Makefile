@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build/venv
-# Everything run from here keeps DDS on this machine (see README, "Networking").
+# Everything run from here keeps DDS on this machine (see docs/install.md, "Networking").
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
 
@@ -32,7 +32,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade 'pip>=25'
 
 # The ROS 2 wheels' exported CMake files name the include directories of the machine that built
-# them (/opt/python/...); point them at this venv's Python and numpy (see README, "How the venv
+# them (/opt/python/...); point them at this venv's Python and numpy (see docs/install.md, "How the venv
 # build works").
 $(VENV)/.deps: requirements.txt requirements-ros.txt constraints.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-ros.txt -c constraints.txt
@@ -103,7 +103,7 @@ lock: setup
 	  > constraints.txt
 
 bench: setup
-	@echo "Benchmarks (see README, \"Benchmarks\"; each prints its figures, the last line is the headline):"
+	@echo "Benchmarks (see docs/benchmarks.md; each prints its figures, the last line is the headline):"
 	@for script in bench/*.py; do echo "  $(PY) $$script"; done
 
 clean:

@@ -6,7 +6,7 @@ dclaw``'s emulator, in this process) at 1,000,000 baud, at the hand's 10 Hz: eac
 the nine goal positions and reads current, velocity and position of the ten servos, as the
 driver will. The emulator keeps the wire's timing (10 bits a byte at the baud rate, return
 delay 0), so the figure is what the bytes take plus the SDK's and the emulator's work; on a
-real U2D2 add the USB latency timer (1 ms when set as README says, 16 ms by default).
+real U2D2 add the USB latency timer (1 ms when set as docs/hardware.md says, 16 ms by default).
 Compares plain SYNC_READ (a status packet per servo) with FAST_SYNC_READ (one for all), in
 alternating blocks. The last line is the headline.
 """

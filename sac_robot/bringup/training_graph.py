@@ -5,7 +5,7 @@ Robot side (the robot's on-board computer in the paper): the driver, safety/rese
 estimator, the policy and the data collector. Workstation side: the trainer, the status line
 and the recorder. ``part:=robot`` or ``part:=workstation`` starts one side only, for two
 machines on one network (set ``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` and the same
-``ROS_DOMAIN_ID`` on both; see README).
+``ROS_DOMAIN_ID`` on both; see docs/install.md, "Networking").
 """
 
 import os

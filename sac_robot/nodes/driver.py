@@ -582,7 +582,7 @@ class Driver(Node, LocalControl):
             self.get_logger().warning(
                 f'control thread at normal priority (SCHED_FIFO {self.thread_priority} not '
                 f'permitted: {error}); for steadier control periods allow real-time priority '
-                '(README, "Real time")')
+                '(docs/realtime.md)')
 
     def _stop_control(self):
         if not hasattr(self, '_stop'):
