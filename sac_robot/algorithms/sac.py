@@ -70,13 +70,14 @@ class SACConfig:
     other networks) uses autograd."""
     compile: bool = False
     """Compile the closed-form gradients with ``torch.compile`` (inductor, C++ kernels on the
-    CPU): 1.1x faster updates on this 2-core CPU, after compiling when the agent is built
-    (15-25 s for a process's first agent, 4 s with inductor's disk cache warm, none for later
-    agents). Needs a C++ compiler; without one the agent warns and runs them uncompiled. Only
-    with ``closed_form``."""
+    CPU): fused kernels around the same matrix products, after compiling when the agent is
+    built (seconds for a process's first agent, less with inductor's disk cache warm, none for
+    later agents; docs/benchmarks.md has the figures). Needs a C++ compiler; without one the
+    agent warns and runs them uncompiled. Only with ``closed_form``."""
     bf16: bool = False
     """Run the networks' matrix products in bfloat16 (autocast); losses stay float32. Only on
-    CPUs with AVX-512 BF16 or AMX (or a GPU): on an AVX2 CPU bf16 products are 10-90x slower."""
+    CPUs with AVX-512 BF16 or AMX (or a GPU): without bf16 units the products are emulated, and
+    many times slower."""
 
     def __post_init__(self):
         k, e = self.num_target_critics, self.num_critics

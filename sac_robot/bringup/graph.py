@@ -12,7 +12,8 @@ import sys
 from typing import Callable, Mapping, Sequence
 
 #: Environment given to every simulated graph unless the user set it: DDS discovery stays on
-#: this machine (a robot split across two computers sets ``SUBNET`` on purpose, see docs/install.md).
+#: this machine (a robot split across two computers sets ``SUBNET`` on purpose, see
+#: docs/install.md).
 SIM_ENVIRONMENT = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
 
 

@@ -43,8 +43,8 @@ Clock modes (parameter ``clock``):
   controller manager, the thread runs at real-time priority
   (``thread_priority``, SCHED_FIFO) where the system allows it and keeps an absolute schedule:
   a period it overruns is counted and the schedule restarts from now (never a burst of catch-up
-  steps). Not the executor's timer: that fired behind whatever callbacks the process had queued
-  and lost 2.7 % of the periods over 10 minutes (bench/control_latency.py). In a node process
+  steps). Not the executor's timer: that fires behind whatever callbacks the process has queued,
+  and periods are lost (bench/control_latency.py measures it). In a node process
   the thread also runs the process's callbacks between its steps (``spin_on_control_thread``):
   one Python thread per step, so a step never waits for the interpreter lock. A policy node of
   the same process reads each measurement's state before any message is built and writes its

@@ -53,7 +53,7 @@ class LoadedPolicy:
 
     For flat observations the fully connected layers are read straight into float32 numpy
     arrays (:func:`~sac_robot.algorithms.checkpoint.policy_layers`, no torch module: a new
-    version costs 0.7 ms beside the control loop instead of 2.6) and one action is computed with
+    version is cheap to build beside the control loop) and one action is computed with
     three small matrix-vector products: a fraction of a torch forward pass's per-call overhead,
     which is on every control step's latency path. Images (the D'Claw's camera) go through the
     torch network.

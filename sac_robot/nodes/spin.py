@@ -17,8 +17,8 @@ def _executor_class():
 
     rclpy's C++ ``EventsExecutor`` (Kilted; Jazzy backports) costs a fraction of the wait-set
     executors' per-callback time, which every observation-to-command round trip pays
-    (bench/control_latency.py, robot side composed: median 3.7 against 8.5 ms, p99 9 against
-    16 ms). ``SAC_ROBOT_EXECUTOR=single`` selects ``SingleThreadedExecutor``, for comparison.
+    (``bench/control_latency.py`` compares them). ``SAC_ROBOT_EXECUTOR=single`` selects
+    ``SingleThreadedExecutor``, for comparison.
     """
     if os.environ.get('SAC_ROBOT_EXECUTOR', '') == 'single':
         return SingleThreadedExecutor
@@ -72,9 +72,9 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
                 spinner = node
                 break
         # What start-up made (torch, the message types, the nodes: some 200k objects) lives as
-        # long as the process: out of the collector's sight, a full collection takes well under
-        # a millisecond instead of 130 ms with the interpreter lock held, a stall of a dozen
-        # periods for a real-time control thread. (No collection first: that would be the
+        # long as the process: out of the collector's sight, a full collection walks only what
+        # the run makes, instead of holding the interpreter lock over all of it, a stall of
+        # many periods for a real-time control thread. (No collection first: that would be the
         # stall.)
         gc.freeze()
         while rclpy.ok():

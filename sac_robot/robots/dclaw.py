@@ -97,8 +97,8 @@ class DClawSim:
                 self._renderer.close()
             self._renderer = make_renderer(self.model, height, width)
         self._renderer.update_scene(self.data, camera)
-        # Shadows and reflections cost 12x under Mesa's software GL (9 vs 108 fps at 32 x 32)
-        # and add nothing a 32 x 32 policy input needs.
+        # Shadows and reflections cost many times the frame under Mesa's software GL and add
+        # nothing a 32 x 32 policy input needs.
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
         return self._renderer.render()

@@ -194,8 +194,8 @@ class MinitaurWalkEnv(gymnasium.Env):
         """Send the motor targets, let the servos track them for one control period.
 
         The work around the physics is done on Python floats: at 100 Hz a control step is only
-        five physics steps (about 0.2 ms), and numpy's per-call cost on arrays of eight would
-        otherwise add half as much again (``bench/sim_speed.py``).
+        five physics steps, and numpy's per-call cost on arrays of eight would be a large part
+        of it (``bench/sim_speed.py`` measures the task layer's share).
         """
         values = action.tolist() if isinstance(action, np.ndarray) else list(action)
         if len(values) != ACTION_SIZE:
