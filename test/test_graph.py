@@ -17,9 +17,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from sac_robot.algorithms.replay import ReplayBuffer
-from sac_robot.robots.description import DCLAW
+from sac_robot.robots.description import DCLAW, MINITAUR
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 CONFIG = """
@@ -160,6 +161,36 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
     assert len(data['episodes']) == 3
     for episode, _, episode_return in data['episodes']:
         assert sum(data['terms'][episode].values()) == pytest.approx(episode_return, abs=1e-6)
+    # Foxglove's own reader (mcap, mcap-ros2-support) decodes every topic from the schemas the
+    # bag carries, none of ours: the bag opens in Foxglove (and any mcap tool) as it is.
+    import glob
+
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    decoded = {}
+    for path in glob.glob(os.path.join(bag, '*.mcap')):
+        with open(path, 'rb') as stream:
+            reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+            schemas = {c.topic: reader.get_summary().schemas[c.schema_id]
+                       for c in reader.get_summary().channels.values()}
+            for _, channel, _, msg in reader.iter_decoded_messages():
+                decoded.setdefault(channel.topic, msg)
+    assert set(decoded) == {t for t, n in counts.items() if n}, set(counts) - set(decoded)
+    assert all(s.encoding == 'ros2msg' and s.data for s in schemas.values())
+    assert list(decoded['/minitaur/joint_states'].name) == list(MINITAUR.joints)
+    assert decoded['/minitaur/experience'].num_transitions > 0
+    assert len(decoded['/minitaur/reward'].names) == len(decoded['/minitaur/reward'].values) == 5
+    # docs/foxglove_training.json's panels read topics and fields the bag has.
+    import json
+    with open(os.path.join(REPO, 'docs', 'foxglove_training.json')) as stream:
+        panels = json.load(stream)['configById'].values()
+    paths = [p['value'] for panel in panels for p in panel.get('paths', [])]
+    paths += [panel['topicPath'] for panel in panels if 'topicPath' in panel]
+    for path in paths:
+        topic, _, field = re.sub(r'\{[^}]*\}', '', path).partition('.')
+        value = decoded[topic]
+        for part in filter(None, re.split(r'[.\[\]]', field)):
+            value = value[int(part)] if part.isdigit() else getattr(value, part)
     # The trainer's TensorBoard scalars: each episode's return as the safety node summed it.
     from sac_robot import scalars
     board = scalars.read(os.path.join(run_dir, 'tb'))
