@@ -700,7 +700,7 @@ def test_realtime_dclaw_resets_and_renders_in_its_control_thread(ros_context, ex
     camera (whose GL context works in one thread only) renders there, at reset and at every
     period.
     """
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CameraInfo, Image
 
     from sac_robot.nodes.driver import Driver
     from sac_robot.srv import Reset
@@ -708,6 +708,7 @@ def test_realtime_dclaw_resets_and_renders_in_its_control_thread(ros_context, ex
         robot='dclaw', clock='realtime', pixels=True))
     executor.add_node(driver)
     images = listen(probe, Image, '/dclaw/camera/image_raw', qos.SENSOR_DEEP)
+    infos = listen(probe, CameraInfo, '/dclaw/camera/camera_info', qos.SENSOR)
     client = probe.create_client(Reset, '/dclaw/reset')
     assert spin_until(executor, client.service_is_ready)
     future = client.call_async(Reset.Request(seed=4, reason='test'))
@@ -719,6 +720,12 @@ def test_realtime_dclaw_resets_and_renders_in_its_control_thread(ros_context, ex
     assert convert.stamp_ns(mine[0].header.stamp) == first
     assert all((m.height, m.width, m.encoding) == (32, 32, 'rgb8') for m in mine)
     assert any(np.frombuffer(bytes(m.data), np.uint8).any() for m in mine)  # a picture
+    # Beside each image its camera info, as camera drivers publish it (a sensor-QoS reader).
+    assert spin_until(executor, lambda: any(
+        convert.stamp_ns(i.header.stamp) == convert.stamp_ns(mine[-1].header.stamp)
+        for i in infos))
+    info = infos[-1]
+    assert (info.height, info.width, info.header.frame_id) == (32, 32, mine[-1].header.frame_id)
     assert getattr(driver, 'exit_status', None) is None
     driver.destroy_node()
 

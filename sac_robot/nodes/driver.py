@@ -12,7 +12,8 @@ SENSOR_MESSAGES`), all with the same stamp, every control step (relative to the 
   ``mocap/pose`` (geometry_msgs/PoseStamped of the base in ``world``, as vrpn_mocap publishes a
   tracked rigid body);
 - D'Claw: ``joint_states`` (the nine servos), ``valve/joint_states`` (the valve encoder, joint
-  ``valve``), and with ``pixels`` ``camera/image_raw`` (sensor_msgs/Image, rgb8, 32 x 32).
+  ``valve``), and with ``pixels`` ``camera/image_raw`` (sensor_msgs/Image, rgb8, 32 x 32) and
+  ``camera/camera_info`` beside each image.
 
 Takes ``position_controller/commands`` (std_msgs/Float64MultiArray, ros2_control's forward
 command form: one target per joint, in the order of ``joint_states``) and ``hold`` (the same
@@ -62,6 +63,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
@@ -151,6 +153,11 @@ class Driver(Node, LocalControl):
         self.publishers_ = {key: self.create_publisher(self.profile.sensors[key][1],
                                                        sensor.topic, qos.SENSOR_RELIABLE)
                             for key, sensor in self.sensors.items()}
+        # Beside every image its sensor_msgs/CameraInfo (the size and frame; no calibration).
+        self.camera_infos = {
+            key: self.create_publisher(CameraInfo, sensor.topic.rsplit('/', 1)[0]
+                                       + '/camera_info', qos.SENSOR_RELIABLE)
+            for key, sensor in self.sensors.items() if sensor.message == 'sensor_msgs/Image'}
         # /clock as deep as the sensors: in lockstep it ticks as fast as the loop runs, and a
         # recorder a moment behind must not lose ticks.
         self.clock_publisher = (self.create_publisher(Clock, '/clock', qos.SENSOR_RELIABLE)
@@ -366,6 +373,9 @@ class Driver(Node, LocalControl):
                                         throttle_duration_sec=1.0)
         for key, msg in self.measurements(stamp, readings).items():
             self.publishers_[key].publish(msg)
+            if key in self.camera_infos:  # (as camera drivers do: the info beside each image)
+                info = CameraInfo(header=msg.header, height=msg.height, width=msg.width)
+                self.camera_infos[key].publish(info)
 
     def local_readings(self, readings: dict) -> dict:
         """What a local reader gets of a measurement.
