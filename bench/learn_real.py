@@ -22,8 +22,9 @@ evaluates every copy deterministically in the robot's gymnasium task: the D'Claw
 (the valve within 0.1 rad of its goal at the end, ``--episodes`` episodes, as
 bench/learn_dclaw.py counts), the Minitaur's forward speed over 500-step episodes (as
 bench/learn_minitaur.py). It prints the metric against environment steps and wall-clock
-minutes for both, the training returns from the bags, the real run's episodes, faults and the
-time its resets took, and writes ``learn_real_<robot>.png`` into ``--out``.
+minutes for both, the training returns from the bags, each reward term over the random warm-up
+side by side (where the two paths measure differently, it shows), the real run's episodes,
+faults and the time its resets took, and writes ``learn_real_<robot>.png`` into ``--out``.
 
     .venv/bin/python bench/learn_real.py --robot dclaw [--steps 20000] [--seed 0]
     .venv/bin/python bench/learn_real.py --robot minitaur [--steps 30000]
@@ -182,6 +183,25 @@ def training_returns(run_dir: str) -> tuple:
     return (np.cumsum([s for _, s, _ in episodes]), np.array([r for _, _, r in episodes]))
 
 
+def warmup_terms(run_dir: str, learning_starts: int) -> tuple:
+    """Each reward term's mean sum over the episodes that ended within the warm-up.
+
+    Random actions on both paths: the same robot and reward should give the same terms, so a
+    term that differs points at what the real path measures differently. Also the episodes'
+    mean length and how many there were.
+    """
+    from sac_robot.bagtools import learning_data
+    bags = sorted(d for d in os.listdir(run_dir) if d.startswith('bag_'))
+    data = learning_data(os.path.join(run_dir, bags[-1]))
+    ended = np.cumsum([s for _, s, _ in data['episodes']])
+    chosen = [(episode, length) for (episode, length, _), end in zip(data['episodes'], ended)
+              if end <= learning_starts]
+    names = sorted({name for episode, _ in chosen for name in data['terms'][episode]})
+    terms = {name: float(np.mean([data['terms'][e].get(name, 0.0) for e, _ in chosen]))
+             for name in names}
+    return terms, float(np.mean([n for _, n in chosen])) if chosen else 0.0, len(chosen)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--robot', choices=sorted(ROBOTS), default='dclaw')
@@ -271,6 +291,15 @@ def main():
         print(f'training return, steps {mark - window_steps}-{mark}: ' + ', '.join(
             f'{name} {values.mean():7.1f}' for name, values in window.items() if values.size),
             flush=True)
+
+    warmup = {name: warmup_terms(directory, facts['learning_starts'])
+              for name, directory in dirs.items()}
+    print(f'reward terms over the warm-up (random actions; mean sum an episode, '
+          f'{warmup["sim"][2]} and {warmup["real"][2]} episodes of {warmup["sim"][1]:.0f} and '
+          f'{warmup["real"][1]:.0f} steps):', flush=True)
+    for term in sorted(set(warmup['sim'][0]) | set(warmup['real'][0])):
+        print(f'  {term:20s} sim {warmup["sim"][0].get(term, 0.0):9.3f}  real '
+              f'{warmup["real"][0].get(term, 0.0):9.3f}', flush=True)
 
     import matplotlib
     matplotlib.use('Agg')
