@@ -55,6 +55,9 @@ def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, e
                                       qos.COMMAND)
     client = probe.create_client(Reset, 'reset')
     assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=-2**63, reason='test'))  # no such seed
+    assert spin_until(executor, future.done) and not future.result().success
+    assert future.result().message.startswith(f'seed {-2**63}: a seed is >= 0')
     future = client.call_async(Reset.Request(seed=3, reason='test'))
     assert spin_until(executor, future.done)
     start = convert.stamp_ns(future.result().stamp)
@@ -836,3 +839,68 @@ def test_the_robot_comes_from_the_namespace_unless_set_against_it(ros_context):
                                          'which names the dclaw'):
         SafetyNode(context=ros_context, namespace='/dclaw',
                    parameter_overrides=params(robot='minitaur'))
+
+
+def test_a_bad_sensor_message_changes_nothing_whatever_its_stamp(ros_context, executor, probe,
+                                                                capfd):
+    """A sensor message is checked before anything advances.
+
+    A rejected one stamped in the future does not make the good ones that follow look old;
+    each kind of rejection is said and counted.
+    """
+    from sensor_msgs.msg import Imu, JointState
+
+    from sac_robot.nodes.robots import profile
+    from sac_robot.nodes.sync import SensorSync
+    minitaur = profile('minitaur')
+    got = []
+    sync = SensorSync(probe, minitaur, ('joints', 'imu'), lambda stamp, msgs: got.append(stamp),
+                      qos_profile=qos.SENSOR_DEEP)
+    states = probe.create_publisher(JointState, 'joint_states', qos.SENSOR_RELIABLE)
+    imus = probe.create_publisher(Imu, 'imu/data', qos.SENSOR_RELIABLE)
+    assert spin_until(executor, lambda: states.get_subscription_count() >= 1
+                      and imus.get_subscription_count() >= 1)
+    names = minitaur.joint_names
+
+    def good(stamp):
+        states.publish(convert.joint_state(names, np.zeros(8), np.zeros(8), stamp=stamp))
+        imus.publish(convert.imu([1, 0, 0, 0], np.zeros(3), [0, 0, 9.81], stamp=stamp))
+
+    future = convert.joint_state(names, np.zeros(8), np.zeros(8), stamp=10**18)
+    future.position[2] = float('nan')
+    states.publish(future)
+    wrong = convert.joint_state(names[:7], np.zeros(7), np.zeros(7), stamp=10**18 + 1)
+    states.publish(wrong)  # another kind, a moment later: said too
+    for stamp in (1_000_000, 2_000_000):
+        good(stamp)
+    assert spin_until(executor, lambda: got == [1_000_000, 2_000_000])
+    said = capfd.readouterr().err
+    assert 'sensor message dropped: joint_states: position[2] is nan (not finite)' in said
+    assert 'sensor message dropped: joint_states: joint(s) ' in said
+    assert sync.rejections.total == 2 and sync.rejections.by_topic() == {'joint_states': 2}
+
+
+def test_a_reward_that_cannot_be_used_is_refused_where_it_enters(ros_context):
+    """A NaN reward, or one its terms do not add up to, never reaches a return or a chunk."""
+    from sac_robot.msg import RewardTerms
+    from sac_robot.nodes.collector import DataCollector
+    from sac_robot.nodes.safety import SafetyNode
+    safety = SafetyNode(context=ros_context, namespace='/minitaur')
+    collector = DataCollector(context=ros_context, namespace='/minitaur')
+    safety.episode_id, safety.state = 1, 'running'
+
+    def reward(value, values=(0.5, 0.25)):
+        return RewardTerms(robot_id='minitaur', episode_id=1, step=0, reward=value,
+                           names=['a', 'b'][:len(values)], values=list(values))
+
+    one_name_no_value = RewardTerms(robot_id='minitaur', episode_id=1, reward=0.5, names=['a'])
+    for bad in (reward(float('nan'), ()), reward(0.75, (0.5, float('inf'))), reward(2.0),
+                one_name_no_value):
+        safety.on_reward(bad)
+        collector.on_reward(bad)
+    assert safety.returns[1] == 0.0 and safety.rejections.total == 4
+    assert collector.rejections.total == 4
+    safety.on_reward(reward(0.75))  # terms adding up to it: taken
+    assert safety.returns[1] == 0.75
+    safety.destroy_node()
+    collector.destroy_node()

@@ -33,6 +33,7 @@ from sac_robot.algorithms.observations import wire_layout
 from sac_robot.msg import EpisodeEvent, Experience, ExperienceAck, PolicyStep, RewardTerms
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
+from sac_robot.nodes.rejections import Rejections
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 
@@ -53,6 +54,7 @@ class DataCollector(Node):
 
     def __init__(self, **kwargs):
         super().__init__('collector', **kwargs)
+        self.rejections = Rejections(self.get_logger())
         declare = self.declare_parameter
         robot = declare_robot(self)
         self.profile = make_profile(robot, pixels=declare('pixels', False, describe(
@@ -124,9 +126,14 @@ class DataCollector(Node):
         """Keep a step's reward."""
         if msg.robot_id != self.robot_id:
             return
+        try:  # (refused where it enters: a NaN in a chunk would be refused again and again)
+            reward = convert.read_reward(msg, 'reward')
+        except convert.MessageError as error:
+            self.rejections('reward', str(error), 'reward refused')
+            return
         episode = self._episode(msg.episode_id)
         if episode is not None and msg.step >= episode.sent:
-            episode.rewards[msg.step] = msg.reward
+            episode.rewards[msg.step] = reward
 
     def on_event(self, msg: EpisodeEvent):
         """An END makes an episode's transitions final."""

@@ -10,6 +10,7 @@ geometry_msgs; times are integer nanoseconds in numpy.
 
 import array
 import hashlib
+import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -122,6 +123,20 @@ def pose_stamped(position, quaternion, stamp: int = 0, frame_id: str = 'world') 
     o = msg.pose.orientation
     o.w, o.x, o.y, o.z = (float(q) for q in quaternion)
     return msg
+
+
+def read_reward(msg, topic: str) -> float:
+    """A ``sac_robot/RewardTerms``' reward, checked: finite, its terms (if any) adding up to it."""
+    values = list(msg.values)
+    where = f'{topic}: step {msg.step} of episode {msg.episode_id}'
+    if len(values) != len(msg.names):
+        raise MessageError(f'{where}: {len(values)} term value(s) for {len(msg.names)} name(s)')
+    if not math.isfinite(msg.reward) or not all(math.isfinite(v) for v in values):
+        raise MessageError(f'{where}: reward {msg.reward!r}, terms {values!r}: not finite')
+    if values and abs(sum(values) - msg.reward) > 1e-6 * max(1.0, abs(msg.reward)):
+        raise MessageError(f'{where}: reward {msg.reward!r} but its terms add up to '
+                           f'{sum(values)!r}')
+    return float(msg.reward)
 
 
 def _pose(pose, topic: str, field: str) -> tuple:

@@ -640,6 +640,11 @@ class Driver(Node, LocalControl):
         in one thread only): right here when it runs the process's callbacks, the next step then
         a whole period later; otherwise in place of its next step, the service waiting for it.
         """
+        if request.seed < -1:
+            response.success = False
+            response.message = (f'seed {request.seed}: a seed is >= 0 (restart the random '
+                                'stream) or -1 (keep it)')
+            return response
         if self.episode_id == 0 and self.wait_for_readers:
             missing = self._missing_readers()  # matched readers, as this writer sees them
             if missing:

@@ -42,6 +42,7 @@ from std_srvs.srv import Trigger
 from sac_robot.msg import EpisodeEvent, RewardTerms
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
+from sac_robot.nodes.rejections import Rejections
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
@@ -88,6 +89,7 @@ class SafetyNode(Node):
         self.reset_client = self.create_client(Reset, 'reset')
         self.sync = SensorSync(self, self.profile, self.profile.safety_sensors,
                                self.on_measurement)
+        self.rejections = Rejections(self.get_logger())  # of rewards
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
                                  self.on_command, qos.COMMAND)
         self.create_subscription(RewardTerms, 'reward', self.on_reward, qos.EXPERIENCE)
@@ -275,7 +277,12 @@ class SafetyNode(Node):
             self._publish_event(EpisodeEvent.CHECKED, stamp, publisher=self.checks)
 
     def on_reward(self, msg: RewardTerms):
-        """Sum the episode's return."""
+        """Sum the episode's return (of finite rewards whose terms add up to them)."""
+        try:
+            convert.read_reward(msg, 'reward')
+        except convert.MessageError as error:
+            self.rejections('reward', str(error), 'reward refused')
+            return
         if msg.episode_id == self.episode_id and (self.state == 'running' or
                                                   msg.step < self.steps):
             self.returns[msg.episode_id] += msg.reward

@@ -4,7 +4,10 @@
 A driver publishes one message per sensor per control step, all with the same header stamp;
 :class:`SensorSync` subscribes to the ones a node needs and calls back once per stamp when all
 have arrived. Incomplete stamps older than the newest complete one are dropped (a lost
-best-effort sample must not stall the stream), and a malformed message is logged and dropped.
+best-effort sample must not stall the stream). Each message is checked as it arrives, before
+anything advances: a malformed one (whatever its stamp, even one in the future) is dropped,
+counted and said per kind (:class:`~sac_robot.nodes.rejections.Rejections`), and changes
+nothing: the stream goes on with the next good message.
 """
 
 import collections
@@ -14,6 +17,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from sac_robot.nodes import qos
 from sac_robot.nodes.convert import MessageError, stamp_ns
 from sac_robot.nodes.params import describe
+from sac_robot.nodes.rejections import Rejections
 
 
 class SensorSync:
@@ -26,6 +30,8 @@ class SensorSync:
         self.max_pending = max_pending
         self._pending = collections.OrderedDict()  # stamp -> {key: msg}
         self._newest = -1
+        #: Messages refused, by topic and kind (the node's diagnostics may carry them).
+        self.rejections = Rejections(node.get_logger())
         if qos_profile is None:
             if not node.has_parameter('sensor_qos'):
                 node.declare_parameter('sensor_qos', 'reliable', describe(
@@ -47,6 +53,12 @@ class SensorSync:
                                        throttle_duration_sec=1.0)
 
     def _on_message(self, key, msg):
+        topic = self.profile.sensors[key][0]
+        try:
+            self.profile.read({key: msg})  # (checked first: a bad message changes nothing)
+        except MessageError as error:
+            self.rejections(topic, str(error), 'sensor message dropped')
+            return
         stamp = stamp_ns(msg.header.stamp)
         if stamp <= self._newest:  # a late or repeated sample of a stamp already handled
             if stamp == self._newest and key == self.keys[0] and self.on_repeat is not None:
@@ -68,12 +80,12 @@ class SensorSync:
             self.node.get_logger().warning(
                 f'measurement at {old} ns dropped incomplete (no {", ".join(missing)}): a '
                 f'newer one is complete', throttle_duration_sec=1.0)
-        self._newest = stamp
         try:
             self.callback(stamp, group)
         except MessageError as error:
-            self.node.get_logger().error(f'dropped the measurement at {stamp} ns: {error}',
-                                         throttle_duration_sec=1.0)
+            self.rejections('measurement', str(error), f'dropped the measurement at {stamp} ns')
+            return
+        self._newest = stamp
 
     def unsubscribe(self):
         """Stop listening to the topics (the node takes the measurements some other way)."""
