@@ -86,6 +86,10 @@ def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, e
     commands.publish(convert.command(targets[:5], driver.stamp, episode))
     spin_until(executor, lambda: False, timeout=0.3)
     assert driver.steps == 1  # neither stepped
+    said = capfd.readouterr().err  # two kinds 0.3 s apart: both said, and counted
+    assert 'command rejected: position_controller/commands: ' in said
+    assert said.count('command rejected') == 2, said
+    assert driver.rejections.by_topic() == {'position_controller/commands': 2}
     commands.publish(convert.command(targets, driver.stamp, episode))
     assert spin_until(executor, lambda: driver.steps == 2)  # and the node runs on
     driver.destroy_node()

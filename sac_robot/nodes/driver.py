@@ -72,6 +72,7 @@ from sac_robot.backends.interface import BackendError, BackendFault
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.handover import LocalControl
 from sac_robot.nodes.params import declare_robot, describe
+from sac_robot.nodes.rejections import Rejections
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.srv import Reset
@@ -123,6 +124,7 @@ class Driver(Node, LocalControl):
             'Real time: seconds without a command or a hold (the policy and the safety node '
             'both silent) after which the driver turns torque off itself; it comes back on with '
             'the next command (0: never).')).value
+        self.rejections = Rejections(self.get_logger())  # commands and holds refused
         self.diagnostics_period = declare('diagnostics_period', 1.0, describe(
             'Seconds between diagnostics on /diagnostics (and at once on a fault).')).value
         if self.clock_mode not in ('lockstep', 'realtime'):
@@ -345,6 +347,8 @@ class Driver(Node, LocalControl):
         figures = {'faults': self.faults, 'steps': self.steps, 'episode': self.episode_id,
                    'clock': self.clock_mode, 'overruns': self.overruns, 'missed': self.missed,
                    'operator_wait_s': f'{waiting:.1f}', 'operator_resets': self.operator_resets,
+                   **{f'rejected {topic}': count
+                      for topic, count in self.rejections.by_topic().items()},
                    **(self.backend.status() if self.backend else {})}
         status.values = [KeyValue(key=str(k), value=str(v)) for k, v in figures.items()]
         msg = DiagnosticArray(status=[status])
@@ -399,7 +403,7 @@ class Driver(Node, LocalControl):
             targets, label = convert.read_command(msg, len(self.profile.joint_names),
                                                   'position_controller/commands')
         except convert.MessageError as error:
-            self.get_logger().error(f'command rejected: {error}', throttle_duration_sec=1.0)
+            self.rejections('position_controller/commands', str(error), 'command rejected')
             return
         if self.awaiting_operator is not None:  # the robot rests until a person sets it right
             self._ignore_command('the robot waits for a person (confirm_reset)')
@@ -458,7 +462,7 @@ class Driver(Node, LocalControl):
         try:
             targets = convert.read_command(msg, len(self.profile.joint_names), 'hold')[0]
         except convert.MessageError as error:
-            self.get_logger().error(f'hold rejected: {error}', throttle_duration_sec=1.0)
+            self.rejections('hold', str(error), 'hold rejected')
             return
         if self.awaiting_operator is None:  # (waiting for a person, the robot rests)
             self.targets, self._last_command = targets, time.monotonic()
