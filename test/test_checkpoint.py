@@ -178,3 +178,49 @@ def test_policy_layers_are_the_networks_without_torch(algo):
         policy_layers(remade(lambda t: t.pop('net.0.bias')))
     with pytest.raises(CheckpointError, match='flat-observation'):
         policy_layers(remade(obs_spec='{"pixels": [32, 32, 3], "joints": [9]}'))
+
+
+def _safetensors(header) -> bytes:
+    """A safetensors file of just this JSON header (no tensor data)."""
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, 'little') + text
+
+
+def test_malformed_policy_weights_are_refused_with_the_reason():
+    """Every malformed part of the policy bytes is a CheckpointError naming it, never a crash.
+
+    Both readers (numpy, for the policy node's flat policies; torch, for every policy).
+    """
+    from safetensors.torch import save
+    agent, _ = trained('sac')
+    tensors = {k: v.detach().contiguous()
+               for k, v in agent.modules()['actor'].state_dict().items()}
+    exported = export_policy(agent)
+    good = json.loads(exported[8:8 + int.from_bytes(exported[:8], 'little')])['__metadata__']
+    cases = {
+        'a header that is a list': _safetensors([1, 2]),
+        'metadata that is a string': _safetensors({'__metadata__': 'sac'}),
+        'no length at all': b'\x05',
+        'sizes of the wrong type': save(tensors, metadata={**good, 'obs_spec': '[4, 2]'}),
+        'an action size that is a list': save(tensors, metadata={**good, 'action_dim': '[2]'}),
+        'an action size that is negative': save(tensors, metadata={**good, 'action_dim': '-2'}),
+        'an observation size that is negative': save(tensors, metadata={**good,
+                                                                         'obs_spec': '-4'}),
+        'an image of negative height': save(tensors, metadata={
+            **good, 'obs_spec': '{"pixels": [-32, 32, 3], "joints": [9]}'}),
+        'hidden sizes that are text': save(tensors, metadata={**good, 'hidden': '"32"'}),
+        'hidden sizes that are not sizes': save(tensors, metadata={**good, 'hidden': '[32.5]'}),
+        'a layer named net.x.weight': save(
+            {**tensors, 'net.x.weight': tensors['net.0.weight'].clone()}, metadata=good),
+    }
+    wrong = []
+    for what, data in cases.items():
+        for reader in (policy_layers, import_policy):
+            try:
+                reader(data)
+                wrong.append(f'{what}: {reader.__name__} took it')
+            except CheckpointError:
+                pass
+            except Exception as error:  # noqa: BLE001 - the failure this test looks for
+                wrong.append(f'{what}: {reader.__name__} raised {error!r}')
+    assert not wrong, '\n'.join(wrong)

@@ -21,6 +21,7 @@ weights and the metadata to rebuild it, the payload of ``sac_robot/PolicyWeights
 import dataclasses
 import hashlib
 import json
+import re
 import os
 import shutil
 
@@ -29,6 +30,8 @@ from safetensors.torch import load, load_file, save, save_file
 
 FORMAT = 'sac_robot.checkpoint/1'
 POLICY_FORMAT = 'sac_robot.policy/1'
+#: The largest size (an action, a hidden layer) policy bytes may claim.
+MAX_SIZE = 65_536
 
 
 class CheckpointError(ValueError):
@@ -238,16 +241,26 @@ def policy_metadata(data: bytes) -> dict:
 def policy_header(data: bytes) -> tuple[dict, object, int]:
     """The checked metadata of :func:`export_policy` bytes: ``(meta, obs_spec, action_dim)``.
 
-    Refuses another format, an unknown algorithm, and missing or malformed sizes.
+    Refuses another format, an unknown algorithm, and missing or malformed sizes (the
+    observation's, the action's, the hidden layers': positive whole numbers).
     """
     from sac_robot.algorithms.observations import spec_from_json
     meta = policy_metadata(data)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f'policy metadata is a {type(meta).__name__}, not a mapping')
     if meta.get('format') != POLICY_FORMAT:
         raise CheckpointError(f'policy format {meta.get("format")!r}, expected {POLICY_FORMAT!r}')
     try:
         spec, action_dim = spec_from_json(meta['obs_spec']), int(meta['action_dim'])
-    except (KeyError, ValueError) as error:
+        hidden = json.loads(meta['hidden'])
+    except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f'policy metadata incomplete or malformed: {error}') from error
+    if not 0 < action_dim <= MAX_SIZE:
+        raise CheckpointError(f'policy action_dim {action_dim}: not a size (1..{MAX_SIZE})')
+    if (not isinstance(hidden, list) or not hidden
+            or not all(type(h) is int and 0 < h <= MAX_SIZE for h in hidden)):
+        raise CheckpointError(f'policy hidden {meta["hidden"]!r}: not a list of layer sizes '
+                              f'(1..{MAX_SIZE})')
     if meta.get('algorithm') not in ('sac', 'sql'):
         raise CheckpointError(f'unknown algorithm {meta.get("algorithm")!r} in policy bytes')
     return meta, spec, action_dim
@@ -274,7 +287,7 @@ def policy_layers(data: bytes) -> tuple[list, dict]:
         raise CheckpointError('policy_layers takes flat-observation policies; this one takes '
                               f'{spec} (use import_policy)')
     indices = sorted(int(k.split('.')[1]) for k in tensors
-                     if k.startswith('net.') and k.endswith('.weight'))
+                     if re.fullmatch(r'net\.\d{1,3}\.weight', k))
     expected = {f'net.{i}.{part}' for i in indices for part in ('weight', 'bias')}
     if not indices or set(tensors) != expected:
         raise CheckpointError(f"policy tensors {sorted(tensors)} are not an MLP's layers")
@@ -312,10 +325,7 @@ def import_policy(data: bytes):
     except Exception as error:
         raise CheckpointError(f'policy bytes are not a valid safetensors file: {error}') from error
     metadata, obs_spec, action_dim = policy_header(data)
-    try:
-        hidden = tuple(json.loads(metadata['hidden']))
-    except (KeyError, ValueError) as error:
-        raise CheckpointError(f'policy metadata incomplete or malformed: {error}') from error
+    hidden = tuple(json.loads(metadata['hidden']))  # (checked by policy_header)
     network_class = {'sac': TanhGaussianPolicy, 'sql': SamplingNetwork}[metadata['algorithm']]
     network = network_class(obs_spec, action_dim, hidden)
     try:

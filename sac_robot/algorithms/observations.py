@@ -21,6 +21,8 @@ def normalize_spec(spec):
     if not isinstance(spec, dict) or not spec:
         raise ValueError(f'observation spec must be an int or a non-empty dict, got {spec!r}')
     shapes = {str(k): tuple(int(d) for d in v) for k, v in sorted(spec.items())}
+    if any(d <= 0 for shape in shapes.values() for d in shape):
+        raise ValueError(f'observation shapes must be positive, got {shapes}')
     images = [k for k, shape in shapes.items() if len(shape) == 3]
     if len(images) > 1 or any(len(shape) not in (1, 3) for shape in shapes.values()):
         raise ValueError(f'a dict observation holds one image (H, W, C) and vectors (N,): '
