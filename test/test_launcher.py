@@ -220,3 +220,25 @@ def test_a_stop_last_process_stops_after_the_others(demo_prefix, capfd):
     stopping = [line.split('-')[0].lstrip('[') for line in out.splitlines()
                 if line.endswith('talker stopping on SIGINT')]
     assert sorted(stopping[:2]) == ['first', 'second'] and stopping[2:] == ['last'], out
+
+
+@pytest.mark.parametrize('second', [signal.SIGINT, signal.SIGTERM])
+def test_a_shutdown_finishes_whatever_signals_follow(tmp_path, ros_domain, second):
+    """A shutdown begun runs to its end, and exits 0.
+
+    SIGINT, then another signal during the node's close: the close still finishes (the
+    trainer's last checkpoint).
+    """
+    out = tmp_path / 'closed'
+    process = subprocess.Popen([sys.executable, os.path.join(HERE, 'helpers',
+                                                            'slow_close_node.py'), str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == 'spinning'
+    process.send_signal(signal.SIGINT)
+    assert process.stdout.readline().strip() == 'closing'
+    process.send_signal(second)  # (ros2 launch without a terminal sends SIGINT twice)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(10) == 0, process.stderr.read()[-2000:]
+    assert out.read_text() == 'closed\n'
+    assert 'during shutdown: finishing it first' in process.stderr.read()

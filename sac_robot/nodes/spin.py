@@ -3,6 +3,7 @@
 
 import gc
 import os
+import signal
 import sys
 import time
 
@@ -29,6 +30,18 @@ def _executor_class():
     return EventsExecutor
 
 
+def _finish_whatever_comes():
+    """From here on SIGINT and SIGTERM are noted, not obeyed: the shutdown runs to its end."""
+    def note(signum, _frame):
+        print(f'[spin] {signal.Signals(signum).name} during shutdown: finishing it first',
+              file=sys.stderr, flush=True)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(signum, note)
+        except ValueError:  # not the main thread (a test's run): nothing to guard
+            return
+
+
 def run(node_class, args=None, executor_class=None) -> int:
     """Create ``node_class()`` and spin it until Ctrl-C, SIGTERM or ``rclpy.shutdown``.
 
@@ -48,7 +61,10 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
     commands directly). A node with ``take_executor(executor)`` may take the spinning over (a
     real-time driver runs the callbacks on its control thread, between steps); the main
     thread then only watches. The run ends when any node sets its ``exit_status`` (that status
-    is returned), on Ctrl-C or SIGTERM; every node is then closed, in reverse.
+    is returned), on Ctrl-C or SIGTERM; every node is then closed, in reverse. Once that
+    shutdown has begun it finishes (the trainer's last checkpoint written, torque off on
+    hardware) whatever signals follow: ``ros2 launch`` without a terminal sends SIGINT twice,
+    and an impatient user presses Ctrl-C again. A shutdown by signal exits 0.
     """
     rclpy.init(args=args)
     nodes, spinner = [], None
@@ -88,7 +104,12 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        return 0  # (the EventsExecutor, when a signal has shut the context down)
     finally:
+        _finish_whatever_comes()
         if spinner is not None:
             spinner.release_executor()  # no callback may run while the nodes go
         for node in reversed(nodes):
