@@ -875,13 +875,16 @@ def test_a_bad_sensor_message_changes_nothing_whatever_its_stamp(ros_context, ex
     states.publish(future)
     wrong = convert.joint_state(names[:7], np.zeros(7), np.zeros(7), stamp=10**18 + 1)
     states.publish(wrong)  # another kind, a moment later: said too
+    states.publish(convert.joint_state(names, np.full(8, 1e300), np.zeros(8), stamp=10**18 + 2))
     for stamp in (1_000_000, 2_000_000):
         good(stamp)
     assert spin_until(executor, lambda: got == [1_000_000, 2_000_000])
     said = capfd.readouterr().err
     assert 'sensor message dropped: joint_states: position[2] is nan (not finite)' in said
     assert 'sensor message dropped: joint_states: joint(s) ' in said
-    assert sync.rejections.total == 2 and sync.rejections.by_topic() == {'joint_states': 2}
+    assert ('sensor message dropped: joint_states: position[0] is 1e+300 rad: not plausible '
+            '(more than 1000 rad)') in said  # well-formed, but no robot's
+    assert sync.rejections.total == 3 and sync.rejections.by_topic() == {'joint_states': 3}
 
 
 def test_a_reward_that_cannot_be_used_is_refused_where_it_enters(ros_context):

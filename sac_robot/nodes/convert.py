@@ -40,13 +40,26 @@ def to_stamp(nanoseconds: int) -> Time:
     return Time(sec=int(nanoseconds // 1_000_000_000), nanosec=int(nanoseconds % 1_000_000_000))
 
 
-def _finite(values, topic: str, field: str, size: int | None = None) -> np.ndarray:
+#: The largest magnitude a sensor field may carry, by unit: beyond it a well-formed value is
+#: still no measurement of a robot in a lab (a joint turned a thousand times, a tracker a
+#: kilometre away, a joint turning at 10^4 rad/s), and it would become a reward of the same
+#: size. The description's own limits are the safety node's; these bound what is believable.
+PLAUSIBLE = {'rad': 1e3, 'm': 1e3, 'rad/s': 1e4}
+
+
+def _finite(values, topic: str, field: str, size: int | None = None,
+            unit: str | None = None) -> np.ndarray:
     array = np.asarray(values, np.float64)
     if size is not None and array.shape != (size,):
         raise MessageError(f'{topic}: {field} has {array.size} values, expected {size}')
     bad = np.flatnonzero(~np.isfinite(array))
     if bad.size:
         raise MessageError(f'{topic}: {field}[{bad[0]}] is {array[bad[0]]} (not finite)')
+    if unit is not None:
+        far = np.flatnonzero(np.abs(array) > PLAUSIBLE[unit])
+        if far.size:
+            raise MessageError(f'{topic}: {field}[{far[0]}] is {array[far[0]]:g} {unit}: not '
+                               f'plausible (more than {PLAUSIBLE[unit]:g} {unit})')
     return array
 
 
@@ -74,13 +87,13 @@ def read_joint_state(msg: JointState, names, topic: str) -> tuple:
     if len(msg.position) != len(msg.name):
         raise MessageError(f'{topic}: {len(msg.name)} names but {len(msg.position)} positions')
     order = [index[name] for name in names]
-    positions = _finite(msg.position, topic, 'position')[order]
+    positions = _finite(msg.position, topic, 'position', unit='rad')[order]
     velocities = None
     if len(msg.velocity):
         if len(msg.velocity) != len(msg.name):
             raise MessageError(f'{topic}: {len(msg.name)} names but {len(msg.velocity)} '
                                'velocities')
-        velocities = _finite(msg.velocity, topic, 'velocity')[order]
+        velocities = _finite(msg.velocity, topic, 'velocity', unit='rad/s')[order]
     return positions, velocities
 
 
@@ -112,7 +125,7 @@ def read_imu(msg: Imu, topic: str) -> tuple:
     """``(quaternion [w, x, y, z], angular velocity [3])`` of a ``sensor_msgs/Imu``."""
     quat = _quaternion(msg.orientation, topic, 'orientation')
     av = msg.angular_velocity
-    return quat, _finite([av.x, av.y, av.z], topic, 'angular_velocity')
+    return quat, _finite([av.x, av.y, av.z], topic, 'angular_velocity', unit='rad/s')
 
 
 def pose_stamped(position, quaternion, stamp: int = 0, frame_id: str = 'world') -> PoseStamped:
@@ -141,7 +154,7 @@ def read_reward(msg, topic: str) -> float:
 
 def _pose(pose, topic: str, field: str) -> tuple:
     p = pose.position
-    return (_finite([p.x, p.y, p.z], topic, f'{field}.position'),
+    return (_finite([p.x, p.y, p.z], topic, f'{field}.position', unit='m'),
             _quaternion(pose.orientation, topic, f'{field}.orientation'))
 
 
