@@ -428,6 +428,11 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     assert spin_until(executor, lambda: progress and progress[-1].env_steps == 8)
     assert (progress[-1].episode_id, progress[-1].episode_steps) == (1, 8)
     assert progress[-1].waiting_for_experience and progress[-1].gradient_steps == 0
+    # A count no episode can hold (the sender's word is bounded): refused, nothing counted.
+    experience.publish(convert.experience('minitaur', 2, 1, 8, None, dropped=10**6))
+    spin_until(executor, lambda: False, timeout=0.3)
+    assert trainer.next_sequence == 2 and trainer.dropped == 0
+    assert trainer.rejections.by_topic() == {'experience': 3}  # with the NaN and the size
     # A chunk that only reports transitions lost after a gap ends its episode.
     experience.publish(convert.experience('minitaur', 2, 1, 8, None, dropped=4))
     assert spin_until(executor, lambda: trainer.next_sequence == 3)
@@ -483,6 +488,11 @@ def test_collector_delivers_each_episode_once_and_resends_until_acknowledged(
     assert list(chunk['terminated']) == [False, False, True]
     assert spin_until(executor, lambda: len(delivered) >= 2, timeout=3)  # resent: no ack
     assert delivered[1].sequence == 40
+    # An acknowledgement ahead of anything sent (a forged one) is refused: chunk 40 is kept.
+    acks.publish(ExperienceAck(robot_id='minitaur', next_sequence=10**9,
+                               checkpointed_sequence=10**9))
+    assert spin_until(executor, lambda: collector.rejections.total == 1, timeout=3)
+    assert 40 in collector.unacked and collector.delivered == 0
     acks.publish(ExperienceAck(robot_id='minitaur', next_sequence=41, checkpointed_sequence=41))
     assert spin_until(executor, lambda: collector.delivered == 3)
     count = len(delivered)

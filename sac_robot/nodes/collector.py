@@ -155,6 +155,15 @@ class DataCollector(Node):
         """Forget checkpointed chunks; (re)start numbering where the trainer stands."""
         if msg.robot_id != self.robot_id:
             return
+        if self.next_sequence is not None and (
+                msg.next_sequence > self.next_sequence
+                or msg.checkpointed_sequence > msg.next_sequence):
+            # Ahead of anything sent: taking it would forget chunks no checkpoint holds.
+            self.rejections('experience/ack', f'experience/ack: next_sequence '
+                            f'{msg.next_sequence}, checkpointed {msg.checkpointed_sequence}, '
+                            f'but only chunks before {self.next_sequence} were sent',
+                            'acknowledgement refused')
+            return
         if self.next_sequence is None:
             self.next_sequence = msg.next_sequence
             self.get_logger().info(f'trainer found; experience continues at chunk '

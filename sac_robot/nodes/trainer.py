@@ -44,6 +44,7 @@ from sac_robot.msg import (Experience, ExperienceAck, PolicyWeights, TrainingPro
                            TrainingStats)
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
+from sac_robot.nodes.rejections import Rejections
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.scalars import Scalars
@@ -128,6 +129,7 @@ class Trainer(Node):
         self.waiting = {}  # sequence -> Experience that came before a gap was filled
         self.env_steps, self.episodes, self.policy_version = 0, 0, 0
         self.scalars = Scalars(tensorboard_dir) if tensorboard_dir else None
+        self.rejections = Rejections(self.get_logger())
         self.returns = {}  # episode -> (return, steps) so far, for the scalars
         self.acting_version = 0  # of the policy that chose the newest transition
         self.dropped = 0  # transitions the collector reported lost
@@ -197,8 +199,15 @@ class Trainer(Node):
         try:
             rows = convert.read_experience(msg, self.profile.observation_spec,
                                            self.profile.action_size, 'experience')
+            longest = self.profile.max_episode_steps
+            if msg.dropped > longest or msg.first_step + msg.num_transitions > longest:
+                # (counts come from the sender: bounded by what an episode can hold)
+                raise convert.MessageError(
+                    f'experience: chunk {msg.sequence} claims steps {msg.first_step}.. of '
+                    f'{msg.num_transitions} and {msg.dropped} lost, in an episode of at most '
+                    f'{longest} steps')
         except convert.MessageError as error:
-            self.get_logger().error(f'chunk rejected: {error}')
+            self.rejections('experience', str(error), 'chunk rejected')
             return
         if msg.dropped:
             self.get_logger().warning(f'episode {msg.episode_id}: {msg.dropped} transition(s) '
