@@ -437,8 +437,18 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     experience.publish(convert.experience('minitaur', 2, 1, 8, None, dropped=4))
     assert spin_until(executor, lambda: trainer.next_sequence == 3)
     assert trainer.episodes == 1 and trainer.dropped == 4 and len(trainer.buffer) == 8
+    # The chunk the stream waits for, refused as often as it is resent: passed over as lost
+    # (its 2 transitions), and the one after it taken.
+    poison = _experience(3, 2)
+    poison.rewards = [float('nan'), 1.0]
+    experience.publish(_experience(4, 1))  # (waits for 3)
+    for _ in range(3):
+        experience.publish(poison)
+        spin_until(executor, lambda: False, timeout=0.1)
+    assert spin_until(executor, lambda: trainer.next_sequence == 5)
+    assert trainer.dropped == 4 + 2 and len(trainer.buffer) == 9
     trainer.checkpoint()
-    assert spin_until(executor, lambda: acks[-1].checkpointed_sequence == 3)
+    assert spin_until(executor, lambda: acks[-1].checkpointed_sequence == 5)
     trainer.close()
     trainer.destroy_node()
 

@@ -51,6 +51,8 @@ from sac_robot.scalars import Scalars
 from sac_robot.training import build_agent
 
 CONFIGS = {'sac': SACConfig, 'sql': SQLConfig}
+#: Times the chunk the stream waits for is refused before it is passed over as lost.
+REFUSALS_BEFORE_SKIP = 3
 
 
 def declare_agent_settings(node: Node, config_class) -> dict:
@@ -130,6 +132,7 @@ class Trainer(Node):
         self.env_steps, self.episodes, self.policy_version = 0, 0, 0
         self.scalars = Scalars(tensorboard_dir) if tensorboard_dir else None
         self.rejections = Rejections(self.get_logger())
+        self.refusals = {}  # sequence -> times the chunk the stream waits for was refused
         self.returns = {}  # episode -> (return, steps) so far, for the scalars
         self.acting_version = 0  # of the policy that chose the newest transition
         self.dropped = 0  # transitions the collector reported lost
@@ -208,6 +211,7 @@ class Trainer(Node):
                     f'{longest} steps')
         except convert.MessageError as error:
             self.rejections('experience', str(error), 'chunk rejected')
+            self._refused_again(msg)
             return
         if msg.dropped:
             self.get_logger().warning(f'episode {msg.episode_id}: {msg.dropped} transition(s) '
@@ -222,6 +226,31 @@ class Trainer(Node):
                 and self.exit_status is None):
             self.get_logger().info(f'{self.env_steps} transitions received: done')
             self.finish()
+
+    def _refused_again(self, msg: Experience):
+        """A chunk refused as often as the collector resends it must not stop every later one.
+
+        The collector sends an unacknowledged chunk again and again; once the chunk the stream
+        waits for has been refused ``REFUSALS_BEFORE_SKIP`` times (the same poison, not one
+        stray message), it is passed over as lost (counted with the dropped transitions, at
+        most an episode's worth) and the stream goes on.
+        """
+        if msg.sequence != self.next_sequence:
+            return
+        self.refusals[msg.sequence] = self.refusals.get(msg.sequence, 0) + 1
+        if self.refusals[msg.sequence] < REFUSALS_BEFORE_SKIP:
+            return
+        lost = min(int(msg.num_transitions), self.profile.max_episode_steps)
+        self.get_logger().error(f'experience: chunk {msg.sequence} refused '
+                                f'{REFUSALS_BEFORE_SKIP} times: passed over as lost ({lost} '
+                                'transition(s)); the stream goes on')
+        del self.refusals[msg.sequence]
+        self.dropped += lost
+        self.next_sequence += 1
+        while self.next_sequence in self.waiting:
+            self._add(*self.waiting.pop(self.next_sequence))
+            self.next_sequence += 1
+        self._ack()
 
     def _add(self, rows: dict, dropped: int, episode_id: int = 0, first_step: int = 0):
         self.dropped += dropped
