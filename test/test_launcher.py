@@ -242,3 +242,13 @@ def test_a_shutdown_finishes_whatever_signals_follow(tmp_path, ros_domain, secon
     assert process.wait(10) == 0, process.stderr.read()[-2000:]
     assert out.read_text() == 'closed\n'
     assert 'during shutdown: finishing it first' in process.stderr.read()
+
+
+def test_a_node_refusing_to_start_says_why_in_one_line(ros_domain):
+    """A corrupt checkpoint (or port, or parameter) is one [FATAL] line and exit 1."""
+    result = subprocess.run([sys.executable, os.path.join(HERE, 'helpers', 'slow_close_node.py'),
+                             'refuse'], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert ('[FATAL] SlowClose: runs/x/checkpoint/agent.safetensors: sha256 differs'
+            in result.stderr), result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr

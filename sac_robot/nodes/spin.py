@@ -72,7 +72,9 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
         for node_class in node_classes:
             try:
                 nodes.append(node_class())
-            except BackendError as error:  # what is missing and where: no traceback
+            except (BackendError, ValueError) as error:
+                # What is missing or wrong, and where (a port, a checkpoint file: a
+                # CheckpointError is a ValueError, a parameter): one clear line, no traceback.
                 print(f'[FATAL] {node_class.__name__}: {error}', file=sys.stderr, flush=True)
                 return 1
         for node in nodes:  # nodes that work better knowing their neighbours (the policy)
