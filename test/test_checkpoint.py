@@ -224,3 +224,79 @@ def test_malformed_policy_weights_are_refused_with_the_reason():
             except Exception as error:  # noqa: BLE001 - the failure this test looks for
                 wrong.append(f'{what}: {reader.__name__} raised {error!r}')
     assert not wrong, '\n'.join(wrong)
+
+
+def test_every_file_of_a_checkpoint_is_bound_and_checked_before_anything_changes(tmp_path):
+    """Corrupt, cut, deleted or swapped files and malformed fields: refused, agent untouched.
+
+    The replay buffer is bound to agent.json (its checksum and size), so one deleted, or
+    swapped in from another run, is refused rather than silently taken; agent.json's fields
+    are checked by type before any of them is used.
+    """
+    import shutil
+    agent, buffer = trained('sac')
+    other_agent, other_buffer = trained('sac', seed=5)
+    other = str(tmp_path / 'other')
+    save_checkpoint(other, other_agent, other_buffer, {'env_steps': 60})
+    good = str(tmp_path / 'good')
+    save_checkpoint(good, agent, buffer, {'env_steps': 60})
+
+    def flip(path):
+        data = bytearray(open(path, 'rb').read())
+        data[len(data) // 2] ^= 0xFF
+        open(path, 'wb').write(bytes(data))
+
+    def cut(path):
+        data = open(path, 'rb').read()
+        open(path, 'wb').write(data[:len(data) // 2])
+
+    def drop(field):
+        def mutate(directory):
+            path = os.path.join(directory, 'agent.json')
+            meta = json.load(open(path))
+            meta.pop(field)
+            json.dump(meta, open(path, 'w'))
+        return mutate
+
+    def cut_generator(directory):
+        path = os.path.join(directory, 'agent.json')
+        meta = json.load(open(path))
+        meta['generator'] = meta['generator'][:10]
+        json.dump(meta, open(path, 'w'))
+
+    replay = 'replay.safetensors'
+    cases = {
+        'a bit flipped in the tensors': lambda d: flip(os.path.join(d, 'agent.safetensors')),
+        'the replay buffer cut short': lambda d: cut(os.path.join(d, replay)),
+        'a bit flipped in the replay buffer': lambda d: flip(os.path.join(d, replay)),
+        'the replay buffer deleted': lambda d: os.remove(os.path.join(d, replay)),
+        "another run's replay buffer": lambda d: shutil.copy(os.path.join(other, replay), d),
+        'gradient_steps removed': drop('gradient_steps'),
+        'the generator state cut': cut_generator,
+    }
+    for what, mutate in cases.items():
+        directory = str(tmp_path / 'case')
+        shutil.rmtree(directory, ignore_errors=True)
+        shutil.copytree(good, directory)
+        mutate(directory)
+        target, _ = trained('sac', seed=1)
+        before = {k: v.clone() for k, v in target.modules()['actor'].state_dict().items()}
+        steps = target.gradient_steps
+        with pytest.raises(CheckpointError):
+            load_checkpoint(directory, target)
+        after = target.modules()['actor'].state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), what
+        assert target.gradient_steps == steps, what
+    restored, _ = load_checkpoint(good, trained('sac', seed=1)[0])  # the good one still loads
+    assert len(restored) == len(buffer)
+
+
+def test_a_replay_file_with_a_non_finite_value_is_refused(tmp_path):
+    from sac_robot.algorithms.replay import ReplayBufferError
+    _, buffer = trained('sac')
+    buffer.storage['reward'][7] = np.nan
+    path = str(tmp_path / 'replay.safetensors')
+    buffer.save(path)
+    with pytest.raises(ReplayBufferError, match='field reward holds a value that is not finite '
+                                                r'\(transition 7\)'):
+        ReplayBuffer.load(path, 4, 2)

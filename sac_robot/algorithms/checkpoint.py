@@ -21,8 +21,9 @@ weights and the metadata to rebuild it, the payload of ``sac_robot/PolicyWeights
 import dataclasses
 import hashlib
 import json
-import re
+import math
 import os
+import re
 import shutil
 
 import torch
@@ -103,10 +104,12 @@ def save_checkpoint(directory: str, agent, replay_buffer=None, extra: dict | Non
         'sha256': _sha256(tensor_path),
         'extra': extra or {},
     }
+    if replay_buffer is not None:  # bound to agent.json: its checksum and size recorded there
+        replay_path = os.path.join(tmp, 'replay.safetensors')
+        replay_buffer.save(replay_path)
+        meta['replay'] = {'sha256': _sha256(replay_path), 'size': len(replay_buffer)}
     with open(os.path.join(tmp, 'agent.json'), 'w', encoding='utf-8') as stream:
         json.dump(meta, stream, indent=1)
-    if replay_buffer is not None:
-        replay_buffer.save(os.path.join(tmp, 'replay.safetensors'))
     # The policy alone, for evaluation and deployment (the policy node's ``checkpoint``).
     with open(os.path.join(tmp, 'policy.safetensors'), 'wb') as stream:
         stream.write(export_policy(agent))
@@ -156,7 +159,11 @@ def load_checkpoint(directory: str, agent, load_replay: bool = True):
     """Restore ``agent`` in place from ``directory``; return ``(replay_buffer or None, extra)``.
 
     Raises :class:`CheckpointError` naming the file and the problem when the checkpoint is
-    corrupt or belongs to another algorithm or other dimensions; ``agent`` is then untouched.
+    corrupt or belongs to another algorithm or other dimensions; ``agent`` is then untouched:
+    every file is read and checked first (the tensors and the replay buffer against the
+    checksums and size agent.json records for them, agent.json's fields by type), and only
+    then is anything changed. A replay buffer recorded but missing, or one swapped in from
+    another run, is refused.
     """
     meta = read_checkpoint_meta(directory)
     from sac_robot.algorithms.observations import spec_from_json, spec_to_json
@@ -171,6 +178,7 @@ def load_checkpoint(directory: str, agent, load_replay: bool = True):
         if value != expected:
             raise CheckpointError(
                 f'checkpoint {directory} has {key} {value!r}, this agent {expected!r}')
+    _check_meta_fields(directory, meta, agent)
     tensor_path = os.path.join(directory, 'agent.safetensors')
     if not os.path.isfile(tensor_path) or _sha256(tensor_path) != meta.get('sha256'):
         raise CheckpointError(f'{tensor_path} is missing or does not match its checksum')
@@ -192,6 +200,23 @@ def load_checkpoint(directory: str, agent, load_replay: bool = True):
         raise
     except Exception as error:
         raise CheckpointError(f'cannot restore {tensor_path}: {error!r}') from error
+    replay = None
+    replay_path = os.path.join(directory, 'replay.safetensors')
+    recorded = meta.get('replay')  # (checkpoints from before it was recorded: unbound)
+    if load_replay and (recorded is not None or os.path.isfile(replay_path)):
+        from sac_robot.algorithms.replay import ReplayBuffer, ReplayBufferError
+        if recorded is not None and (not os.path.isfile(replay_path)
+                                     or _sha256(replay_path) != recorded.get('sha256')):
+            raise CheckpointError(f'{replay_path} is missing or does not match the checksum '
+                                  'agent.json records for it (deleted, corrupt, or from '
+                                  'another run)')
+        try:
+            replay = ReplayBuffer.load(replay_path, agent.obs_spec, agent.action_dim)
+        except ReplayBufferError as error:
+            raise CheckpointError(str(error)) from error
+        if recorded is not None and len(replay) != recorded.get('size'):
+            raise CheckpointError(f'{replay_path} holds {len(replay)} transitions, agent.json '
+                                  f'records {recorded.get("size")}')
     for name, module in agent.modules().items():
         module.load_state_dict(states[name])
     for name, optimizer in agent.optimizers().items():
@@ -206,12 +231,32 @@ def load_checkpoint(directory: str, agent, load_replay: bool = True):
     if agent.algorithm == 'sql':
         agent.alpha = meta['alpha']
     torch.set_rng_state(tensors['rng.torch'])
-    replay = None
-    replay_path = os.path.join(directory, 'replay.safetensors')
-    if load_replay and os.path.isfile(replay_path):
-        from sac_robot.algorithms.replay import ReplayBuffer
-        replay = ReplayBuffer.load(replay_path, agent.obs_spec, agent.action_dim)
     return replay, meta.get('extra', {})
+
+
+def _check_meta_fields(directory: str, meta: dict, agent):
+    """agent.json's fields, by type, before any of them is used: CheckpointError if not."""
+    where = os.path.join(directory, 'agent.json')
+    problems = []
+    if type(meta.get('gradient_steps')) is not int or meta['gradient_steps'] < 0:
+        problems.append(f'gradient_steps {meta.get("gradient_steps")!r}')
+    generator = meta.get('generator')
+    if (not isinstance(generator, list) or len(generator) != len(agent.generator.get_state())
+            or not all(type(b) is int and 0 <= b < 256 for b in generator)):
+        problems.append('generator (the random state, cut or malformed)')
+    if not isinstance(meta.get('optimizers'), dict):
+        problems.append('optimizers')
+    if not isinstance(meta.get('extra', {}), dict):
+        problems.append('extra')
+    if agent.algorithm == 'sql' and not (isinstance(meta.get('alpha'), (int, float))
+                                          and math.isfinite(meta['alpha'])):
+        problems.append(f'alpha {meta.get("alpha")!r}')
+    if hasattr(agent, 'exploration') and not isinstance(meta.get('exploration_rng'), dict):
+        problems.append('exploration_rng')
+    if meta.get('replay') is not None and not isinstance(meta['replay'], dict):
+        problems.append('replay')
+    if problems:
+        raise CheckpointError(f'{where}: missing or malformed: {", ".join(problems)}')
 
 
 def export_policy(agent, version: int = 0) -> bytes:

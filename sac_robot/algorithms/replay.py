@@ -187,6 +187,11 @@ class ReplayBuffer:
             if name not in arrays or arrays[name].shape != (size, *shape):
                 raise ReplayBufferError(f'replay buffer {path}: field {name} missing or of '
                                         'the wrong shape')
+            if arrays[name].dtype.kind == 'f' and not np.isfinite(arrays[name]).all():
+                row = int(np.flatnonzero(~np.isfinite(arrays[name]).reshape(size, -1)
+                                         .all(axis=1))[0])
+                raise ReplayBufferError(f'replay buffer {path}: field {name} holds a value '
+                                        f'that is not finite (transition {row})')
             buffer.storage[name][:size] = arrays[name]
         buffer.size, buffer.position = size, meta['position']
         buffer.rng.bit_generator.state = meta['rng']
