@@ -113,6 +113,9 @@ class Trainer(Node):
             'Write TensorBoard scalars here (episode returns, losses, alpha, entropy, Q, '
             "updates/s, updates per transition, policy version lag); '': none. The training "
             'launch files set <run_dir>/tb.')).value
+        self.max_episode_steps = declare('max_episode_steps', 0, describe(
+            "The longest episode, in steps (the safety node's time limit; 0: the robot's): an "
+            'experience chunk claiming steps past it is refused.')).value or None
         seed = declare('seed', 0, describe('Seed of the agent and the replay sampling.')).value
         threads = declare('threads', 0, describe('Torch threads (0: torch default).')).value
         settings = declare_agent_settings(self, CONFIGS[self.algorithm])
@@ -122,6 +125,7 @@ class Trainer(Node):
         self.profile = make_profile(robot, pixels=declare('pixels', False, describe(
             "Learn from the camera image (the D'Claw): observations are the image, joint "
             'positions and velocities.')).value)
+        self.max_episode_steps = self.max_episode_steps or self.profile.max_episode_steps
         obs_size, action_size = self.profile.observation_spec, self.profile.action_size
         self.agent = build_agent(self.algorithm, obs_size, action_size, settings, seed)
         self.config = self.agent.config
@@ -202,13 +206,13 @@ class Trainer(Node):
         try:
             rows = convert.read_experience(msg, self.profile.observation_spec,
                                            self.profile.action_size, 'experience')
-            longest = self.profile.max_episode_steps
-            if msg.dropped > longest or msg.first_step + msg.num_transitions > longest:
+            longest = self.max_episode_steps
+            if msg.first_step + msg.num_transitions + msg.dropped > longest:
                 # (counts come from the sender: bounded by what an episode can hold)
                 raise convert.MessageError(
-                    f'experience: chunk {msg.sequence} claims steps {msg.first_step}.. of '
-                    f'{msg.num_transitions} and {msg.dropped} lost, in an episode of at most '
-                    f'{longest} steps')
+                    f'experience: chunk {msg.sequence} claims steps from {msg.first_step}, '
+                    f'{msg.num_transitions} taken and {msg.dropped} lost after them, in an '
+                    f'episode of at most {longest} steps (max_episode_steps)')
         except convert.MessageError as error:
             self.rejections('experience', str(error), 'chunk rejected')
             self._refused_again(msg)
@@ -240,7 +244,7 @@ class Trainer(Node):
         self.refusals[msg.sequence] = self.refusals.get(msg.sequence, 0) + 1
         if self.refusals[msg.sequence] < REFUSALS_BEFORE_SKIP:
             return
-        lost = min(int(msg.num_transitions), self.profile.max_episode_steps)
+        lost = min(int(msg.num_transitions), self.max_episode_steps)
         self.get_logger().error(f'experience: chunk {msg.sequence} refused '
                                 f'{REFUSALS_BEFORE_SKIP} times: passed over as lost ({lost} '
                                 'transition(s)); the stream goes on')
