@@ -931,3 +931,31 @@ def test_a_reward_that_cannot_be_used_is_refused_where_it_enters(ros_context):
     assert safety.returns[1] == 0.75
     safety.destroy_node()
     collector.destroy_node()
+
+
+def test_a_plain_sensor_data_and_a_default_subscriber_both_hear_the_driver(ros_context,
+                                                                           executor, probe):
+    """ROS habits: both usual subscriber QoS match the driver's sensor topics.
+
+    `qos_profile_sensor_data` (best effort) and the default (reliable, volatile, depth 10).
+    """
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Imu, JointState
+
+    from sac_robot.nodes.driver import Driver
+    driver = Driver(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+        clock='realtime', thread_priority=0))
+    executor.add_node(driver)
+    heard = {'sensor_data': [], 'default': []}
+    probe.create_subscription(JointState, 'joint_states', heard['sensor_data'].append,
+                              qos_profile_sensor_data)
+    probe.create_subscription(Imu, 'imu/data', heard['default'].append, 10)
+    from sac_robot.srv import Reset
+    client = probe.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done) and future.result().success
+    assert spin_until(executor, lambda: len(heard['sensor_data']) >= 5
+                      and len(heard['default']) >= 5)
+    driver.close()
+    driver.destroy_node()
