@@ -32,8 +32,8 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade 'pip>=25'
 
 # The ROS 2 wheels' exported CMake files name the include directories of the machine that built
-# them (/opt/python/...); point them at this venv's Python and numpy (see docs/install.md, "How the venv
-# build works").
+# them (/opt/python/...); point them at this venv's Python and numpy (see docs/install.md,
+# "How the venv build works").
 $(VENV)/.deps: requirements.txt requirements-ros.txt constraints.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-ros.txt -c constraints.txt
 	pyinc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \

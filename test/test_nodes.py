@@ -689,10 +689,11 @@ def test_policy_acts_once_on_a_held_measurement_that_begins_an_episode(ros_conte
                                                                        utd_slack=500))
     names = policy.profile.joint_names
 
-    def measurement(stamp):
-        return {'joints': convert.joint_state(names, [STANDING_EXTENSION] * 8, [0.0] * 8,
-                                              None, stamp),
-                'imu': convert.imu([1, 0, 0, 0], [0, 0, 0], [0, 0, 9.81], stamp)}
+    def measurement(stamp):  # (its readings, as SensorSync hands them over)
+        return policy.profile.read({
+            'joints': convert.joint_state(names, [STANDING_EXTENSION] * 8, [0.0] * 8, None,
+                                          stamp),
+            'imu': convert.imu([1, 0, 0, 0], [0, 0, 0], [0, 0, 9.81], stamp)})
 
     def start(episode, stamp):
         event = EpisodeEvent(event=EpisodeEvent.START, episode_id=episode, robot_id='minitaur')
@@ -703,7 +704,7 @@ def test_policy_acts_once_on_a_held_measurement_that_begins_an_episode(ros_conte
     policy._publish_step = lambda stamp, obs, action, version: steps.append(
         (policy.episode_id, policy.step, stamp))
     policy.progress = TrainingProgress(gradient_steps=0, env_steps=2000, learning_starts=300)
-    policy._on_sensors(100, measurement(100))  # before its START: held (the trainer is behind)
+    policy.on_readings(100, measurement(100))  # before its START: held (the trainer is behind)
     assert policy.held is not None and not steps
     policy.on_event(start(1, 100))
     assert policy.held is not None and not steps  # still behind: the START does not bypass it
@@ -713,9 +714,9 @@ def test_policy_acts_once_on_a_held_measurement_that_begins_an_episode(ros_conte
     policy.on_progress(TrainingProgress(gradient_steps=1300, env_steps=2000,
                                         learning_starts=300))
     policy.on_event(start(1, 100))  # the event again (a late copy): no restart
-    policy._on_sensors(100, measurement(100))  # the measurement again: nothing
+    policy.on_readings(100, measurement(100))  # the measurement again: nothing
     assert steps == [(1, 0, 100)]
-    policy._on_sensors(110, measurement(110))
+    policy.on_readings(110, measurement(110))
     assert steps == [(1, 0, 100), (1, 1, 110)] and policy.commands == 2
     policy.destroy_node()
 

@@ -210,7 +210,8 @@ class Driver(Node, LocalControl):
         self._last_command = None  # monotonic time of the newest command or hold
         if self.backend.simulated:  # (hardware waits for the first reset to move)
             self._reset_robot(-1)
-        self._ignored = {}  # why commands were ignored -> (how many, when last said)
+        # Commands ignored for a reason (well-formed, not refused), said like refusals.
+        self.ignored = Rejections(self.get_logger(), period=10.0, severity='info')
         self.get_logger().info(self._what_it_does(backend))
         if self.clock_mode == 'realtime':
             self._thread = threading.Thread(target=self._control_loop, name='control',
@@ -233,13 +234,7 @@ class Driver(Node, LocalControl):
 
     def _ignore_command(self, reason: str):
         """Say why a command was ignored: the first time, then at most every 10 s, counted."""
-        count, said = self._ignored.get(reason, (0, -float('inf')))
-        count, now = count + 1, time.monotonic()
-        if now - said >= 10.0:
-            self.get_logger().info(f'command ignored: {reason}'
-                                   + (f' ({count} so far)' if count > 1 else ''))
-            said = now
-        self._ignored[reason] = (count, said)
+        self.ignored('position_controller/commands', reason, 'command ignored')
 
     # The robot ------------------------------------------------------------------------------
 

@@ -170,7 +170,7 @@ class PolicyNode(Node):
         self.create_subscription(TrainingProgress, 'training/progress', self.on_progress,
                                  qos.LATCHED)
         self.sync = SensorSync(self, self.profile, self.profile.policy_sensors,
-                               self._on_sensors, on_repeat=self.on_repeat)
+                               self.on_readings, on_repeat=self.on_repeat)
 
         self.policy = None  # LoadedPolicy, swapped whole by the loader thread
         self._loading = threading.Lock()
@@ -269,12 +269,8 @@ class PolicyNode(Node):
                 self.held = None
                 self.on_measurement(stamp, measurement)
 
-    def _on_sensors(self, stamp: int, msgs: dict):
-        """A whole measurement's messages (SensorSync); a MessageError drops it, logged."""
-        self._on_measured(stamp, self.profile.measure(msgs))
-
     def on_readings(self, stamp: int, readings: dict):
-        """A measurement's readings from a real-time driver in this process (local)."""
+        """A measurement's readings, from its topics (SensorSync) or a driver of this process."""
         self._on_measured(stamp, self.profile.measurement(readings))
 
     def _on_measured(self, stamp: int, measurement: dict):

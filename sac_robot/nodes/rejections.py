@@ -7,6 +7,8 @@ and a flood of one kind silences all others. :class:`Rejections` counts every re
 topic and kind (the reason with its numbers taken out: "joint(s) ... missing", "is not a unit
 quaternion") and logs the first of each kind at once, then at most every ``period`` seconds
 with how many came meanwhile. Nodes put :attr:`Rejections.counts` in their diagnostics.
+``severity='info'`` counts input that is well-formed but ignored for a reason (the driver's
+commands in lockstep that answer an older observation) the same way.
 """
 
 import collections
@@ -25,8 +27,10 @@ def kind_of(reason: str) -> str:
 class Rejections:
     """Count and log rejected messages per ``(topic, kind)``."""
 
-    def __init__(self, logger, period: float = 5.0):
-        self.logger, self.period = logger, float(period)
+    def __init__(self, logger, period: float = 5.0, severity: str = 'error'):
+        if severity not in ('error', 'info'):
+            raise ValueError(f"severity must be 'error' or 'info', not {severity!r}")
+        self.logger, self.period, self.severity = logger, float(period), severity
         self.counts = collections.Counter()  # (topic, kind) -> rejections
         self._said = {}  # (topic, kind) -> (monotonic time said, count then)
 
@@ -39,9 +43,13 @@ class Rejections:
         if now - said < self.period:
             return
         since = self.counts[key] - count_then - 1
-        self.logger.error(f'{what}: {reason}' + (f' ({since} more of this kind since the '
-                                                   f'last line, {self.counts[key]} in all)'
-                                                   if since > 0 else ''))
+        line = f'{what}: {reason}' + (f' ({since} more of this kind since the last line, '
+                                      f'{self.counts[key]} in all)' if since > 0 else '')
+        # (one call site per severity: rclpy's logger refuses a call site that changes it)
+        if self.severity == 'error':
+            self.logger.error(line)
+        else:
+            self.logger.info(line)
         self._said[key] = (now, self.counts[key])
 
     @property

@@ -41,9 +41,9 @@ class RewardEstimator(Node):
         self.actions = {}  # episode -> deque of the last three actions (newest first)
         self.published = 0
 
-    def on_measurement(self, stamp: int, msgs: dict):
+    def on_measurement(self, stamp: int, readings: dict):
         """Keep the measurement; score the steps it completes."""
-        self.measurements[stamp] = self.profile.measure(msgs)
+        self.measurements[stamp] = self.profile.measurement(readings)
         while len(self.measurements) > 200:
             self.measurements.popitem(last=False)
         for step_stamp in [s for s in self.pending if s < stamp]:

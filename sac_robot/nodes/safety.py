@@ -244,9 +244,9 @@ class SafetyNode(Node):
 
     # Callbacks ------------------------------------------------------------------------------
 
-    def on_measurement(self, stamp: int, msgs: dict):
+    def on_measurement(self, stamp: int, readings: dict):
         """Check a measurement of the running episode."""
-        measurement = self.profile.measure(msgs)
+        measurement = self.profile.measurement(readings)
         self.recent[stamp] = measurement
         while len(self.recent) > 50:
             self.recent.popitem(last=False)

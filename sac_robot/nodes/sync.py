@@ -21,7 +21,11 @@ from sac_robot.nodes.rejections import Rejections
 
 
 class SensorSync:
-    """Call ``callback(stamp_ns, {key: msg})`` when every sensor of a stamp has arrived."""
+    """Call ``callback(stamp_ns, {key: reading})`` when every sensor of a stamp has arrived.
+
+    The readings are the profile's (:meth:`read`: checked, in the robot's order), made once, as
+    each message arrives.
+    """
 
     def __init__(self, node, profile, keys, callback, max_pending: int = 20,
                  qos_profile=None, on_repeat=None):
@@ -54,8 +58,8 @@ class SensorSync:
 
     def _on_message(self, key, msg):
         topic = self.profile.sensors[key][0]
-        try:
-            self.profile.read({key: msg})  # (checked first: a bad message changes nothing)
+        try:  # (checked first: a bad message changes nothing)
+            reading = self.profile.read({key: msg})[key]
         except MessageError as error:
             self.rejections(topic, str(error), 'sensor message dropped')
             return
@@ -65,7 +69,7 @@ class SensorSync:
                 self.on_repeat(stamp)
             return
         group = self._pending.setdefault(stamp, {})
-        group[key] = msg
+        group[key] = reading
         if len(group) < len(self.keys):
             while len(self._pending) > self.max_pending:
                 self._pending.popitem(last=False)
