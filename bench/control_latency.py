@@ -145,12 +145,12 @@ def run(seconds: float, learning_starts: int, launch_args=(), floor_ms: float = 
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, env=environment)
             print(stack.stdout.readline().strip(), flush=True)
+        output = open(os.path.join(out, 'launch.log'), 'w+')
         process = subprocess.Popen(
             [SAC_ROBOT, 'launch', 'minitaur_train.launch.py', 'clock:=realtime',
              f'run_dir:={out}', f'config:={config}', 'status:=false',
              *(a for a in launch_args if ':=' in a)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            env=environment)
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env=environment)
         start = time.monotonic()
         probe = None
         while time.monotonic() - start < seconds and process.poll() is None:
@@ -170,6 +170,11 @@ def run(seconds: float, learning_starts: int, launch_args=(), floor_ms: float = 
             stack.wait(timeout=30)
         floor = (np.array([float(x) for x in probe.communicate()[0].split()])
                  if probe is not None else np.zeros(0))
+        if not os.path.exists(log):
+            output.seek(0)
+            sys.exit('the graph wrote no latency log; the end of its output:\n'
+                     + ''.join(output.readlines()[-15:]))
+        output.close()
         with open(log) as stream:
             header = stream.readline()
             table = np.loadtxt(stream, delimiter=',', skiprows=1, ndmin=2)

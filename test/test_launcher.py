@@ -105,6 +105,45 @@ def test_composed_and_niced_command_lines(tmp_path):
     assert set(commands) == {'robot', 'trainer', 'status_monitor'}
 
 
+@pytest.mark.parametrize('compose', ['none', 'robot'])
+def test_launch_values_reach_every_node_over_the_package_files(tmp_path, ros_context, compose):
+    """What the launch gives a node wins over the package's file, as rcl reads the files.
+
+    The package file opens with a ``/**`` section; values under ``/**`` after it lost to its
+    ``/**/driver`` section, so ``compose:=none`` ran the real Minitaur's driver as lockstep and
+    its real-time policy waiting for the trainer. Each node here is a real rclpy node given the
+    launcher's own ``--ros-args``.
+    """
+    from rclpy.node import Node
+
+    from sac_robot.bringup.graph import NodeParameters
+    graph = load_graph(find_launch_file('minitaur_train.launch.py'))
+    launcher = Launcher(graph, {'hardware': 'real', 'seed': '7', 'compose': compose})
+    read = {}
+    for spec, command in launcher.commands(str(tmp_path)):
+        arguments = command[command.index('--ros-args'):]
+        if '__node:=' + spec.name in arguments:  # the node below is given its name
+            at = arguments.index('__node:=' + spec.name)
+            arguments = arguments[:at - 1] + arguments[at + 1:]
+        for parameters in spec.addressed_parameters():
+            if not isinstance(parameters, NodeParameters):
+                continue
+            node = Node(parameters.node, namespace='/minitaur', context=ros_context,
+                        cli_args=arguments,
+                        automatically_declare_parameters_from_overrides=True)
+            try:
+                for name in parameters.values:
+                    read[parameters.node, name] = node.get_parameter(name).value
+            finally:
+                node.destroy_node()
+            for name, value in parameters.values.items():
+                assert read[parameters.node, name] == value, (parameters.node, name)
+    # Those where the package file says otherwise (it is written for lockstep).
+    assert read['driver', 'clock'] == 'realtime'
+    assert read['policy', 'min_utd'] == 0.0
+    assert read['driver', 'seed'] == read['trainer', 'seed'] == 7
+
+
 def test_ros2_launch_parameter_files_of_container_nodes(tmp_path):
     """Under ros2 launch a container node's own values go in a file that names the node."""
     import yaml

@@ -62,6 +62,18 @@ class NodeSpec:
     #: sent until they stopped, none of it lost in flight).
     stop_last: bool = False
 
+    def addressed_parameters(self) -> tuple:
+        """``parameters`` with every dict addressed to this node by name.
+
+        rcl applies the sections of a node's parameter files in the order their names first
+        appeared, not file by file: values under ``/**`` (launch_ros's form for a nameless
+        dict) come before a package file's ``/**/driver`` whenever that file opened with a
+        ``/**`` section of its own, and lose to it. Under ``/**/<name>`` they land in the
+        file's section for this node, and a later file's values win as documented.
+        """
+        return tuple(NodeParameters(self.name, p) if isinstance(p, Mapping) else p
+                     for p in self.parameters)
+
 
 @dataclasses.dataclass(frozen=True)
 class NodeParameters:

@@ -98,13 +98,12 @@ def ros_arguments(spec: NodeSpec, scratch: str) -> list:
     args = ['--ros-args'] + ([] if spec.members else ['-r', f'__node:={spec.name}'])
     if spec.namespace:
         args += ['-r', f'__ns:=/{spec.namespace.strip("/")}']
-    for index, parameters in enumerate(spec.parameters):
-        if isinstance(parameters, (Mapping, NodeParameters)):
-            # As launch_ros does: a dict becomes a temporary parameter file for this node.
+    for index, parameters in enumerate(spec.addressed_parameters()):
+        if isinstance(parameters, NodeParameters):
+            # As launch_ros does: the values become a temporary parameter file.
             path = os.path.join(scratch, f'{spec.name}_{index}.yaml')
             with open(path, 'w', encoding='utf-8') as stream:
-                yaml.safe_dump(parameters.as_yaml_dict() if isinstance(parameters, NodeParameters)
-                               else {'/**': {'ros__parameters': dict(parameters)}}, stream)
+                yaml.safe_dump(parameters.as_yaml_dict(), stream)
             parameters = path
         args += ['--params-file', str(parameters)]
     for source, target in spec.remappings:

@@ -24,18 +24,19 @@ def launch_description(graph: Graph):
     return LaunchDescription(declared + [OpaqueFunction(function=_nodes, args=[graph])])
 
 
-def _parameters(parameters, directory: str):
-    """A parameter entry as launch_ros takes it (a file or a dict for every node).
+def _parameters(parameters, directory: str, label: str = ''):
+    """A parameter entry as launch_ros takes it: a file.
 
-    Values for one node of a container go in a parameter file that names it, in
-    ``directory``.
+    Values for one node (of a container, or a process's own) go in a parameter file that
+    names it (:meth:`NodeSpec.addressed_parameters`), in ``directory``, ``label`` keeping the
+    files of several entries for one node apart.
     """
     if not isinstance(parameters, NodeParameters):
         return parameters
     import os
 
     import yaml
-    path = os.path.join(directory, f'{parameters.node}.yaml')
+    path = os.path.join(directory, f'{label}{parameters.node}.yaml')
     with open(path, 'w') as stream:
         yaml.safe_dump(parameters.as_yaml_dict(), stream)
     return path
@@ -60,6 +61,7 @@ def _nodes(context, graph: Graph):
     actions = [SetEnvironmentVariable(name, value)
                for name, value in graph.env(values, os.environ).items()]
     for spec in graph.nodes(values):
+        label = f'{spec.namespace}_{spec.name}'.strip('/_').replace('/', '_')
         actions.append(Node(
             package=spec.package, executable=spec.executable,
             # A container's nodes keep their own names (a name would rename them all).
@@ -67,7 +69,8 @@ def _nodes(context, graph: Graph):
             # The process's label in the output: the node's name, not the prefix's `nice`.
             exec_name=spec.name,
             namespace=spec.namespace or None,
-            parameters=[_parameters(p, directory) for p in spec.parameters],
+            parameters=[_parameters(p, directory, f'{label}_{i}_')
+                        for i, p in enumerate(spec.addressed_parameters())],
             remappings=list(spec.remappings), arguments=list(spec.arguments),
             additional_env=dict(spec.env) or None, output='screen', emulate_tty=True,
             prefix=f'nice -n {spec.nice}' if spec.nice else None,
