@@ -118,12 +118,17 @@ class Snapshots(threading.Thread):
 
 
 def run_graph(name: str, robot: str, arguments: list, domain: int, out: str,
-              period: float) -> tuple:
-    """One training graph to its end, its checkpoints copied; (seconds, snapshots)."""
+              period: float, trainer: str = '', more: str = '') -> tuple:
+    """One training graph to its end, its checkpoints copied; (seconds, snapshots).
+
+    ``trainer``: more lines of the trainer's parameters (indented as under
+    ``ros__parameters``); ``more``: further sections of the graph's parameter file.
+    """
     run_dir = os.path.join(out, name)
     config = os.path.join(out, f'{name}.yaml')
     with open(config, 'w') as stream:
-        stream.write(f'/**/trainer:\n  ros__parameters:\n    checkpoint_period: {period}\n')
+        stream.write(f'/**/trainer:\n  ros__parameters:\n    checkpoint_period: {period}\n'
+                     f'{trainer}{more}')
     start = time.monotonic()
     snapshots = Snapshots(os.path.join(run_dir, 'checkpoint'),
                           os.path.join(out, f'{name}_snapshots'), start)

@@ -489,6 +489,114 @@ def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
     assert meta['gradient_steps'] >= first_meta['gradient_steps']
 
 
+def checkpointed_streams(run_dir) -> dict:
+    """Each robot's stream position in the newest checkpoint ({} when there is none yet)."""
+    import json
+    try:
+        with open(os.path.join(run_dir, 'checkpoint', 'agent.json')) as stream:
+            return json.load(stream)['extra']['streams']
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def started_pid(output: list, name: str) -> int:
+    """The pid the launcher reported for its process ``name``."""
+    return next(int(re.search(r'pid \[(\d+)\]', line).group(1)) for line in output
+                if 'process started' in line and line.rstrip().endswith(f': {name}'))
+
+
+@pytest.mark.timeout(600)
+def test_a_fleet_feeds_one_trainer_exactly_once_with_a_robot_killed_and_restarted(
+        tmp_path, ros_domain):
+    """Two hands in processes of their own, one trainer (robots:=); one hand dies mid-run.
+
+    The other goes on meanwhile; the restarted hand continues its own stream where the
+    trainer has it; nothing arrives twice, and the checkpoint holds both robots' places.
+    """
+    config = tmp_path / 'train.yaml'
+    config.write_text(CONFIG.format(checkpoint_period=0.5))
+    run_dir = str(tmp_path / 'run')
+    common = ['dclaw_train.launch.py', f'run_dir:={run_dir}', f'config:={config}',
+              'status:=false']
+
+    def start(*arguments):
+        process = subprocess.Popen([SAC_ROBOT, 'launch', *common, *arguments],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+        return process, read_lines(process)
+
+    def wait_for(condition, what, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert condition(), f'{what} within {timeout} s'
+
+    workstation, output = start('part:=workstation', 'robots:=dclaw0,dclaw1', 'max_steps:=4000')
+    robots = {name: start('part:=robot', f'robot:={name}', f'seed:={seed}')
+              for seed, name in enumerate(('dclaw0', 'dclaw1'))}
+    try:
+        wait_for(lambda: checkpointed_streams(run_dir).get('dclaw1', {}).get('env_steps'),
+                 "a checkpoint with dclaw1's experience")
+        assert workstation.poll() is None, 'the run ended before a hand could be killed'
+        killed, killed_output = robots['dclaw1']
+        os.kill(started_pid(killed_output, 'robot'), signal.SIGKILL)  # the hand's computer dies
+        assert killed.wait(timeout=30) != 0
+        before = checkpointed_streams(run_dir)
+        # The other hand goes on alone.
+        wait_for(lambda: checkpointed_streams(run_dir)['dclaw0']['env_steps']
+                 > before['dclaw0']['env_steps'] + 300, 'dclaw0 going on alone')
+        assert checkpointed_streams(run_dir)['dclaw1']['env_steps'] <= before['dclaw1'][
+            'env_steps'] + 250  # (at most what was in flight)
+        robots['dclaw1'] = start('part:=robot', 'robot:=dclaw1', 'seed:=1')
+        assert workstation.wait(timeout=240) == 0, ''.join(output)[-5000:]
+    finally:
+        for process, _ in [(workstation, None), *robots.values()]:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+                process.wait(timeout=30)
+    meta, buffer = read_checkpoint(run_dir)
+    streams = meta['extra']['streams']
+    assert set(streams) == {'dclaw0', 'dclaw1'}
+    assert len(buffer) == meta['extra']['env_steps'] == sum(
+        s['env_steps'] for s in streams.values()) >= 4000
+    assert unique_transitions(buffer) == len(buffer)  # nothing twice
+    # The restarted hand went on with its stream: chunks after the kill's position, taken.
+    assert streams['dclaw1']['next_sequence'] > before['dclaw1']['next_sequence']
+    assert streams['dclaw1']['env_steps'] > before['dclaw1']['env_steps']
+    assert 'resumed' not in ''.join(output)  # (one trainer throughout)
+
+
+def test_a_fleet_launch_has_a_robot_side_per_robot_and_one_trainer():
+    from sac_robot.bringup.graph import LaunchArgumentError
+    from sac_robot.bringup.launcher import find_launch_file, load_graph
+    train = load_graph(find_launch_file('dclaw_train.launch.py'))
+    nodes = train.nodes({'robots': 'dclaw0, /dclaw1', 'seed': '5', 'record': 'true'})
+    assert [(n.executable, n.namespace) for n in nodes] == [
+        ('container', 'dclaw0'), ('container', 'dclaw1'), ('trainer', ''),
+        ('status_monitor', ''), ('recorder', '')]
+    for index, robot_side in enumerate(nodes[:2]):
+        own = {p.node: dict(p.values) for p in robot_side.parameters if hasattr(p, 'node')}
+        assert own['driver']['seed'] == own['policy']['seed'] == 5 + index
+        assert own['driver']['clock_topic'] == 'clock'  # each simulation's time its own
+        assert 'clock>=1' in own['driver']['wait_for_readers']  # (the recorder's)
+        assert not robot_side.required  # one robot's end is not the fleet's
+    trainer = nodes[2]
+    assert trainer.required and trainer.parameters[-1]['robots'] == ['dclaw0', 'dclaw1']
+    assert trainer.parameters[-1]['seed'] == 5
+    assert [n.executable for n in train.nodes({'robots': 'dclaw0,dclaw1',
+                                                'part': 'workstation'})] == [
+        'trainer', 'status_monitor']
+    for bad in ('dclaw0,dclaw0', 'dclaw0,dc-law1'):
+        with pytest.raises(LaunchArgumentError, match='namespace of its own'):
+            train.nodes({'robots': bad})
+    with pytest.raises(LaunchArgumentError, match='part:=robot robot:=<namespace>'):
+        train.nodes({'robots': 'dclaw0,dclaw1', 'hardware': 'real', 'port': '/dev/pts/1'})
+    # One robot, as before: no robots parameter, the trainer in the robot's namespace.
+    single = {n.executable: n for n in train.nodes({})}
+    assert single['trainer'].namespace == 'dclaw' and 'robots' not in single[
+        'trainer'].parameters[-1]
+
+
 @pytest.mark.parametrize('robot', ['minitaur', 'dclaw'])
 def test_launch_files_describe_the_graphs(robot, tmp_path):
     import yaml

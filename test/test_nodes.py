@@ -453,6 +453,101 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     trainer.destroy_node()
 
 
+def test_a_fleet_trainer_keeps_each_robots_stream_and_feeds_every_robot(
+        ros_context, executor, probe, tmp_path):
+    """robots: one stream per robot (numbering, gaps, acks, checkpointed place), one policy."""
+    import hashlib
+
+    from sac_robot.msg import TrainingStats
+    from sac_robot.nodes.trainer import Trainer
+    fleet = ['minitaur0', 'minitaur1']
+
+    def start(robots, **more):
+        trainer = Trainer(context=ros_context, parameter_overrides=params(
+            robot='minitaur', robots=robots, checkpoint_dir=str(tmp_path / 'checkpoint'),
+            checkpoint_period=0.0, **{'agent.learning_starts': 10_000, 'agent.hidden': [16, 16]},
+            **more))
+        executor.add_node(trainer)
+        return trainer
+
+    trainer = start(fleet)
+    acks = {r: listen(probe, ExperienceAck, f'/{r}/experience/ack', qos.LATCHED) for r in fleet}
+    weights = {r: listen(probe, PolicyWeights, f'/{r}/policy/weights', qos.LATCHED)
+               for r in fleet}
+    stats = {r: listen(probe, TrainingStats, f'/{r}/training_stats'.replace('//', '/'),
+                       qos.EVENTS) for r in ('', *fleet)}
+    send = {r: probe.create_publisher(Experience, f'/{r}/experience', qos.CHUNKS) for r in fleet}
+    assert spin_until(executor, lambda: all(p.get_subscription_count() >= 1
+                                            for p in send.values()))
+
+    def chunk(robot, sequence, n, value, ended=False):
+        msg = _experience(sequence, n, value=value)
+        msg.robot_id = robot
+        if ended:
+            msg.truncated[-1] = True
+        return msg
+
+    send['minitaur1'].publish(chunk('minitaur1', 1, 2, 200))  # before its 0: waits
+    send['minitaur0'].publish(chunk('minitaur0', 0, 3, 0))
+    assert spin_until(executor, lambda: len(trainer.buffer) == 3)  # robot 1's gap stalls no one
+    send['minitaur1'].publish(chunk('minitaur1', 0, 1, 100))
+    send['minitaur0'].publish(chunk('minitaur0', 0, 3, 0))  # a resend: ignored
+    send['minitaur0'].publish(chunk('minitaur1', 2, 1, 999))  # robot 1's chunk on robot 0's topic
+    send['minitaur0'].publish(chunk('minitaur0', 1, 2, 10, ended=True))
+    assert spin_until(executor, lambda: len(trainer.buffer) == 8)
+    spin_until(executor, lambda: False, timeout=0.3)
+    assert len(trainer.buffer) == 8
+    assert sorted(trainer.buffer.storage['obs'][:8, 0]) == [0, 1, 2, 10, 11, 100, 200, 201]
+    positions = {r: trainer.streams[r].position() for r in fleet}
+    assert positions == {
+        'minitaur0': {'next_sequence': 2, 'env_steps': 5, 'episodes': 1, 'dropped': 0},
+        'minitaur1': {'next_sequence': 2, 'env_steps': 3, 'episodes': 0, 'dropped': 0}}
+    assert spin_until(executor, lambda: all(a and a[-1].next_sequence == 2
+                                            for a in acks.values()))
+    assert {a[-1].robot_id for a in acks.values()} == set(fleet)
+    # Every robot gets the same policy.
+    trainer.publish_policy()
+    assert spin_until(executor, lambda: all(w and w[-1].version == 1 for w in weights.values()))
+    assert len({hashlib.sha256(bytes(w[-1].data)).hexdigest() for w in weights.values()}) == 1
+    # Three steps taken with those weights (published at 8 transitions): 0, 1 and 2 steps old.
+    acted = chunk('minitaur0', 2, 3, 20)
+    acted.policy_versions = [1, 1, 1]
+    send['minitaur0'].publish(acted)
+    assert spin_until(executor, lambda: len(trainer.buffer) == 11)
+    # The statistics: the whole fleet's with each robot's part; each robot's own line.
+    trainer.publish_stats()
+    assert spin_until(executor, lambda: all(stats.values()))
+    fleet_stats = dict(zip(stats[''][-1].names, stats[''][-1].values))
+    assert stats[''][-1].env_steps == 11 and fleet_stats['weights_age_steps'] == 1.0
+    assert (fleet_stats['minitaur0/env_steps'], fleet_stats['minitaur1/env_steps']) == (8, 3)
+    assert fleet_stats['minitaur0/return'] == 5.0 and fleet_stats['minitaur0/episodes'] == 1
+    assert fleet_stats['minitaur0/version_lag'] == 0 and fleet_stats['minitaur1/version_lag'] == 1
+    assert (stats['minitaur0'][-1].env_steps, stats['minitaur1'][-1].env_steps) == (8, 3)
+    positions = {r: trainer.streams[r].position() for r in fleet}
+    # The checkpoint keeps each robot's place; a run with another fleet takes its robots'
+    # places back (a new one starts at 0) and keeps the absent robot's for later.
+    trainer.checkpoint()
+    assert spin_until(executor, lambda: [a[-1].checkpointed_sequence for a in acks.values()]
+                      == [3, 2])
+    trainer.close()
+    executor.remove_node(trainer)
+    trainer.destroy_node()
+    trainer = start(['minitaur1', 'minitaur2'], resume=True)
+    assert trainer.streams['minitaur1'].position() == positions['minitaur1']
+    assert trainer.streams['minitaur2'].next_sequence == 0
+    assert trainer.env_steps == 11 and len(trainer.buffer) == 11
+    trainer.checkpoint()
+    trainer.close()
+    executor.remove_node(trainer)
+    trainer.destroy_node()
+    trainer = start(fleet, resume=True)
+    assert {r: trainer.streams[r].position() for r in fleet} == positions
+    trainer.close()
+    trainer.destroy_node()
+    with pytest.raises(ValueError, match='names a robot twice'):
+        start(['minitaur0', 'minitaur0'])
+
+
 def _collector_rig(ros_context, executor, probe, **overrides):
     """A Minitaur collector, what it delivers, and publishers of everything it listens to."""
     from sac_robot.msg import RewardTerms

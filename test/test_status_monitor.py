@@ -36,6 +36,22 @@ def test_status_line_follows_stats_and_episodes(ros_context, executor):
         '42.5 upd/s | 1200 updates')
 
 
+def test_a_fleet_line_shows_each_robot(ros_context):
+    from sac_robot.msg import TrainingStats
+    from sac_robot.nodes.status_monitor import StatusMonitor
+    monitor = StatusMonitor(context=ros_context)
+    names = ['utd', 'dclaw0/env_steps', 'dclaw0/episodes', 'dclaw0/return', 'dclaw0/version_lag',
+             'dclaw0/idle_s', 'dclaw1/env_steps', 'dclaw1/episodes', 'dclaw1/return',
+             'dclaw1/version_lag', 'dclaw1/idle_s']
+    values = [1.0, 800, 2, 12.5, 3, 0.2, 40, 0, float('nan'), 9, 31.0]
+    monitor.stats = TrainingStats(env_steps=840, episodes=2, policy_version=9,
+                                  gradient_steps=100, names=names, values=values)
+    assert monitor.status_line() == (
+        'steps 840 | episodes 2 | policy v9 | 0.0 upd/s | 100 updates | '
+        'dclaw0: 800 steps, 2 ep, return 12.5, lag 3 | dclaw1: 40 steps, 0 ep, lag 9, silent 31 s')
+    monitor.destroy_node()
+
+
 def test_rejects_nonsense_parameters(ros_context):
     from rclpy.parameter import Parameter
 

@@ -16,11 +16,40 @@ from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArg
 from sac_robot.backends import BACKENDS, backend_class
 from sac_robot.robots.description import describe
 
-ROBOT_SIDE = ('driver', 'safety', 'reward_estimator', 'policy', 'collector')
+#: The robot side's nodes in a composed process, the policy first.
+ROBOT_SIDE_ORDER = ('policy', 'driver', 'safety', 'reward_estimator', 'collector')
 
 
 def _flag(value: str) -> bool:
     return value.lower() in ('true', '1', 'yes', 'on')
+
+
+def _fleet(values) -> list:
+    """The namespaces of ``robots:=a,b,c`` (none: one robot, ``robot:=``)."""
+    names = [name.strip().strip('/') for name in values.get('robots', '').split(',')]
+    names = [name for name in names if name]
+    if not names:
+        return []
+    bad = [name for name in names if not all(part.isidentifier() for part in name.split('/'))]
+    if bad or len(set(names)) != len(names):
+        raise LaunchArgumentError(
+            f'robots:={values["robots"]}: each robot a namespace of its own (letters, digits, '
+            f'_; a/b nests), none twice{"; not " + ", ".join(bad) if bad else ""}')
+    return names
+
+
+def _composed(nodes: list, mode: str) -> list:
+    """One robot's nodes, those of ``mode`` sharing one process (``compose:=``)."""
+    # The policy first: after each measurement the executor serves its callbacks before
+    # the others' (the command goes out sooner).
+    members = {'none': (), 'control': ('policy', 'driver')}.get(mode, ROBOT_SIDE_ORDER)
+    by_executable = {n.executable: n for n in nodes}
+    chosen = [by_executable[name] for name in members if name in by_executable]
+    if not chosen:
+        return nodes
+    first = min(nodes.index(n) for n in chosen)
+    rest = [n for n in nodes if n not in chosen]
+    return rest[:first] + [compose(mode, chosen)] + rest[first:]
 
 
 def training_graph(robot: str, train: bool = True) -> Graph:
@@ -58,6 +87,11 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             Argument('run_dir', default_run, 'Directory of the checkpoint and the bag.'),
             Argument('trainer_nice', '10', 'CPU niceness of the trainer (0-19): where it shares '
                      'cores with the robot side, the control loop goes first.'),
+            Argument('robots', '', 'Several robots feeding one trainer (a fleet): their '
+                     'namespaces, comma-separated (robots:=dclaw0,dclaw1,dclaw2); each robot '
+                     'side is started with seed + its index, the trainer, status line and '
+                     'recorder in the root namespace. With part:=workstation, the trainer of '
+                     'robots launched elsewhere (part:=robot robot:=<namespace>).'),
         ]
     else:
         arguments += [
@@ -89,7 +123,13 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         if real and clock == 'lockstep':
             raise LaunchArgumentError('hardware:=real runs on the wall clock: clock:=realtime '
                                       '(or leave clock out)')
-        namespace = values['robot']
+        fleet = _fleet(values) if train else []
+        if fleet and real and values['part'] != 'workstation':
+            raise LaunchArgumentError(
+                'robots:= with hardware:=real: every robot has its own hardware (its bus, its '
+                'stack); start each on its computer (part:=robot robot:=<namespace> and its '
+                'hardware arguments) and the trainer with part:=workstation robots:=...')
+        namespaces = fleet or [values['robot']]
         # The package's defaults, then the user's file over them.
         files = (config_file(f'{robot}_train.yaml'),) + (
             (os.path.abspath(values['config']),) if values['config'] else ())
@@ -111,80 +151,93 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         # trainer carry it); with pixels the policy no longer reads the valve encoder.
         seeing = {'pixels': pixels} if sees else {}
         run_dir = values.get('run_dir') or os.path.dirname(values['checkpoint'].rstrip('/'))
-        nodes = [
-            NodeSpec('driver', 'driver', namespace=namespace, parameters=(
-                *driver_files, {**common, **backend, 'clock': clock, 'seed': seed,
-                         # Its readers: policy, reward estimator, safety (as they subscribe),
-                         # and the recorder, so that a bag holds the run from its first step.
-                         'wait_for_readers': [
-                             f'{topic}>={count + recording}' for topic, count in
-                             description.sensor_readers(
-                                 ('policy', 'reward_estimator', 'safety'), pixels).items()]
-                         + (['/clock>=1'] if recording and clock == 'lockstep'
-                            else []),
-                         **seeing})),
-            NodeSpec('safety', 'safety', namespace=namespace, parameters=(
-                *files, {**common, 'max_steps': max_steps, 'seed': seed,
-                         'exit_when_done': not train,
-                         # Every node of the robot side listens before the first episode,
-                         # and the trainer and the recorder take the experience (a chunk
-                         # sent before the recorder subscribed would be missing in the bag).
-                         'wait_for': (['policy/steps>=2', 'reward>=2', 'episode_events>=2',
-                                       f'experience>={1 + recording}']
-                                      if train else ['policy/steps>=1', 'episode_events>=1']),
-                         # Lockstep has no deadline to keep: the simulation waits for the
-                         # policy (which may wait for the trainer), and a dead policy ends the
-                         # graph (required).
-                         **({'command_timeout': 0.0} if clock == 'lockstep'
-                            else {})}), required=not train),
-            NodeSpec('reward_estimator', 'reward_estimator', namespace=namespace,
-                     parameters=(*files, common)),
-        ]
-        if train:
-            nodes += [
-                NodeSpec('policy', 'policy', namespace=namespace, required=True, parameters=(
-                    *files, {**common, **seeing, 'seed': seed,
-                             # A robot in real time cannot wait for the learner, and acts on
-                             # the newest measurement only (a queue would only add latency).
-                             **({'min_utd': 0.0, 'sensor_qos': 'best_effort'}
-                                if clock == 'realtime' else {})})),
-                NodeSpec('collector', 'collector', namespace=namespace,
-                         parameters=(*files, {**common, **seeing})),
-                NodeSpec('trainer', 'trainer', namespace=namespace, required=True, parameters=(
-                    *files, {**common, **seeing, 'algorithm': values['algorithm'],
-                             'resume': _flag(values['resume']), 'max_steps': max_steps,
-                             'seed': seed,
-                             'checkpoint_dir': os.path.join(run_dir, 'checkpoint'),
-                             'tensorboard_dir': os.path.join(run_dir, 'tb')}),
-                         nice=int(nice)),
+
+        def robot_side(namespace: str, seed: int) -> list:
+            """One robot's nodes; a fleet's robots each have a seed and simulated time."""
+            own_clock = {'clock_topic': 'clock'} if fleet and clock == 'lockstep' else {}
+            clock_reader = (['clock>=1' if fleet else '/clock>=1']
+                            if recording and clock == 'lockstep' else [])
+            nodes = [
+                NodeSpec('driver', 'driver', namespace=namespace, parameters=(
+                    *driver_files, {**common, **backend, 'clock': clock, 'seed': seed,
+                                    **own_clock,
+                                    # Its readers: policy, reward estimator, safety (as they
+                                    # subscribe), and the recorder, so that a bag holds the run
+                                    # from its first step.
+                                    'wait_for_readers': [
+                                        f'{topic}>={count + recording}' for topic, count in
+                                        description.sensor_readers(
+                                            ('policy', 'reward_estimator', 'safety'),
+                                            pixels).items()] + clock_reader,
+                                    **seeing})),
+                NodeSpec('safety', 'safety', namespace=namespace, parameters=(
+                    *files, {**common, 'max_steps': max_steps, 'seed': seed,
+                             'exit_when_done': not train,
+                             # Every node of the robot side listens before the first episode,
+                             # and the trainer and the recorder take the experience (a chunk
+                             # sent before the recorder subscribed would be missing in the
+                             # bag).
+                             'wait_for': (['policy/steps>=2', 'reward>=2', 'episode_events>=2',
+                                           f'experience>={1 + recording}']
+                                          if train else ['policy/steps>=1',
+                                                         'episode_events>=1']),
+                             # Lockstep has no deadline to keep: the simulation waits for the
+                             # policy (which may wait for the trainer), and a dead policy ends
+                             # the graph (required).
+                             **({'command_timeout': 0.0} if clock == 'lockstep'
+                                else {})}), required=not train),
+                NodeSpec('reward_estimator', 'reward_estimator', namespace=namespace,
+                         parameters=(*files, common)),
             ]
-        else:
-            nodes.append(NodeSpec('policy', 'policy', namespace=namespace, parameters=(
-                *files, {**common, **seeing, 'seed': seed, 'checkpoint': values['checkpoint'],
-                         'deterministic': _flag(values['deterministic']),
-                         'min_utd': 0.0})))  # no trainer to wait for
+            if train:
+                nodes += [
+                    NodeSpec('policy', 'policy', namespace=namespace, required=not fleet,
+                             parameters=(*files, {
+                                 **common, **seeing, 'seed': seed,
+                                 # A robot in real time cannot wait for the learner, and acts
+                                 # on the newest measurement only (a queue would only add
+                                 # latency).
+                                 **({'min_utd': 0.0, 'sensor_qos': 'best_effort'}
+                                    if clock == 'realtime' else {})})),
+                    NodeSpec('collector', 'collector', namespace=namespace,
+                             parameters=(*files, {**common, **seeing})),
+                ]
+            else:
+                nodes.append(NodeSpec('policy', 'policy', namespace=namespace, parameters=(
+                    *files, {**common, **seeing, 'seed': seed,
+                             'checkpoint': values['checkpoint'],
+                             'deterministic': _flag(values['deterministic']),
+                             'min_utd': 0.0})))  # no trainer to wait for
+            return nodes
+
+        # A fleet's trainer, status line and recorder: in the root namespace, for every robot.
+        home = '' if fleet else namespaces[0]
+        workstation = []
+        if train:
+            workstation.append(NodeSpec('trainer', 'trainer', namespace=home, required=True,
+                                        parameters=(*files, {
+                                            **common, **seeing, 'algorithm': values['algorithm'],
+                                            'resume': _flag(values['resume']),
+                                            'max_steps': max_steps, 'seed': seed,
+                                            **({'robots': fleet} if fleet else {}),
+                                            'checkpoint_dir': os.path.join(run_dir, 'checkpoint'),
+                                            'tensorboard_dir': os.path.join(run_dir, 'tb')}),
+                                        nice=int(nice)))
         if _flag(values['status']):
-            nodes.append(NodeSpec('status_monitor', 'status_monitor', namespace=namespace,
-                                  parameters=files, interactive=True))
+            workstation.append(NodeSpec('status_monitor', 'status_monitor', namespace=home,
+                                        parameters=files, interactive=True))
         if _flag(values['record']):
             bag = values['bag'] or os.path.join(run_dir, time.strftime('bag_%Y%m%d_%H%M%S'))
-            nodes.append(NodeSpec('recorder', 'recorder', namespace=namespace,
-                                  parameters=({'bag': bag},), stop_last=True))
+            workstation.append(NodeSpec('recorder', 'recorder', namespace=home,
+                                        parameters=({'bag': bag},), stop_last=True))
         # One side only (two machines): chosen node by node, before any are composed.
         part = values['part']
-        if part != 'all':
-            nodes = [n for n in nodes if (n.executable in ROBOT_SIDE) == (part == 'robot')]
-        mode = values['compose']
-        # The policy first: after each measurement the executor serves its callbacks before
-        # the others' (the command goes out sooner).
-        members = {'none': (), 'control': ('policy', 'driver')}.get(
-            mode, ('policy', 'driver', 'safety', 'reward_estimator', 'collector'))
-        by_executable = {n.executable: n for n in nodes}
-        chosen = [by_executable[name] for name in members if name in by_executable]
-        if chosen:
-            first = min(nodes.index(n) for n in chosen)
-            rest = [n for n in nodes if n not in chosen]
-            nodes = rest[:first] + [compose(mode, chosen)] + rest[first:]
+        nodes = []
+        if part != 'workstation':
+            for index, namespace in enumerate(namespaces):
+                nodes += _composed(robot_side(namespace, seed + index), values['compose'])
+        if part != 'robot':
+            nodes += workstation
         return nodes
 
     what = 'train' if train else 'evaluate a trained policy on'

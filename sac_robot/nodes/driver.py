@@ -99,6 +99,10 @@ class Driver(Node, LocalControl):
         self.clock_mode = declare('clock', 'lockstep', describe(
             'lockstep: one control step per command, as fast as they come, /clock published '
             '(a simulation only); realtime: a control thread at the control rate')).value
+        self.clock_topic = declare('clock_topic', '/clock', describe(
+            "Lockstep: where the simulation's time goes (rosgraph_msgs/Clock); several "
+            "simulated robots on one graph (a fleet) each publish their own: 'clock', in the "
+            "robot's namespace.")).value
         self.resend_period = declare('resend_period', 0.5, describe(
             'Lockstep: seconds without a command before the newest observation is sent again.')
         ).value
@@ -162,7 +166,8 @@ class Driver(Node, LocalControl):
             for key, sensor in self.sensors.items() if sensor.message == 'sensor_msgs/Image'}
         # /clock as deep as the sensors: in lockstep it ticks as fast as the loop runs, and a
         # recorder a moment behind must not lose ticks.
-        self.clock_publisher = (self.create_publisher(Clock, '/clock', qos.SENSOR_RELIABLE)
+        self.clock_publisher = (self.create_publisher(Clock, self.clock_topic,
+                                                      qos.SENSOR_RELIABLE)
                                 if self.clock_mode == 'lockstep' else None)
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
                                  self.on_command, qos.COMMAND)
@@ -618,7 +623,7 @@ class Driver(Node, LocalControl):
         by_topic = {topic: self.publishers_[key] for key, (topic, _) in
                     self.profile.sensors.items() if key in self.publishers_}
         if self.clock_publisher is not None:
-            by_topic['/clock'] = self.clock_publisher
+            by_topic[self.clock_topic] = self.clock_publisher
         missing = []
         for entry in self.wait_for_readers:
             topic, _, count = entry.partition('>=')

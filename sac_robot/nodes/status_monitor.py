@@ -7,6 +7,9 @@ recent returns, policy version and update rate, e.g.::
 
     steps 12000 | episodes 24 | return 153.2 (mean of last 10: 120.4) | policy v118 | 41.2 upd/s
 
+A fleet's trainer (``robots:=``) adds a part per robot: its steps, episodes, newest return, the
+version lag of the policy it acts with, and how long it has been silent when it has.
+
 It also follows the robot's driver on ``/diagnostics``: when the robot waits for a person (a
 Minitaur after every episode, a hand whose valve reset failed) or an emergency stop is set,
 the line says so at once, with what to do. Where it runs in a terminal (``keyboard``), a press
@@ -119,9 +122,11 @@ class StatusMonitor(Node):
     def status_line(self) -> str:
         """Return the current status line."""
         parts = []
+        robots = self.robot_parts() if self.stats is not None else []
         if self.stats is not None:
             parts.append(f'steps {self.stats.env_steps}')
-        parts.append(f'episodes {self.episodes}')
+        # (a fleet's line, in no robot's namespace: the episodes of all, as the trainer counts)
+        parts.append(f'episodes {self.stats.episodes if robots else self.episodes}')
         if self.returns:
             mean = sum(self.returns) / len(self.returns)
             parts.append(f'return {self.returns[-1]:.1f} '
@@ -130,6 +135,7 @@ class StatusMonitor(Node):
             parts.append(f'policy v{self.stats.policy_version}')
             parts.append(f'{self.stats.updates_per_second:.1f} upd/s')
             parts.append(f'{self.stats.gradient_steps} updates')
+        parts += robots
         if self.stopped:
             parts.append('EMERGENCY STOP')
         elif self.waiting is not None:
@@ -137,6 +143,25 @@ class StatusMonitor(Node):
                    f'`ros2 service call {self.confirm_service} std_srvs/srv/Trigger`')
             parts.append(f'WAITING FOR A PERSON: {self.waiting}; {how} to confirm')
         return ' | '.join(parts)
+
+    def robot_parts(self) -> list:
+        """A fleet trainer's robots, one part each (its ``<robot>/...`` statistics)."""
+        figures = {}
+        for name, value in zip(self.stats.names, self.stats.values):
+            robot, _, figure = name.rpartition('/')
+            if robot:
+                figures.setdefault(robot, {})[figure] = value
+        parts = []
+        for robot, of in figures.items():
+            part = (f'{robot}: {of.get("env_steps", 0):.0f} steps, '
+                    f'{of.get("episodes", 0):.0f} ep')
+            if of.get('return') == of.get('return'):  # (NaN: no episode yet)
+                part += f', return {of["return"]:.1f}'
+            part += f', lag {of.get("version_lag", 0):.0f}'
+            if of.get('idle_s', 0) > 10:  # a robot gone quiet (left, or stopped)
+                part += f', silent {of["idle_s"]:.0f} s'
+            parts.append(part)
+        return parts
 
     def report(self):
         """Log the status line."""

@@ -3,7 +3,12 @@
 
 Receives ``experience`` chunks (sac_robot/Experience), checks them, and adds them to the replay
 buffer in sequence order (each robot's stream is numbered; duplicates are ignored, gaps wait),
-acknowledging on ``experience/ack`` (latched). A training thread runs updates continuously,
+acknowledging on ``experience/ack`` (latched). ``robots`` (namespaces) makes it the trainer of a
+fleet: one stream per robot, each with its own numbering, acknowledgements and checkpointed
+position on ``/<robot>/experience`` and ``/<robot>/experience/ack``, every robot's policy fed
+the same weights on its ``/<robot>/policy/weights``; a robot that joins late, leaves or
+restarts moves only its own stream (the default, ``['']``: the robot of the trainer's own
+namespace, topics relative to it). A training thread runs updates continuously,
 independent of how fast experience comes, keeping the update-to-data ratio at most
 ``max_utd`` (updates per received transition) once ``learning_starts`` transitions are in; the
 ratio is reported, and below ``min_utd`` a warning says that training cannot keep up. Every
@@ -19,10 +24,14 @@ exits once it holds that many transitions. Every agent setting is a parameter ``
 :class:`~sac_robot.algorithms.sql.SQLConfig`), so a config YAML sets them. With
 ``tensorboard_dir`` (the launch files: ``<run_dir>/tb``) it writes TensorBoard scalars
 (:mod:`sac_robot.scalars`): each episode's return and length as the chunks bring them, and with
-every ``training_stats`` the update's metrics, the rates, updates per transition and the lag of
-the acting policy's version behind the newest.
+every ``training_stats`` the update's metrics, the rates, updates per transition, the lag of
+the acting policy's version behind the newest and the weights' age when acted on
+(``weights_age_steps``: control steps from a version's publication to each transition it chose,
+the mean since the last statistics), and the training thread's idle time (``data_wait_*``:
+waiting for experience at ``max_utd``).
 """
 
+import collections
 import dataclasses
 import json
 import math
@@ -77,6 +86,34 @@ def declare_agent_settings(node: Node, config_class) -> dict:
     return settings
 
 
+@dataclasses.dataclass
+class _Stream:
+    """One robot's experience stream: how far it is, what waits, what it brought."""
+
+    robot_id: str
+    ack: object = None  # its ExperienceAck publisher
+    weights: object = None  # its PolicyWeights publisher
+    progress: object = None  # its TrainingProgress publisher
+    stats: object = None  # its TrainingStats publisher (a fleet's: each robot's own)
+    next_sequence: int = 0
+    checkpointed_sequence: int = 0
+    waiting: dict = dataclasses.field(default_factory=dict)  # sequence -> chunk before a gap
+    refusals: dict = dataclasses.field(default_factory=dict)  # sequence -> times refused
+    returns: dict = dataclasses.field(default_factory=dict)  # episode -> (return, steps) so far
+    env_steps: int = 0
+    episodes: int = 0
+    dropped: int = 0  # transitions its collector reported lost (or passed over)
+    newest: tuple = (0, 0)  # (episode id, its transitions received) of its newest chunk
+    acting_version: int = 0  # of the policy that chose its newest transition
+    last_return: float = math.nan  # of its newest finished episode
+    last_chunk: float = math.nan  # monotonic time its newest chunk came
+
+    def position(self) -> dict:
+        """What a checkpoint keeps of it."""
+        return {'next_sequence': self.next_sequence, 'env_steps': self.env_steps,
+                'episodes': self.episodes, 'dropped': self.dropped}
+
+
 class Trainer(Node):
     """Learn from delivered experience; publish the policy; checkpoint and resume."""
 
@@ -89,6 +126,13 @@ class Trainer(Node):
             raise ValueError(f"algorithm must be 'sac' or 'sql', not {self.algorithm!r}")
         self.robot_id = declare_robot_id(
             self, robot, 'The robot whose experience stream this trainer acknowledges')
+        robots = [r.strip('/') for r in declare('robots', [''], describe(
+            "Namespaces of the robots whose experience this trainer learns from (a fleet: "
+            "['dclaw0', 'dclaw1'], topics /<robot>/experience, ...); ['']: the robot of its "
+            'own namespace (robot_id), topics relative to it.')).value]
+        if len(set(robots)) != len(robots) or ('' in robots and len(robots) > 1):
+            raise ValueError(f'robots: {robots} names a robot twice, or mixes the own '
+                             "namespace ('') with others")
         self.checkpoint_dir = os.path.abspath(os.path.expanduser(declare(
             'checkpoint_dir', 'runs/train/checkpoint', describe(
                 'Directory of the checkpoint (written atomically).')).value))
@@ -131,16 +175,21 @@ class Trainer(Node):
         self.config = self.agent.config
         self.buffer = ReplayBuffer(obs_size, action_size, self.config.buffer_size, seed=seed)
         self.lock = threading.Lock()  # the agent and the buffer
-        self.next_sequence, self.checkpointed_sequence = 0, 0
-        self.waiting = {}  # sequence -> Experience that came before a gap was filled
-        self.env_steps, self.episodes, self.policy_version = 0, 0, 0
+        #: Each robot's stream, by robot id (the fleet's namespaces, or this node's robot).
+        self.streams = {robot_id or self.robot_id: _Stream(robot_id or self.robot_id)
+                        for robot_id in robots}
+        self.fleet = robots != ['']
+        self.env_steps, self.episodes, self.dropped = 0, 0, 0  # of all the streams together
+        self.policy_version = 0
         self.scalars = Scalars(tensorboard_dir) if tensorboard_dir else None
         self.rejections = Rejections(self.get_logger())
-        self.refusals = {}  # sequence -> times the chunk the stream waits for was refused
-        self.returns = {}  # episode -> (return, steps) so far, for the scalars
         self.acting_version = 0  # of the policy that chose the newest transition
-        self.dropped = 0  # transitions the collector reported lost
         self.newest = (0, 0)  # (episode id, its transitions received) of the newest chunk
+        self.absent = {}  # streams of the checkpoint resumed that this run has no robot for
+        # Policy version -> transitions received when it was published (the newest 1000), and
+        # the ages of the weights that chose the transitions since the last statistics.
+        self.published = collections.OrderedDict()
+        self.ages = []
         self.starved = False  # the training thread is waiting for experience
         self.data_wait = 0.0  # seconds the training thread waited for experience (max_utd)
         self.metrics = {}
@@ -160,27 +209,37 @@ class Trainer(Node):
                                  f'not {self.algorithm}')
             restored, extra = load_checkpoint(self.checkpoint_dir, self.agent)
             self.buffer = restored if restored is not None else self.buffer
-            self.next_sequence = self.checkpointed_sequence = int(extra.get('next_sequence', 0))
             self.env_steps = int(extra.get('env_steps', len(self.buffer)))
             self.episodes = int(extra.get('episodes', 0))
             self.policy_version = int(extra.get('policy_version', 0))
             self.dropped = int(extra.get('dropped', 0))
+            self._restore_streams(extra)
+            where = ', '.join(f'{s.robot_id} from chunk {s.next_sequence}'
+                              for s in self.streams.values())
             self.get_logger().info(
                 f'resumed from {self.checkpoint_dir}: {self.env_steps} transitions, '
                 f'{self.agent.gradient_steps} updates, policy v{self.policy_version}, '
-                f'experience from chunk {self.next_sequence}')
+                f'experience: {where}')
 
-        self.ack_publisher = self.create_publisher(ExperienceAck, 'experience/ack', qos.LATCHED)
-        self.weights_publisher = self.create_publisher(PolicyWeights, 'policy/weights',
-                                                       qos.LATCHED)
         self.stats_publisher = self.create_publisher(TrainingStats, 'training_stats', qos.EVENTS)
-        self.progress_publisher = self.create_publisher(TrainingProgress, 'training/progress',
-                                                        qos.LATCHED)
-        self.create_subscription(Experience, 'experience', self.on_experience, qos.CHUNKS)
+        for stream in self.streams.values():
+            prefix = f'/{stream.robot_id}/' if self.fleet else ''
+            stream.ack = self.create_publisher(ExperienceAck, f'{prefix}experience/ack',
+                                               qos.LATCHED)
+            stream.weights = self.create_publisher(PolicyWeights, f'{prefix}policy/weights',
+                                                   qos.LATCHED)
+            stream.progress = self.create_publisher(
+                TrainingProgress, f'{prefix}training/progress', qos.LATCHED)
+            stream.stats = (self.create_publisher(TrainingStats, f'{prefix}training_stats',
+                                                  qos.EVENTS) if self.fleet else None)
+            self.create_subscription(
+                Experience, f'{prefix}experience',
+                lambda msg, stream=stream: self.on_experience(msg, stream), qos.CHUNKS)
         self.create_timer(stats_period, self.publish_stats)
         if self.checkpoint_period > 0:
             self.create_timer(self.checkpoint_period, self.checkpoint)
-        self._ack()
+        for stream in self.streams.values():
+            self._ack(stream)
         self.publish_progress()
         if self.policy_version:
             self.publish_policy()  # the policy node gets the resumed weights at once
@@ -194,14 +253,50 @@ class Trainer(Node):
 
     # Experience -----------------------------------------------------------------------------
 
-    def on_experience(self, msg: Experience):
-        """Add chunks to the buffer in sequence order; acknowledge."""
-        if msg.robot_id != self.robot_id:
-            self.get_logger().warning(f'experience from {msg.robot_id!r} ignored (this trainer '
-                                      f'serves {self.robot_id!r})', throttle_duration_sec=5.0)
+    @property
+    def next_sequence(self) -> int:
+        """The next chunk the (one) robot's stream waits for."""
+        [stream] = self.streams.values()
+        return stream.next_sequence
+
+    def _restore_streams(self, extra: dict):
+        """Each stream's position from a checkpoint's ``extra``.
+
+        ``streams``, by robot; a checkpoint from before fleets holds one stream's
+        ``next_sequence``.
+        """
+        positions = extra.get('streams')
+        if not isinstance(positions, dict):
+            [stream] = self.streams.values() if not self.fleet else [None]
+            if stream is None:
+                raise ValueError(f"{self.checkpoint_dir} holds one robot's stream, not the "
+                                 f'streams of {", ".join(self.streams)}')
+            positions = {stream.robot_id: {'next_sequence': extra.get('next_sequence', 0),
+                                           'env_steps': self.env_steps,
+                                           'episodes': self.episodes,
+                                           'dropped': self.dropped}}
+        self.absent = {}  # robots of the checkpoint not in this run: kept for the next one
+        for robot_id, position in positions.items():
+            stream = self.streams.get(robot_id)
+            if stream is None:
+                self.absent[robot_id] = dict(position)
+                continue
+            stream.next_sequence = stream.checkpointed_sequence = int(position['next_sequence'])
+            stream.env_steps = int(position['env_steps'])
+            stream.episodes = int(position['episodes'])
+            stream.dropped = int(position['dropped'])
+
+    def on_experience(self, msg: Experience, stream: _Stream | None = None):
+        """Add chunks to the buffer in each robot's sequence order; acknowledge."""
+        if stream is None:  # (the one stream: a direct call)
+            [stream] = self.streams.values()
+        if msg.robot_id != stream.robot_id:
+            self.get_logger().warning(
+                f"experience from {msg.robot_id!r} on {stream.robot_id!r}'s topic ignored",
+                throttle_duration_sec=5.0)
             return
-        if msg.sequence < self.next_sequence:
-            self._ack()  # a duplicate: our acknowledgement was perhaps lost
+        if msg.sequence < stream.next_sequence:
+            self._ack(stream)  # a duplicate: our acknowledgement was perhaps lost
             return
         try:
             rows = convert.read_experience(msg, self.profile.observation_spec,
@@ -214,24 +309,32 @@ class Trainer(Node):
                     f'{msg.num_transitions} taken and {msg.dropped} lost after them, in an '
                     f'episode of at most {longest} steps (max_episode_steps)')
         except convert.MessageError as error:
-            self.rejections('experience', str(error), 'chunk rejected')
-            self._refused_again(msg)
+            self.rejections(self._topic(stream), str(error), 'chunk rejected')
+            self._refused_again(msg, stream)
             return
         if msg.dropped:
-            self.get_logger().warning(f'episode {msg.episode_id}: {msg.dropped} transition(s) '
-                                      'lost before delivery')
-        self.waiting[msg.sequence] = (rows, msg.dropped, msg.episode_id, msg.first_step)
-        while self.next_sequence in self.waiting:
-            self._add(*self.waiting.pop(self.next_sequence))
-            self.next_sequence += 1
-        self._ack()
-        self.publish_progress()
+            self.get_logger().warning(f'{stream.robot_id} episode {msg.episode_id}: '
+                                      f'{msg.dropped} transition(s) lost before delivery')
+        stream.last_chunk = time.monotonic()
+        stream.waiting[msg.sequence] = (rows, msg.dropped, msg.episode_id, msg.first_step)
+        self._drain(stream)
+        self.publish_progress(stream)
         if (self.max_steps and self.env_steps + self.dropped >= self.max_steps
                 and self.exit_status is None):
             self.get_logger().info(f'{self.env_steps} transitions received: done')
             self.finish()
 
-    def _refused_again(self, msg: Experience):
+    def _topic(self, stream: _Stream) -> str:
+        return f'/{stream.robot_id}/experience' if self.fleet else 'experience'
+
+    def _drain(self, stream: _Stream):
+        """Add the chunks that now follow in order; acknowledge."""
+        while stream.next_sequence in stream.waiting:
+            self._add(stream, *stream.waiting.pop(stream.next_sequence))
+            stream.next_sequence += 1
+        self._ack(stream)
+
+    def _refused_again(self, msg: Experience, stream: _Stream):
         """A chunk refused as often as the collector resends it must not stop every later one.
 
         The collector sends an unacknowledged chunk again and again; once the chunk the stream
@@ -239,55 +342,78 @@ class Trainer(Node):
         stray message), it is passed over as lost (counted with the dropped transitions, at
         most an episode's worth) and the stream goes on.
         """
-        if msg.sequence != self.next_sequence:
+        if msg.sequence != stream.next_sequence:
             return
-        self.refusals[msg.sequence] = self.refusals.get(msg.sequence, 0) + 1
-        if self.refusals[msg.sequence] < REFUSALS_BEFORE_SKIP:
+        stream.refusals[msg.sequence] = stream.refusals.get(msg.sequence, 0) + 1
+        if stream.refusals[msg.sequence] < REFUSALS_BEFORE_SKIP:
             return
         lost = min(int(msg.num_transitions), self.max_episode_steps)
-        self.get_logger().error(f'experience: chunk {msg.sequence} refused '
+        self.get_logger().error(f'{self._topic(stream)}: chunk {msg.sequence} refused '
                                 f'{REFUSALS_BEFORE_SKIP} times: passed over as lost ({lost} '
                                 'transition(s)); the stream goes on')
-        del self.refusals[msg.sequence]
+        del stream.refusals[msg.sequence]
         self.dropped += lost
-        self.next_sequence += 1
-        while self.next_sequence in self.waiting:
-            self._add(*self.waiting.pop(self.next_sequence))
-            self.next_sequence += 1
-        self._ack()
+        stream.dropped += lost
+        stream.next_sequence += 1
+        self._drain(stream)
 
-    def _add(self, rows: dict, dropped: int, episode_id: int = 0, first_step: int = 0):
+    def _add(self, stream: _Stream, rows: dict, dropped: int, episode_id: int = 0,
+             first_step: int = 0):
         self.dropped += dropped
-        self.newest = (episode_id, first_step + len(rows['rewards']))
+        stream.dropped += dropped
+        stream.newest = self.newest = (episode_id, first_step + len(rows['rewards']))
         if not len(rows['rewards']):
             # Only a report of what was lost: the episode ended after a gap (its transitions
             # before the gap, if any, came without the end's flag).
             self.episodes += int(dropped > 0)
+            stream.episodes += int(dropped > 0)
+            stream.returns.pop(episode_id, None)
             return
         with self.lock:
             self.buffer.add(rows['observations'], rows['actions'], rows['rewards'],
                             rows['next_observations'], rows['terminated'], rows['truncated'])
+        self._weights_ages(rows['policy_versions'])
         self.env_steps += len(rows['rewards'])
+        stream.env_steps += len(rows['rewards'])
         ended = bool(np.any(rows['terminated'] | rows['truncated']))
         self.episodes += int(ended)
-        self.acting_version = int(rows['policy_versions'][-1])
-        if self.scalars is not None:  # (a chunk holds steps of one episode)
-            total, steps = self.returns.pop(episode_id, (0.0, 0))
-            total, steps = total + float(np.sum(rows['rewards'])), steps + len(rows['rewards'])
-            if ended:
-                self.scalars.add(self.env_steps, {'episode_return': total,
-                                                  'episode_length': steps}, 'rollout')
-            else:
-                self.returns[episode_id] = (total, steps)
+        stream.episodes += int(ended)
+        stream.acting_version = self.acting_version = int(rows['policy_versions'][-1])
+        # (a chunk holds steps of one episode)
+        total, steps = stream.returns.pop(episode_id, (0.0, 0))
+        total, steps = total + float(np.sum(rows['rewards'])), steps + len(rows['rewards'])
+        if not ended:
+            stream.returns[episode_id] = (total, steps)
+            return
+        stream.last_return = total
+        if self.scalars is not None:
+            self.scalars.add(self.env_steps, {'episode_return': total,
+                                              'episode_length': steps}, 'rollout')
+            if self.fleet:
+                self.scalars.add(self.env_steps, {f'{stream.robot_id}/episode_return': total},
+                                 'rollout')
 
-    def _ack(self):
+    def _weights_ages(self, versions):
+        """Keep how old each transition's weights were when it was taken, in control steps.
+
+        The steps received between the weights' publication and the transition (the version's
+        env_steps stamp against the transition's place in the stream): the time the weights
+        took to reach the policy and were acted on before newer ones came. Versions published
+        before this run (or the warm-up's, version 0) are not counted.
+        """
+        for offset, version in enumerate(versions.tolist()):
+            published = self.published.get(int(version))
+            if published is not None:
+                self.ages.append(self.env_steps + offset - published)
+
+    def _ack(self, stream: _Stream):
         if not self.context.ok():
             return  # shutting down (Ctrl-C): the next start reads the checkpoint instead
         msg = ExperienceAck()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.robot_id, msg.next_sequence = self.robot_id, self.next_sequence
-        msg.checkpointed_sequence = self.checkpointed_sequence
-        self.ack_publisher.publish(msg)
+        msg.robot_id, msg.next_sequence = stream.robot_id, stream.next_sequence
+        msg.checkpointed_sequence = stream.checkpointed_sequence
+        stream.ack.publish(msg)
 
     # Training -------------------------------------------------------------------------------
 
@@ -319,38 +445,50 @@ class Trainer(Node):
         return (len(self.buffer) < self._starts() or self.agent.gradient_steps
                 >= self.max_utd * (self.env_steps + self.preloaded))
 
-    def publish_progress(self):
-        """Tell the policy node how far training is (its min_utd gate)."""
+    def publish_progress(self, stream: _Stream | None = None):
+        """Tell the policy nodes how far training is (their min_utd gate).
+
+        ``stream``: its robot's only; else every robot's.
+        """
         if not self.context.ok():
             return
-        msg = TrainingProgress()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.gradient_steps, msg.env_steps = self.agent.gradient_steps, self.env_steps
-        msg.learning_starts = self.config.learning_starts
-        msg.episode_id, msg.episode_steps = self.newest
-        msg.waiting_for_experience = self._starving()
-        self.progress_publisher.publish(msg)
+        for each in [stream] if stream is not None else self.streams.values():
+            msg = TrainingProgress()
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.gradient_steps, msg.env_steps = self.agent.gradient_steps, self.env_steps
+            msg.learning_starts = self.config.learning_starts
+            msg.episode_id, msg.episode_steps = each.newest
+            msg.waiting_for_experience = self._starving()
+            each.progress.publish(msg)
 
     def publish_policy(self):
-        """Publish the current policy as the next version."""
+        """Publish the current policy as the next version, the same to every robot."""
         with self.lock:
             self.policy_version += 1
             data = export_policy(self.agent, self.policy_version)
             updates = self.agent.gradient_steps
-        self.weights_publisher.publish(convert.policy_weights(
+        msg = convert.policy_weights(
             data, self.policy_version, self.algorithm, json.dumps(policy_metadata(data)),
-            updates, self.env_steps, self.get_clock().now().nanoseconds))
+            updates, self.env_steps, self.get_clock().now().nanoseconds)
+        self.published[self.policy_version] = self.env_steps
+        while len(self.published) > 1000:
+            self.published.popitem(last=False)
+        for stream in self.streams.values():
+            stream.weights.publish(msg)
 
     def checkpoint(self):
-        """Write the checkpoint; tell the collector what it may forget."""
+        """Write the checkpoint; tell the collectors what they may forget."""
         with self.lock:
-            sequence = self.next_sequence
+            positions = {robot_id: stream.position()
+                         for robot_id, stream in self.streams.items()}
             save_checkpoint(self.checkpoint_dir, self.agent, self.buffer, {
                 'env_steps': self.env_steps, 'episodes': self.episodes,
-                'next_sequence': sequence, 'policy_version': self.policy_version,
-                'dropped': self.dropped})
-        self.checkpointed_sequence = sequence
-        self._ack()
+                'policy_version': self.policy_version, 'dropped': self.dropped,
+                # (a robot of an earlier run that this one lacks keeps its place)
+                'streams': {**self.absent, **positions}})
+        for robot_id, stream in self.streams.items():
+            stream.checkpointed_sequence = positions[robot_id]['next_sequence']
+            self._ack(stream)
         self.get_logger().info(f'checkpoint: {self.env_steps} transitions, '
                                f'{self.agent.gradient_steps} updates -> {self.checkpoint_dir}')
 
@@ -374,17 +512,44 @@ class Trainer(Node):
         msg.episodes, msg.buffer_size = self.episodes, len(self.buffer)
         msg.policy_version = self.policy_version
         msg.updates_per_second, msg.env_steps_per_second = self.rates
+        ages, self.ages = self.ages, []
         metrics = dict(self.metrics, utd=utd, data_wait_fraction=self.wait_fraction,
-                       data_wait_seconds=self.data_wait)
+                       data_wait_seconds=self.data_wait,
+                       version_lag=self.policy_version - self.acting_version,
+                       # mean over the transitions since the last statistics (NaN: none)
+                       weights_age_steps=float(np.mean(ages)) if ages else math.nan)
+        if self.fleet:  # each robot's part: <robot>/env_steps, ...
+            for robot_id, stream in self.streams.items():
+                metrics.update({f'{robot_id}/{name}': value
+                                for name, value in self._robot_stats(stream, now).items()})
         msg.names = list(metrics)
         msg.values = [float(v) for v in metrics.values()]
         self.stats_publisher.publish(msg)
+        for stream in self.streams.values():
+            if stream.stats is not None:  # the robot's own line: its steps and episodes
+                own = TrainingStats(**{field: getattr(msg, field) for field in (
+                    'header', 'algorithm', 'gradient_steps', 'buffer_size', 'policy_version',
+                    'updates_per_second', 'env_steps_per_second', 'names', 'values')})
+                own.env_steps, own.episodes = stream.env_steps, stream.episodes
+                stream.stats.publish(own)
         if self.scalars is not None and self.metrics:
             self.scalars.add(steps, {**self.metrics, 'utd': utd, 'version_lag': float(
-                self.policy_version - self.acting_version)}, 'train')
+                self.policy_version - self.acting_version), **({'weights_age_steps': float(
+                    np.mean(ages))} if ages else {})}, 'train')
             self.scalars.add(steps, {'updates_per_second': self.rates[0],
                                      'env_steps_per_second': self.rates[1],
                                      'data_wait_fraction': self.wait_fraction}, 'time')
+
+    def _robot_stats(self, stream: _Stream, now: float) -> dict:
+        """One robot's figures for the statistics.
+
+        Its transitions, episodes, newest return, the version lag of the policy it acts with,
+        and seconds since its newest chunk (NaN: none yet).
+        """
+        return {'env_steps': stream.env_steps, 'episodes': stream.episodes,
+                'return': stream.last_return, 'dropped': stream.dropped,
+                'version_lag': self.policy_version - stream.acting_version,
+                'idle_s': now - stream.last_chunk}
 
     def finish(self, status: int = 0):
         """Stop training, checkpoint, and end the node's run."""
