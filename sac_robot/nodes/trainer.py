@@ -184,7 +184,6 @@ class Trainer(Node):
         self.scalars = Scalars(tensorboard_dir) if tensorboard_dir else None
         self.rejections = Rejections(self.get_logger())
         self.acting_version = 0  # of the policy that chose the newest transition
-        self.newest = (0, 0)  # (episode id, its transitions received) of the newest chunk
         self.absent = {}  # streams of the checkpoint resumed that this run has no robot for
         # Policy version -> transitions received when it was published (the newest 1000), and
         # the ages of the weights that chose the transitions since the last statistics.
@@ -361,7 +360,7 @@ class Trainer(Node):
              first_step: int = 0):
         self.dropped += dropped
         stream.dropped += dropped
-        stream.newest = self.newest = (episode_id, first_step + len(rows['rewards']))
+        stream.newest = (episode_id, first_step + len(rows['rewards']))
         if not len(rows['rewards']):
             # Only a report of what was lost: the episode ended after a gap (its transitions
             # before the gap, if any, came without the end's flag).
