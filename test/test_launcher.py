@@ -144,6 +144,24 @@ def test_launch_values_reach_every_node_over_the_package_files(tmp_path, ros_con
     assert read['driver', 'seed'] == read['trainer', 'seed'] == 7
 
 
+def test_a_fleets_robots_each_get_their_own_values(tmp_path, ros_context):
+    """robots:=: each robot side's process reads its own seed (files of one name would have
+    given every robot the last one's)."""
+    from rclpy.node import Node
+    graph = load_graph(find_launch_file('dclaw_train.launch.py'))
+    launcher = Launcher(graph, {'robots': 'dclaw0,dclaw1,dclaw2', 'seed': '4'})
+    seeds = {}
+    for spec, command in launcher.commands(str(tmp_path)):
+        if spec.executable != 'container':
+            continue
+        node = Node('driver', namespace=f'/{spec.namespace}', context=ros_context,
+                    cli_args=command[command.index('--ros-args'):],
+                    automatically_declare_parameters_from_overrides=True)
+        seeds[spec.namespace] = node.get_parameter('seed').value
+        node.destroy_node()
+    assert seeds == {'dclaw0': 4, 'dclaw1': 5, 'dclaw2': 6}
+
+
 def test_ros2_launch_parameter_files_of_container_nodes(tmp_path):
     """Under ros2 launch a container node's own values go in a file that names the node."""
     import yaml

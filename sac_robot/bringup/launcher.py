@@ -101,7 +101,9 @@ def ros_arguments(spec: NodeSpec, scratch: str) -> list:
     for index, parameters in enumerate(spec.addressed_parameters()):
         if isinstance(parameters, NodeParameters):
             # As launch_ros does: the values become a temporary parameter file.
-            path = os.path.join(scratch, f'{spec.name}_{index}.yaml')
+            # (one file per process and entry: a fleet has a robot side per namespace)
+            label = f'{spec.namespace}_{spec.name}'.strip('/_').replace('/', '_')
+            path = os.path.join(scratch, f'{label}_{index}.yaml')
             with open(path, 'w', encoding='utf-8') as stream:
                 yaml.safe_dump(parameters.as_yaml_dict(), stream)
             parameters = path
