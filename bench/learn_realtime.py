@@ -22,6 +22,7 @@ acted on and the trainer's idle time from its TensorBoard scalars, and writes
 and layer norm, meant for high update-to-data ratios.
 
     .venv/bin/python bench/learn_realtime.py [--minutes 15] [--max-utd 10] [--fleet 3] [--droq]
+        [--threads 1] [--skip one fleet lockstep]
 
 The last line is ``minutes_to_90: ONE FLEET`` (nan where it was not reached).
 """
@@ -41,12 +42,12 @@ from learn_real import ROBOTS, evaluate, run_graph  # noqa: E402
 RATE = ROBOTS['dclaw']['rate']
 
 
-def settings(max_utd: float, droq: bool, lockstep: bool) -> tuple:
+def settings(max_utd: float, droq: bool, lockstep: bool, threads: int) -> tuple:
     """The trainer's parameter lines (its update rate and critics), the policy's section.
 
     In lockstep the policy holds the simulation at the same updates per step.
     """
-    trainer = (f'    max_utd: {max_utd}\n    min_utd: 0.0\n    agent:\n'
+    trainer = (f'    max_utd: {max_utd}\n    min_utd: 0.0\n    threads: {threads}\n    agent:\n'
                f'      learning_starts: {ROBOTS["dclaw"]["learning_starts"]}\n')
     if droq:
         trainer += '      critic_dropout: 0.01\n      critic_layer_norm: true\n'
@@ -78,6 +79,8 @@ def main():
                         help='most updates per received transition')
     parser.add_argument('--fleet', type=int, default=3, help='hands of the fleet run (0: none)')
     parser.add_argument('--droq', action='store_true', help="DroQ's critics (dropout, norm)")
+    parser.add_argument('--threads', type=int, default=1,
+                        help="the trainer's torch threads (1: the package's setting)")
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--episodes', type=int, default=20, help='evaluation episodes')
     parser.add_argument('--period', type=float, default=60.0,
@@ -108,7 +111,7 @@ def main():
         runs['lockstep'] = (['clock:=lockstep'], steps, True)
     results, summary = {}, {}
     for name, (arguments, total, lockstep) in runs.items():
-        trainer, policy = settings(args.max_utd, args.droq, lockstep)
+        trainer, policy = settings(args.max_utd, args.droq, lockstep, args.threads)
         seconds, snapshots = run_graph(
             name, 'dclaw', [*arguments, f'max_steps:={total}', f'seed:={args.seed}'],
             args.domain, out, args.period, trainer, policy)
@@ -116,10 +119,11 @@ def main():
             meta = json.load(stream)
         learned = max(1, meta['extra']['env_steps'] - ROBOTS['dclaw']['learning_starts'])
         scalars = trainer_scalars(os.path.join(out, name))
-        age = scalars.get('train/weights_age_steps', (None, np.array([np.nan])))[1]
-        idle = scalars.get('time/data_wait_fraction', (None, np.array([np.nan])))[1]
+        age = scalars.get('train/weights_age_steps', (None, np.zeros(0)))[1]
+        idle = scalars.get('time/data_wait_fraction', (None, np.zeros(0)))[1]
         summary[name] = (seconds, meta['extra']['env_steps'], meta['gradient_steps'] / learned,
-                         float(np.nanmedian(age)), float(np.nanmean(idle)))
+                         float(np.median(age)) if age.size else np.nan,
+                         float(np.mean(idle)) if idle.size else np.nan)
         results[name] = evaluate('dclaw', snapshots, args.episodes, args.seed)
         for at, minutes, value in results[name]:
             print(f'{name:8s} {at:6d} steps at {minutes:5.1f} min: success {value:4.0%}',

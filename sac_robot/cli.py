@@ -6,7 +6,11 @@
     without the ROS 2 launch tooling (``--show-args`` lists the arguments).
 ``sac-robot train --env <gymnasium id> --algo sac|sql --steps N --out DIR [--set key=value]``
     Train without ROS, with a progress bar, evaluations, a CSV log, a learning-curve PNG and
-    checkpoints (``--resume`` continues).
+    checkpoints (``--resume`` continues; ``--init CHECKPOINT`` starts from a pretrained agent,
+    ``--finetune-epochs`` on SQL's fine-tuning schedule).
+``sac-robot pretrain [train's options]``
+    The SQL paper's max-ent pretraining: SQL on sac_robot/MinitaurPretrain-v0 (speed in any
+    direction) into runs/pretrain; fine-tune after with ``train --init``.
 ``sac-robot bag summary|plot|to-buffer <bag>``
     A recorded bag's topic statistics and episodes; its learning curves as a PNG; a replay
     buffer of its experience (the trainer's ``replay_file`` starts from it).
@@ -53,7 +57,10 @@ def _train(options) -> int:
                     eval_episodes=options.eval_episodes,
                     checkpoint_every=options.checkpoint_every, resume=options.resume,
                     threads=options.threads, progress=not options.no_progress,
-                    tensorboard=not options.no_tensorboard)
+                    tensorboard=not options.no_tensorboard,
+                    init=getattr(options, 'init', ''),
+                    finetune_epochs=getattr(options, 'finetune_epochs', 0),
+                    finetune_alpha=getattr(options, 'finetune_alpha', 1e-3))
     try:
         final = train(run, overrides)
     except (ValueError, CheckpointError) as error:
@@ -97,6 +104,29 @@ def _multigoal(options) -> int:
     return 0
 
 
+def _training_arguments(parser, defaults, env: str, algo: str, out: str):
+    """The options of ``train`` and ``pretrain`` (their defaults: ``env``, ``algo``, ``out``)."""
+    parser.add_argument('--env', default=env, help='gymnasium id (default %(default)s)')
+    parser.add_argument('--algo', default=algo, choices=('sac', 'sql'),
+                        help='(default %(default)s)')
+    parser.add_argument('--steps', type=int, default=defaults.steps, help='environment steps')
+    parser.add_argument('--out', default=out, help='output directory (default %(default)s)')
+    parser.add_argument('--seed', type=int, default=defaults.seed)
+    parser.add_argument('--eval-every', type=int, default=defaults.eval_every)
+    parser.add_argument('--eval-episodes', type=int, default=defaults.eval_episodes)
+    parser.add_argument('--checkpoint-every', type=int, default=defaults.checkpoint_every)
+    parser.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint')
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
+    parser.add_argument('--config',
+                        help='YAML file of algorithm settings (SACConfig/SQLConfig)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='one algorithm setting, e.g. --set utd_ratio=10 (repeatable)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--no-tensorboard', action='store_true',
+                        help='no TensorBoard scalars in OUT/tb')
+    parser.set_defaults(run=_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``sac-robot``."""
     parser = argparse.ArgumentParser(
@@ -119,23 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = RunConfig()
     train = commands.add_parser(
         'train', help='train SAC or SQL on a gymnasium environment, without ROS')
-    train.add_argument('--env', default=defaults.env, help='gymnasium id (default %(default)s)')
-    train.add_argument('--algo', default=defaults.algo, choices=('sac', 'sql'))
-    train.add_argument('--steps', type=int, default=defaults.steps, help='environment steps')
-    train.add_argument('--out', default=defaults.out, help='output directory')
-    train.add_argument('--seed', type=int, default=defaults.seed)
-    train.add_argument('--eval-every', type=int, default=defaults.eval_every)
-    train.add_argument('--eval-episodes', type=int, default=defaults.eval_episodes)
-    train.add_argument('--checkpoint-every', type=int, default=defaults.checkpoint_every)
-    train.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint')
-    train.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
-    train.add_argument('--config', help='YAML file of algorithm settings (SACConfig/SQLConfig)')
-    train.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                       help='one algorithm setting, e.g. --set utd_ratio=10 (repeatable)')
-    train.add_argument('--no-progress', action='store_true', help='no progress bar')
-    train.add_argument('--no-tensorboard', action='store_true',
-                       help='no TensorBoard scalars in OUT/tb')
-    train.set_defaults(run=_train)
+    _training_arguments(train, defaults, defaults.env, defaults.algo, defaults.out)
+    train.add_argument('--init', default='', metavar='CHECKPOINT',
+                       help='start from this agent (fine-tuning a pretrained policy: e.g. '
+                            'runs/pretrain/checkpoint); the replay buffer starts empty')
+    train.add_argument('--finetune-epochs', type=int, default=0,
+                       help="SQL with --init: the paper's fine-tuning schedule over this many "
+                            'epochs of 1000 steps (alpha annealed, the noise set shrinking)')
+    train.add_argument('--finetune-alpha', type=float, default=defaults.finetune_alpha,
+                       help='SQL fine-tuning: the alpha the schedule ends at')
+    pretrain = commands.add_parser(
+        'pretrain', help="the SQL paper's max-ent pretraining (Section 5.3): the Minitaur "
+                         'rewarded for speed in any direction; then train --init')
+    _training_arguments(pretrain, defaults, 'sac_robot/MinitaurPretrain-v0', 'sql',
+                        'runs/pretrain')
 
     bag = commands.add_parser('bag', help='offline tools for recorded bags (no ROS needed)')
     bag.add_argument('action', choices=('summary', 'plot', 'to-buffer'),

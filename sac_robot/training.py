@@ -25,7 +25,7 @@ from sac_robot.algorithms.checkpoint import (load_checkpoint, read_checkpoint_me
 from sac_robot.algorithms.observations import spec_from_space
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SAC, SACConfig
-from sac_robot.algorithms.sql import SQL, SQLConfig
+from sac_robot.algorithms.sql import SQL, FineTuneSchedule, SQLConfig
 from sac_robot.scalars import Scalars
 
 log = logging.getLogger('sac_robot.train')
@@ -64,6 +64,16 @@ class RunConfig:
     """Show a progress bar."""
     tensorboard: bool = True
     """Write TensorBoard scalars to ``out/tb`` (``tensorboard --logdir <out or above>``)."""
+    init: str = ''
+    """Start from the agent of this checkpoint (fine-tuning a pretrained policy: its networks,
+    optimisers and temperature; the replay buffer and the step counts start empty, and the
+    agent acts from the first step instead of random warm-up actions). '': from scratch."""
+    finetune_epochs: int = 0
+    """SQL, with ``init``: the paper's fine-tuning schedule (App. D.1) over this many epochs of
+    1000 steps: alpha annealed log-linearly from the pretrained agent's to ``finetune_alpha``,
+    the sampler's noise a fixed set shrinking from 32 draws to 1. 0: no schedule."""
+    finetune_alpha: float = 1e-3
+    """SQL fine-tuning: the alpha the schedule ends at."""
 
 
 def make_env(env_id: str, seed: int | None = None) -> gymnasium.Env:
@@ -123,13 +133,31 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
                           seed=run.seed)
     checkpoint_dir = os.path.join(run.out, 'checkpoint')
     start_step, episodes = 0, 0
-    if run.resume and recover_checkpoint(checkpoint_dir):
+    resumed = run.resume and recover_checkpoint(checkpoint_dir)
+    if resumed:
         meta = read_checkpoint_meta(checkpoint_dir)
         restored, extra = load_checkpoint(checkpoint_dir, agent)
         buffer = restored if restored is not None else buffer
         start_step, episodes = extra.get('env_steps', 0), extra.get('episodes', 0)
         log.info('resumed from %s at step %d (%d gradient steps)', checkpoint_dir, start_step,
                  meta['gradient_steps'])
+    elif run.init:
+        pretrained = read_checkpoint_meta(run.init)
+        load_checkpoint(run.init, agent, load_replay=False)
+        agent.gradient_steps = 0  # (this run's counts: a ratio of updates to steps is its own)
+        log.info('starting from the %s agent of %s (%d steps, %d gradient steps)',
+                 pretrained['algorithm'], run.init, pretrained['extra'].get('env_steps', 0),
+                 pretrained['gradient_steps'])
+    schedule = None
+    if run.finetune_epochs:
+        if run.algo != 'sql' or not run.init:
+            raise ValueError('finetune_epochs is the schedule of SQL fine-tuning a pretrained '
+                             'agent: it needs algo sql and init')
+        schedule = FineTuneSchedule(initial_alpha=agent.config.alpha,
+                                    final_alpha=run.finetune_alpha, epochs=run.finetune_epochs)
+        noise = torch.randn(schedule.initial_noise_samples, action_dim,
+                            generator=torch.Generator().manual_seed(run.seed))
+    random_until = 0 if run.init else config.learning_starts
     with open(os.path.join(run.out, 'config.json'), 'w', encoding='utf-8') as stream:
         json.dump({'run': dataclasses.asdict(run), 'agent': dataclasses.asdict(config)},
                   stream, indent=1)
@@ -153,7 +181,11 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
     start_time = time.monotonic()
     utd = getattr(config, 'utd_ratio', 1)
     for step in range(start_step + 1, run.steps + 1):
-        if step <= config.learning_starts:
+        if schedule is not None:  # (epochs of 1000 steps, as softlearning's)
+            epoch = (step - 1) / 1000
+            agent.alpha = schedule.alpha(epoch)
+            agent.fixed_noise = noise[:schedule.noise_samples(epoch)].to(agent.device)
+        if step <= random_until:
             action = env.action_space.sample()
         else:
             action = agent.act(obs)

@@ -566,6 +566,23 @@ def test_a_fleet_feeds_one_trainer_exactly_once_with_a_robot_killed_and_restarte
     assert 'resumed' not in ''.join(output)  # (one trainer throughout)
 
 
+def test_pretraining_and_fine_tuning_through_the_graph_are_launch_arguments(tmp_path):
+    from sac_robot.bringup.graph import LaunchArgumentError
+    from sac_robot.bringup.launcher import find_launch_file, load_graph
+    train = load_graph(find_launch_file('minitaur_train.launch.py'))
+    nodes = {n.name: n for n in train.nodes({'pretraining': 'true', 'compose': 'none',
+                                             'init': str(tmp_path / 'pre' / 'checkpoint')})}
+    assert nodes['reward_estimator'].parameters[-1]['pretraining'] is True
+    assert nodes['trainer'].parameters[-1]['init_checkpoint'] == str(
+        tmp_path / 'pre' / 'checkpoint')
+    plain = {n.name: n for n in train.nodes({'compose': 'none'})}
+    assert 'pretraining' not in plain['reward_estimator'].parameters[-1]
+    assert 'init_checkpoint' not in plain['trainer'].parameters[-1]
+    hand = load_graph(find_launch_file('dclaw_train.launch.py'))
+    with pytest.raises(LaunchArgumentError, match='unknown launch argument.*pretraining'):
+        hand.nodes({'pretraining': 'true'})
+
+
 def test_a_fleet_launch_has_a_robot_side_per_robot_and_one_trainer():
     from sac_robot.bringup.graph import LaunchArgumentError
     from sac_robot.bringup.launcher import find_launch_file, load_graph

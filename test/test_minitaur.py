@@ -279,3 +279,26 @@ def test_quaternion_to_roll_pitch_yaw():
         yaw, pitch, roll = np.arctan2(r[1, 0], r[0, 0]), -np.arcsin(r[2, 0]), np.arctan2(
             r[2, 1], r[2, 2])
         assert np.allclose(quat_to_rpy(quat), [roll, pitch, yaw])
+
+
+def test_the_pretraining_task_rewards_speed_in_any_direction():
+    """MinitaurPretrain-v0: the same robot and steps; its speed term is |velocity|, not v_x."""
+    import sac_robot.tasks  # noqa: F401  (registers the tasks)
+    walk = gymnasium.make('sac_robot/MinitaurWalk-v0')
+    pretrain = gymnasium.make('sac_robot/MinitaurPretrain-v0')
+    assert pretrain.observation_space == walk.observation_space
+    walk.reset(seed=4)
+    pretrain.reset(seed=4)
+    rng = np.random.default_rng(4)
+    sideways = 0
+    for _ in range(60):
+        action = rng.uniform(-1, 1, 8).astype(np.float32)
+        *_, walk_info = walk.step(action)
+        *_, pretrain_info = pretrain.step(action)
+        forward = walk_info['reward_terms']['forward_velocity']
+        speed = pretrain_info['reward_terms']['forward_velocity']
+        assert speed >= abs(forward) - 1e-9 and speed >= 0
+        sideways += speed > abs(forward) + 1e-6
+    assert sideways > 0  # (some steps move the base sideways as well)
+    walk.close()
+    pretrain.close()

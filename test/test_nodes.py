@@ -733,6 +733,36 @@ def test_trainer_starts_from_a_replay_file(ros_context, tmp_path):
             replay_file=str(tmp_path / 'bad.safetensors')))
 
 
+def test_trainer_starts_from_a_given_agent_and_sends_it_to_the_robot_at_once(
+        ros_context, executor, probe, tmp_path):
+    """init_checkpoint (init:=): a pretrained agent, acted with before any experience."""
+    import torch
+
+    from sac_robot.algorithms.checkpoint import CheckpointError, save_checkpoint
+    from sac_robot.nodes.trainer import Trainer
+    from sac_robot.training import build_agent
+    pretrained = build_agent('sac', 112, 8, {'hidden': [16, 16]}, seed=3)
+    save_checkpoint(str(tmp_path / 'pretrained'), pretrained, None, {'env_steps': 7})
+    weights = listen(probe, PolicyWeights, 'policy/weights', qos.LATCHED)
+    trainer = Trainer(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+        checkpoint_dir=str(tmp_path / 'checkpoint'), checkpoint_period=0.0,
+        init_checkpoint=str(tmp_path / 'pretrained'),
+        **{'agent.learning_starts': 10_000, 'agent.hidden': [16, 16]}))
+    executor.add_node(trainer)
+    assert spin_until(executor, lambda: weights)  # before any experience
+    assert weights[-1].version == 1 and len(trainer.buffer) == 0
+    for a, b in zip(pretrained.actor.parameters(), trainer.agent.actor.parameters()):
+        assert torch.equal(a, b)
+    trainer.close()
+    executor.remove_node(trainer)
+    trainer.destroy_node()
+    # Another network: said, not loaded.
+    with pytest.raises(CheckpointError, match="'actor' does not match this agent"):
+        Trainer(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+            checkpoint_dir=str(tmp_path / 'other'), init_checkpoint=str(tmp_path / 'pretrained'),
+            **{'agent.hidden': [32, 32]}))
+
+
 def test_policy_min_utd_gate_never_holds_the_data_the_trainer_waits_for(ros_context):
 
     from sac_robot.nodes.policy import PolicyNode

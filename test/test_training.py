@@ -117,3 +117,56 @@ def test_final_counts_are_totals_when_evaluation_does_not_divide_the_run(tmp_pat
                   {'learning_starts': 100, 'hidden': (16,), 'batch_size': 16})
     assert final['env_steps'] == 250 and final['gradient_steps'] == 150
     assert final['episodes'] == 1  # Pendulum truncates at 200 steps; the last eval was at 200
+
+
+def test_pretrain_then_fine_tune_from_its_checkpoint(tmp_path):
+    """sac-robot pretrain writes an agent; train --init starts from it, SQL on its schedule."""
+    import torch
+
+    from sac_robot.algorithms.checkpoint import load_checkpoint
+    from sac_robot.algorithms.sql import SQL, FineTuneSchedule, SQLConfig
+    pretrained = str(tmp_path / 'pretrain')
+    small = ['--set', 'learning_starts=50', '--set', 'hidden=[16, 16]', '--set', 'batch_size=16',
+             '--set', 'value_particles=4', '--set', 'kernel_particles=4', '--no-progress',
+             '--eval-every', '0']
+    first = subprocess.run([SAC_ROBOT, 'pretrain', '--steps', '80', '--out', pretrained,
+                            *small], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    config = json.load(open(os.path.join(pretrained, 'config.json')))
+    assert config['run']['env'] == 'sac_robot/MinitaurPretrain-v0'
+    assert config['run']['algo'] == 'sql'
+    checkpoint = os.path.join(pretrained, 'checkpoint')
+
+    out = str(tmp_path / 'finetune')
+    second = subprocess.run([SAC_ROBOT, 'train', '--env', 'sac_robot/MinitaurWalk-v0',
+                             '--algo', 'sql', '--steps', '40', '--out', out, '--init', checkpoint,
+                             '--finetune-epochs', '1', *small], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert f'starting from the sql agent of {checkpoint} (80 steps' in second.stderr
+    final = json.load(open(os.path.join(out, 'final.json')))
+    assert final['env_steps'] == 40 and final['gradient_steps'] == 0  # (no update before 50)
+    # The fine-tuned run began from the pretrained networks: before any update, they are equal.
+    agents = []
+    for directory in (checkpoint, os.path.join(out, 'checkpoint')):
+        agent = SQL(12 * 6 + 8 * 5, 8, SQLConfig(hidden=(16, 16), value_particles=4,
+                                               kernel_particles=4))
+        load_checkpoint(directory, agent, load_replay=False)
+        agents.append(agent)
+    for a, b in zip(agents[0].sampler.parameters(), agents[1].sampler.parameters()):
+        assert torch.equal(a, b)
+    # With updates: the schedule sets alpha (1.0 annealed towards 1e-3 over 1000 steps).
+    longer = subprocess.run([SAC_ROBOT, 'train', '--env', 'sac_robot/MinitaurWalk-v0', '--algo',
+                             'sql', '--steps', '120', '--out', str(tmp_path / 'longer'),
+                             '--init', checkpoint, '--finetune-epochs', '1', *small,
+                             '--eval-every', '120', '--eval-episodes', '1'],
+                            capture_output=True, text=True)
+    assert longer.returncode == 0, longer.stderr
+    rows = list(csv.DictReader(open(tmp_path / 'longer' / 'progress.csv')))
+    alphas = [float(r['alpha']) for r in rows if r['alpha']]
+    schedule = FineTuneSchedule(initial_alpha=1.0, final_alpha=1e-3, epochs=1)
+    assert alphas and alphas[-1] == pytest.approx(schedule.alpha(119 / 1000), rel=1e-6)
+    # The schedule needs a pretrained SQL agent.
+    refused = subprocess.run([SAC_ROBOT, 'train', '--steps', '10', '--out', str(tmp_path / 'x'),
+                              '--finetune-epochs', '2', '--no-progress'], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and 'needs algo sql and init' in refused.stderr

@@ -87,6 +87,9 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             Argument('run_dir', default_run, 'Directory of the checkpoint and the bag.'),
             Argument('trainer_nice', '10', 'CPU niceness of the trainer (0-19): where it shares '
                      'cores with the robot side, the control loop goes first.'),
+            Argument('init', '', 'Start the trainer from the agent of this checkpoint (e.g. '
+                     'a pretrained one: sac-robot pretrain, or a run with pretraining:=true); '
+                     'the robot acts with it from the first step.'),
             Argument('robots', '', 'Several robots feeding one trainer (a fleet): their '
                      'namespaces, comma-separated (robots:=dclaw0,dclaw1,dclaw2); each robot '
                      'side is started with seed + its index, the trainer, status line and '
@@ -105,6 +108,11 @@ def training_graph(robot: str, train: bool = True) -> Graph:
     # The hardware backend's own arguments (the D'Claw's port:=, camera:=).
     hardware_arguments = backend_class(hardware[0], robot).launch_arguments if hardware else {}
     arguments += [Argument(name, '', text) for name, (_, text) in hardware_arguments.items()]
+    if robot == 'minitaur' and train:
+        arguments.append(Argument(
+            'pretraining', 'false', "The SQL paper's pretraining reward (speed in any direction, "
+            'Section 5.3) instead of forward walking; fine-tune after with init:=.',
+            ('true', 'false')))
     sees = 'policy_pixels' in description.readers  # a robot with a pixel task (the hand)
     if sees:
         arguments.append(Argument(
@@ -187,7 +195,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                              **({'command_timeout': 0.0} if clock == 'lockstep'
                                 else {})}), required=not train),
                 NodeSpec('reward_estimator', 'reward_estimator', namespace=namespace,
-                         parameters=(*files, common)),
+                         parameters=(*files, {**common, **({'pretraining': True} if _flag(
+                             values.get('pretraining', 'false')) else {})})),
             ]
             if train:
                 nodes += [
@@ -220,6 +229,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                                             'resume': _flag(values['resume']),
                                             'max_steps': max_steps, 'seed': seed,
                                             **({'robots': fleet} if fleet else {}),
+                                            **({'init_checkpoint': os.path.abspath(
+                                                values['init'])} if values['init'] else {}),
                                             'checkpoint_dir': os.path.join(run_dir, 'checkpoint'),
                                             'tensorboard_dir': os.path.join(run_dir, 'tb')}),
                                         nice=int(nice)))

@@ -19,7 +19,7 @@ from rclpy.node import Node
 
 from sac_robot.msg import PolicyStep, RewardTerms
 from sac_robot.nodes import convert, qos
-from sac_robot.nodes.params import declare_robot
+from sac_robot.nodes.params import declare_robot, describe
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
@@ -31,7 +31,12 @@ class RewardEstimator(Node):
     def __init__(self, **kwargs):
         super().__init__('reward_estimator', **kwargs)
         robot = declare_robot(self)
-        self.profile = make_profile(robot)
+        pretraining = self.declare_parameter('pretraining', False, describe(
+            "The Minitaur: the SQL paper's pretraining reward (speed in any direction, Section "
+            '5.3) instead of forward walking.')).value
+        if pretraining and robot != 'minitaur':
+            raise ValueError(f"pretraining is the Minitaur's reward, not the {robot}'s")
+        self.profile = make_profile(robot, pretraining=pretraining)
         self.publisher = self.create_publisher(RewardTerms, 'reward', qos.EXPERIENCE)
         self.sync = SensorSync(self, self.profile, self.profile.reward_sensors,
                                self.on_measurement)

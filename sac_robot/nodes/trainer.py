@@ -138,6 +138,10 @@ class Trainer(Node):
                 'Directory of the checkpoint (written atomically).')).value))
         resume = declare('resume', False, describe(
             'Continue from the checkpoint in checkpoint_dir, if there is one.')).value
+        init_checkpoint = declare('init_checkpoint', '', describe(
+            'Start (when not resuming) from the agent of this checkpoint, e.g. a pretrained one '
+            "(sac-robot pretrain's): its networks go to the robot at once; the replay buffer "
+            "starts empty. '': from scratch.")).value
         replay_file = declare('replay_file', '', describe(
             'Start (when not resuming) with the transitions of this replay buffer, e.g. one '
             'made from a bag by sac-robot bag to-buffer.')).value
@@ -201,6 +205,10 @@ class Trainer(Node):
             self.buffer.add(*preload.transitions())
             self.preloaded = n
             self.get_logger().info(f'{n} transitions from {replay_file}')
+        if init_checkpoint and not resuming:
+            load_checkpoint(os.path.expanduser(init_checkpoint), self.agent, load_replay=False)
+            self.agent.gradient_steps = 0  # (max_utd compares this run's updates and steps)
+            self.get_logger().info(f'starting from the agent of {init_checkpoint}')
         if resuming:
             meta = read_checkpoint_meta(self.checkpoint_dir)
             if meta['algorithm'] != self.algorithm:
@@ -240,8 +248,8 @@ class Trainer(Node):
         for stream in self.streams.values():
             self._ack(stream)
         self.publish_progress()
-        if self.policy_version:
-            self.publish_policy()  # the policy node gets the resumed weights at once
+        if self.policy_version or (init_checkpoint and not resuming):
+            self.publish_policy()  # the robot acts with the resumed (or given) agent at once
 
         self._stop = threading.Event()
         self._rate_mark = (time.monotonic(), self.agent.gradient_steps, self.env_steps, 0.0)

@@ -20,3 +20,9 @@ gymnasium.register(
 gymnasium.register(
     id='sac_robot/MinitaurWalk-v0', entry_point='sac_robot.tasks.minitaur:MinitaurWalkEnv',
     max_episode_steps=MINITAUR.max_episode_steps, disable_env_checker=True)
+# The SQL paper's pretraining task (Section 5.3): the same robot and observations, rewarded
+# for speed in any direction; a policy learned here is fine-tuned on MinitaurWalk-v0.
+gymnasium.register(
+    id='sac_robot/MinitaurPretrain-v0', entry_point='sac_robot.tasks.minitaur:MinitaurWalkEnv',
+    max_episode_steps=MINITAUR.max_episode_steps, disable_env_checker=True,
+    kwargs={'pretraining': True})

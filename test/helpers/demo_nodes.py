@@ -12,6 +12,7 @@ import sys
 import time
 
 import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -28,7 +29,7 @@ def talker(node):
     try:
         while rclpy.ok():
             rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):  # (rclpy's handler may win the race)
         print('talker stopping on SIGINT', flush=True)
     return 0
 
