@@ -489,6 +489,46 @@ def test_trainer_killed_and_resumed_loses_no_experience(tmp_path, ros_domain):
     assert meta['gradient_steps'] >= first_meta['gradient_steps']
 
 
+@pytest.mark.timeout(600)
+def test_the_whole_graph_killed_and_resumed_collects_nothing_twice(tmp_path, ros_domain):
+    """Every process of the graph killed (SIGKILL) of the graph mid-run, then resume:=true.
+
+    The relaunched robot side continues the run's episode numbering and random streams: the
+    warm-up's random actions (the whole run here) of the episodes the checkpoint holds are not
+    drawn again (before, it began at episode 1 with the same seeds and collected them twice).
+    """
+    config = tmp_path / 'train.yaml'
+    config.write_text(CONFIG.format(checkpoint_period=0.5).replace('300', '10000'))
+    run_dir = str(tmp_path / 'run')
+    common = ['minitaur_train.launch.py', 'max_steps:=4000', f'run_dir:={run_dir}',
+              f'config:={config}', 'status:=false', 'record:=false']
+    first = subprocess.Popen([SAC_ROBOT, 'launch', *common], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output = read_lines(first)
+    deadline = time.monotonic() + 120
+    while checkpointed_steps(run_dir) < 1200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, 'the run ended before it could be killed'
+    pids = [int(re.search(r'pid \[(\d+)\]', line).group(1)) for line in output
+            if 'process started' in line]
+    for pid in [first.pid, *pids]:  # everything at once, without a word
+        os.kill(pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    time.sleep(1.0)
+    killed, _ = read_checkpoint(run_dir)
+    held = killed['extra']['streams']['minitaur']['episode_id']
+    assert 1200 <= killed['extra']['env_steps'] < 4000 and held >= 2, ''.join(output)[-5000:]
+
+    result = launch(*common, 'resume:=true', timeout=240)
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said[-5000:]
+    assert f'this run continues at episode {held + 1}' in said
+    meta, buffer = read_checkpoint(run_dir)
+    assert len(buffer) == 4000 and meta['extra']['dropped'] == 0
+    assert unique_transitions(buffer) == 4000  # nothing twice
+    assert meta['extra']['streams']['minitaur']['episode_id'] > held
+
+
 def checkpointed_streams(run_dir) -> dict:
     """Each robot's stream position in the newest checkpoint ({} when there is none yet)."""
     import json

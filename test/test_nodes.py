@@ -136,6 +136,68 @@ def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor
     driver.destroy_node()
 
 
+def test_a_restarted_robot_side_numbers_its_episodes_after_the_trainers(
+        ros_context, executor, probe, capfd):
+    """number_after_trainer: the first episode waits for the trainer's acknowledgement.
+
+    It follows the trainer's newest episode, on a random stream of its own: a resumed run
+    collects none of its episodes again.
+    """
+    from sensor_msgs.msg import JointState
+
+    from sac_robot.nodes.driver import Driver
+    from sac_robot.nodes.safety import SafetyNode
+    from sac_robot.srv import Reset
+
+    def robot_side(seed):
+        driver = Driver(context=ros_context, namespace='/dclaw',
+                        parameter_overrides=params(robot='dclaw'))
+        safety = SafetyNode(context=ros_context, namespace='/dclaw', parameter_overrides=params(
+            robot='dclaw', number_after_trainer=True, seed=seed, command_timeout=0.0))
+        executor.add_node(driver)
+        executor.add_node(safety)
+        return driver, safety
+
+    starts = listen(probe, EpisodeEvent, '/dclaw/episode_events', qos.EVENTS)
+    valve = listen(probe, JointState, '/dclaw/valve/joint_states', qos.SENSOR)  # (random)
+    acks = probe.create_publisher(ExperienceAck, '/dclaw/experience/ack', qos.LATCHED)
+    driver, safety = robot_side(5)
+    spin_until(executor, lambda: False, timeout=0.5)
+    assert safety.state == 'starting' and driver.episode_id == 0  # no trainer, no episode
+    assert "waiting for the trainer's acknowledgement on /dclaw/experience/ack" in (
+        capfd.readouterr().err)
+    acks.publish(ExperienceAck(robot_id='someone else', episode_id=99))  # not this robot's
+    acks.publish(ExperienceAck(robot_id='dclaw', next_sequence=17, episode_id=41,
+                               env_steps=900))
+    assert spin_until(executor, lambda: safety.state == 'running')
+    assert safety.episode_id == driver.episode_id == 42 and safety.total_steps == 900
+    assert spin_until(executor, lambda: starts and valve)
+    assert (starts[-1].event, starts[-1].episode_id) == (EpisodeEvent.START, 42)
+    assert 'the trainer holds episodes up to 41 (900 steps): this run continues at episode 42' in (
+        capfd.readouterr().err)
+    # Episode ids only grow.
+    response = driver.on_reset(Reset.Request(seed=-1, episode_id=3), Reset.Response())
+    assert not response.success and 'has begun episode 42 already' in response.message
+    first = np.array(valve[-1].position)
+    for node in (safety, driver):
+        executor.remove_node(node)
+        node.destroy_node()
+    # The same run restarted at the same place starts the same episode the same way; another
+    # seed, another start.
+    again = []
+    for seed in (5, 6):
+        valve.clear()
+        driver, safety = robot_side(seed)
+        assert spin_until(executor, lambda s=safety: s.state == 'running' and valve)
+        assert driver.episode_id == 42
+        again.append(np.array(valve[-1].position))
+        for node in (safety, driver):
+            executor.remove_node(node)
+            node.destroy_node()
+    np.testing.assert_array_equal(again[0], first)
+    assert not np.array_equal(again[1], first)
+
+
 def test_policy_and_realtime_driver_in_one_process_bypass_dds(ros_context, executor, probe,
                                                               tmp_path):
     """A policy composed with a real-time driver skips DDS both ways.
@@ -500,8 +562,10 @@ def test_a_fleet_trainer_keeps_each_robots_stream_and_feeds_every_robot(
     assert sorted(trainer.buffer.storage['obs'][:8, 0]) == [0, 1, 2, 10, 11, 100, 200, 201]
     positions = {r: trainer.streams[r].position() for r in fleet}
     assert positions == {
-        'minitaur0': {'next_sequence': 2, 'env_steps': 5, 'episodes': 1, 'dropped': 0},
-        'minitaur1': {'next_sequence': 2, 'env_steps': 3, 'episodes': 0, 'dropped': 0}}
+        'minitaur0': {'next_sequence': 2, 'env_steps': 5, 'episodes': 1, 'dropped': 0,
+                      'episode_id': 1},
+        'minitaur1': {'next_sequence': 2, 'env_steps': 3, 'episodes': 0, 'dropped': 0,
+                      'episode_id': 1}}
     assert spin_until(executor, lambda: all(a and a[-1].next_sequence == 2
                                             for a in acks.values()))
     assert {a[-1].robot_id for a in acks.values()} == set(fleet)
@@ -511,7 +575,7 @@ def test_a_fleet_trainer_keeps_each_robots_stream_and_feeds_every_robot(
     assert len({hashlib.sha256(bytes(w[-1].data)).hexdigest() for w in weights.values()}) == 1
     # Three steps taken with those weights (published at 8 transitions): 0, 1 and 2 steps old.
     acted = chunk('minitaur0', 2, 3, 20)
-    acted.policy_versions = [1, 1, 1]
+    acted.policy_versions, acted.episode_id = [1, 1, 1], 2  # (its next episode)
     send['minitaur0'].publish(acted)
     assert spin_until(executor, lambda: len(trainer.buffer) == 11)
     # The statistics: the whole fleet's with each robot's part; each robot's own line.
@@ -529,6 +593,9 @@ def test_a_fleet_trainer_keeps_each_robots_stream_and_feeds_every_robot(
     trainer.checkpoint()
     assert spin_until(executor, lambda: [a[-1].checkpointed_sequence for a in acks.values()]
                       == [3, 2])
+    # Each acknowledgement names the robot's newest episode held (a restarted robot side
+    # numbers its episodes after it).
+    assert [a[-1].episode_id for a in acks.values()] == [2, 1]
     trainer.close()
     executor.remove_node(trainer)
     trainer.destroy_node()
@@ -540,8 +607,12 @@ def test_a_fleet_trainer_keeps_each_robots_stream_and_feeds_every_robot(
     trainer.close()
     executor.remove_node(trainer)
     trainer.destroy_node()
+    for each in acks.values():
+        each.clear()
     trainer = start(fleet, resume=True)
     assert {r: trainer.streams[r].position() for r in fleet} == positions
+    assert spin_until(executor, lambda: all(acks.values()))  # the resumed trainer's
+    assert [a[-1].episode_id for a in acks.values()] == [2, 1]
     trainer.close()
     trainer.destroy_node()
     with pytest.raises(ValueError, match='names a robot twice'):

@@ -226,6 +226,46 @@ def test_enter_in_the_status_monitor_confirms_a_reset(ros_context, executor, sta
     driver.destroy_node()
 
 
+def test_a_fault_while_a_person_is_asked_for_hides_no_request(ros_context, executor, standin):
+    """A sensor stalling while the robot rests, waiting for a person, keeps the request shown.
+
+    The driver's diagnostics said only the fault, so the operator (the stand-in's, or a person
+    reading the status line) never learnt that a confirmation was wanted: the graph waited for
+    good (an hour of bench/learn_real.py's real run). Now the request comes first, the fault
+    after it; confirming lets the next reset recover from the fault too.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from sac_robot.nodes import qos
+    from sac_robot.nodes.standin import Operator
+    from sac_robot.srv import Reset
+    driver = make_driver(ros_context)
+    executor.add_node(driver)
+    said = []
+    driver.create_subscription(DiagnosticArray, '/diagnostics',
+                               lambda msg: said.extend(msg.status), qos.DIAGNOSTICS)
+    client = driver.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=0, reason='test'))
+    assert spin_until(executor, future.done) and not future.result().success
+    assert driver.awaiting_operator is not None
+    now = time.monotonic() - standin.started
+    standin.faults.imu_stalls.append((now, now + 0.5))  # while the robot rests
+    assert spin_until(executor, lambda: driver.fault is not None, timeout=3)
+    said.clear()
+    assert spin_until(executor, lambda: said)
+    assert said[-1].message.startswith('waiting for a person: the minitaur rests'), said[-1]
+    assert 'then recovering from fault: imu: no message' in said[-1].message
+    operator = Operator(standin.node, delay=0.1)  # a person reading it steps in
+    assert spin_until(executor, lambda: operator.resets == 1, timeout=5)
+    time.sleep(0.5)  # (the stall over)
+    future = client.call_async(Reset.Request(seed=-1, reason='test'))
+    assert spin_until(executor, future.done) and future.result().success, future.result()
+    assert driver.fault is None and driver.awaiting_operator is None
+    driver.close()
+    driver.destroy_node()
+
+
 def test_the_robot_stands_up_by_itself_a_bounded_number_of_times(ros_context, executor,
                                                                  standin):
     """auto_resets: after a person's set-up, the robot stands up by itself.

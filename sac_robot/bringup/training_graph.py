@@ -181,6 +181,9 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                 NodeSpec('safety', 'safety', namespace=namespace, parameters=(
                     *files, {**common, 'max_steps': max_steps, 'seed': seed,
                              'exit_when_done': not train,
+                             # A restarted robot side numbers its episodes after the ones the
+                             # (resumed) trainer holds.
+                             'number_after_trainer': train,
                              # Every node of the robot side listens before the first episode,
                              # and the trainer and the recorder take the experience (a chunk
                              # sent before the recorder subscribed would be missing in the

@@ -198,7 +198,7 @@ class Driver(Node, LocalControl):
         self._last_activity = time.monotonic()
         self.overruns = 0  # real time: periods the control thread came too late for
         # Real time: the control thread owns the robot; the reset service hands it requests.
-        self._reset_request = None  # (seed, done event, result box)
+        self._reset_request = None  # (seed, episode id, done event, result box)
         self._stop = threading.Event()
         self._thread = None
         self._executor = None  # spun by the control thread between steps (take_executor)
@@ -333,11 +333,16 @@ class Driver(Node, LocalControl):
                                   hardware_id=self.backend.hardware_id if self.backend else '')
         if self.stopped:
             status.level, status.message = DiagnosticStatus.ERROR, 'emergency stop'
+        elif self.awaiting_operator is not None:
+            # First, also over a fault that came meanwhile (a stall of the resting robot's
+            # sensors): the person's confirmation is what the next reset needs, and a fault
+            # alone would hide that (the stand-in's operator waited for good).
+            status.level = DiagnosticStatus.ERROR
+            status.message = f'waiting for a person: {self.awaiting_operator}' + (
+                f' (then recovering from fault: {self.fault})' if self.fault is not None
+                else '')
         elif self.fault is not None:
             status.level, status.message = DiagnosticStatus.ERROR, f'fault: {self.fault}'
-        elif self.awaiting_operator is not None:
-            status.level = DiagnosticStatus.ERROR
-            status.message = f'waiting for a person: {self.awaiting_operator}'
         elif self.torque_off:
             status.level, status.message = DiagnosticStatus.WARN, 'commands silent: torque off'
         else:
@@ -537,8 +542,8 @@ class Driver(Node, LocalControl):
                 if request is None:
                     self.on_tick()
                 else:  # a reset asked for by the service: this period's measurement
-                    seed, done, box = request
-                    box['result'] = self._reset(seed)
+                    seed, episode_id, done, box = request
+                    box['result'] = self._reset(seed, episode_id)
                     done.set()
             except Exception:  # noqa: BLE001 - a failed control step ends the run, loudly
                 if not (self._stop.is_set() or not self.context.ok()):
@@ -649,6 +654,11 @@ class Driver(Node, LocalControl):
             response.message = (f'seed {request.seed}: a seed is >= 0 (restart the random '
                                 'stream) or -1 (keep it)')
             return response
+        if request.episode_id and request.episode_id <= self.episode_id:
+            response.success = False
+            response.message = (f'episode {request.episode_id}: this driver has begun episode '
+                                f'{self.episode_id} already (episode ids only grow)')
+            return response
         if self.episode_id == 0 and self.wait_for_readers:
             missing = self._missing_readers()  # matched readers, as this writer sees them
             if missing:
@@ -656,13 +666,13 @@ class Driver(Node, LocalControl):
                 response.message = f'waiting for readers: {", ".join(missing)}'
                 return response
         if self._thread is None:
-            stamp, message = self._reset(request.seed)
+            stamp, message = self._reset(request.seed, request.episode_id)
         elif threading.current_thread() is self._thread:  # it runs the callbacks too
-            stamp, message = self._reset(request.seed)
+            stamp, message = self._reset(request.seed, request.episode_id)
             self._deadline = time.monotonic() + self.profile.control_period
         else:
             done, box = threading.Event(), {}
-            self._reset_request = (request.seed, done, box)
+            self._reset_request = (request.seed, request.episode_id, done, box)
             # (A hardware reset takes seconds: wait as long as the control thread lives.)
             while not done.wait(timeout=max(1.0, 20 * self.profile.control_period)):
                 if not self._thread.is_alive():
@@ -698,8 +708,10 @@ class Driver(Node, LocalControl):
         response.success, response.message = True, 'the next reset tries again'
         return response
 
-    def _reset(self, seed: int) -> tuple:
+    def _reset(self, seed: int, episode_id: int = 0) -> tuple:
         """Reset the robot and publish the new episode's first measurement.
+
+        The episode takes id ``episode_id`` (0: the one after the last).
 
         Returns ``(stamp, message)``; ``(None, why)`` when it could not: a person must confirm
         first, recovering from a fault failed, or the backend's reset failed (one that asks for
@@ -733,7 +745,7 @@ class Driver(Node, LocalControl):
             self._on_fault(fault)
             return None, f'fault: {fault}'
         self.torque_off, self.passive, self._last_command = False, False, time.monotonic()
-        self.episode_id += 1
+        self.episode_id = max(self.episode_id + 1, episode_id)
         stamp = self._next_stamp()
         if self._log_timeline:
             self.timeline.append((stamp, 0))

@@ -60,7 +60,7 @@ class LoadedPolicy:
     """
 
     def __init__(self, data: bytes, version: int, observation_spec, action_size: int,
-                 seed: int = 0):
+                 seed: int = 0, episode_id: int = 0):
         _, spec, action_dim = policy_header(data)
         if spec != observation_spec:
             raise CheckpointError(f'policy v{version} takes observations of {spec}, this robot '
@@ -75,8 +75,15 @@ class LoadedPolicy:
             self.network, meta = import_policy(data)
         self.algorithm, self.version = meta['algorithm'], version
         self.action_size = action_size
-        # Exploration noise: a stream of its own for each run's seed and weights version.
-        streams = np.random.SeedSequence([seed, version]).spawn(2)
+        self.reseed(seed, episode_id)
+
+    def reseed(self, seed: int, episode_id: int):
+        """Exploration noise: a stream of its own for each seed, weights version and episode.
+
+        (A robot side restarted in a resumed run, acting with the weights it stopped with, does
+        not draw its first run's noise again.)
+        """
+        streams = np.random.SeedSequence([seed, self.version, episode_id]).spawn(2)
         self.generator = torch.Generator().manual_seed(int(streams[0].generate_state(1)[0]))
         self.rng = np.random.default_rng(streams[1])
 
@@ -239,7 +246,8 @@ class PolicyNode(Node):
                 return
             try:
                 policy = LoadedPolicy(data, version, self.profile.observation_spec,
-                                      self.profile.action_size, self.seed)
+                                      self.profile.action_size, self.seed,
+                                      self.episode_id or 0)
             except CheckpointError as error:
                 self.get_logger().error(f'weights v{version} rejected: {error}')
                 return
@@ -347,6 +355,11 @@ class PolicyNode(Node):
                 del self.starts[old]
             observation = self.observer.reset(measurement)
             self.last_action = np.zeros(self.profile.action_size)
+            # Random streams of the episode's own (warm-up actions, exploration noise): the
+            # same episode of a run draws the same, whenever its robot side was started.
+            self.rng = np.random.default_rng([self.seed, self.episode_id])
+            if self.policy is not None:
+                self.policy.reseed(self.seed, self.episode_id)
         elif self.episode_id is None:
             return  # between episodes (a START naming this stamp may still come)
         elif stamp <= self.last_stamp:

@@ -29,17 +29,27 @@ Command watchdog: once the policy has commanded in an episode, a gap of more tha
 Minitaur standing, the hand at its reset pose) on ``hold`` (the driver's, in the command
 topic's form) at the control rate until the policy is back; the episode ends truncated ("stale
 commands").
+
+Resuming: with ``number_after_trainer`` (the training graphs set it) the first episode waits for
+the trainer's acknowledgement (``experience/ack``, latched) and takes the id after the newest
+episode the trainer holds transitions of, its reset seeded from ``seed`` and that id;
+``max_steps`` counts from the steps the trainer has of this robot. A robot
+side relaunched against a resumed trainer (after ``kill -9`` of the whole graph, or of the robot
+side alone) so continues the run's numbering and random streams instead of collecting its
+first episodes again.
 """
 
 import collections
 import time
+
+import numpy as np
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
-from sac_robot.msg import EpisodeEvent, RewardTerms
+from sac_robot.msg import EpisodeEvent, ExperienceAck, RewardTerms
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
 from sac_robot.nodes.rejections import Rejections
@@ -69,6 +79,12 @@ class SafetyNode(Node):
             'Publish CHECKED on episode_checks every this many steps that pass the checks, so '
             "the collector streams the episode's transitions (0: only at its END).")).value
         self.seed = declare('seed', 0, describe('Seed given to the first reset.')).value
+        self.number_after_trainer = declare('number_after_trainer', False, describe(
+            "Before the first episode, wait for the trainer's acknowledgement (experience/ack) "
+            'and number episodes after the newest it holds (a resumed run continues its '
+            'numbering and random streams).')).value
+        # The newest episode the trainer holds and the steps it has of this robot (its ack).
+        self.trainer_episode, self.trainer_steps = None, 0
         self.exit_when_done = declare('exit_when_done', False, describe(
             'End the node (and a launch that requires it) after max_steps.')).value
         self.wait_for = [self._parse_wait(entry) for entry in declare(
@@ -93,6 +109,8 @@ class SafetyNode(Node):
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
                                  self.on_command, qos.COMMAND)
         self.create_subscription(RewardTerms, 'reward', self.on_reward, qos.EXPERIENCE)
+        if self.number_after_trainer:
+            self.create_subscription(ExperienceAck, 'experience/ack', self.on_ack, qos.LATCHED)
         self.create_subscription(DiagnosticArray, '/diagnostics', self.on_diagnostics,
                                  qos.DIAGNOSTICS)
         self.create_timer(self.profile.control_period, self.on_timer)
@@ -138,6 +156,15 @@ class SafetyNode(Node):
         if not self.reset_client.service_is_ready():
             return False
         request = Reset.Request(seed=self.seed if self._first_reset else -1, reason=reason)
+        if self._first_reset and self.trainer_episode:
+            # The run goes on: after the trainer's newest episode, on a stream of its own.
+            request.episode_id = self.trainer_episode + 1
+            request.seed = int(np.random.SeedSequence(
+                [self.seed, request.episode_id]).generate_state(1)[0])
+            self.total_steps = self.trainer_steps  # (max_steps counts the run's steps)
+            self.get_logger().info(f'the trainer holds episodes up to {self.trainer_episode} '
+                                   f'({self.trainer_steps} steps): this run continues at '
+                                   f'episode {request.episode_id}')
         self._first_reset = False
         self.state = 'resetting'
         self._reset_future = self.reset_client.call_async(request)
@@ -317,10 +344,20 @@ class SafetyNode(Node):
             self.get_logger().info('commands are back: hold released')
             self.holding = False
 
+    def on_ack(self, msg: ExperienceAck):
+        """Note the newest episode the trainer holds of this robot (before the first one)."""
+        if msg.robot_id == self.robot_id and self.episode_id is None:
+            self.trainer_episode, self.trainer_steps = int(msg.episode_id), int(msg.env_steps)
+
     def on_timer(self):
         """Start the first episode; finish ending ones; watch the command stream."""
         if self.state == 'starting' and self.stopped:
             pass  # no episode starts while the emergency stop is set
+        elif (self.state == 'starting' and self._first_reset and self.number_after_trainer
+              and self.trainer_episode is None):
+            self.get_logger().info("waiting for the trainer's acknowledgement on "
+                                   f'{self.resolve_topic_name("experience/ack")} to number '
+                                   'episodes after the ones it holds', throttle_duration_sec=5.0)
         elif self.state == 'starting' and (not self._first_reset or self._graph_ready()):
             self._request_reset('start' if self._first_reset else 'retry')
         elif self.state == 'ending':

@@ -111,7 +111,8 @@ class _Stream:
     def position(self) -> dict:
         """What a checkpoint keeps of it."""
         return {'next_sequence': self.next_sequence, 'env_steps': self.env_steps,
-                'episodes': self.episodes, 'dropped': self.dropped}
+                'episodes': self.episodes, 'dropped': self.dropped,
+                'episode_id': self.newest[0]}
 
 
 class Trainer(Node):
@@ -292,6 +293,7 @@ class Trainer(Node):
             stream.env_steps = int(position['env_steps'])
             stream.episodes = int(position['episodes'])
             stream.dropped = int(position['dropped'])
+            stream.newest = (int(position.get('episode_id', 0)), 0)  # (numbering resumes after)
 
     def on_experience(self, msg: Experience, stream: _Stream | None = None):
         """Add chunks to the buffer in each robot's sequence order; acknowledge."""
@@ -420,6 +422,7 @@ class Trainer(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.robot_id, msg.next_sequence = stream.robot_id, stream.next_sequence
         msg.checkpointed_sequence = stream.checkpointed_sequence
+        msg.episode_id, msg.env_steps = stream.newest[0], stream.env_steps
         stream.ack.publish(msg)
 
     # Training -------------------------------------------------------------------------------
