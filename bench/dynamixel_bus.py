@@ -12,26 +12,15 @@ alternating blocks. The last line is the headline.
 """
 
 import argparse
-import platform
 import time
 
 import numpy as np
 
+from machine import describe
+
 from sac_robot.backends.dynamixel import DClawDynamixel, DynamixelSettings
 from sac_robot.backends.emulator import DClawEmulator
 from sac_robot.robots.description import DCLAW
-
-
-def cpu() -> str:
-    """The CPU's model name (figures depend on it)."""
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as stream:
-            for line in stream:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
 
 
 def main() -> int:
@@ -41,6 +30,8 @@ def main() -> int:
     parser.add_argument('--rate', type=float, default=DCLAW.control_rate, help='Hz (0: flat out)')
     parser.add_argument('--baud', type=int, default=1_000_000)
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error('--steps must be at least 1')
     emulator = DClawEmulator(baud=args.baud)
     port = emulator.start()
     backend = DClawDynamixel(DynamixelSettings(port=port, baud=args.baud))
@@ -49,9 +40,9 @@ def main() -> int:
     times = {False: [], True: []}
     rng = np.random.default_rng(0)
     period = 1.0 / args.rate if args.rate > 0 else 0.0
-    block = 50
+    block = min(50, args.steps)  # alternating blocks: both modes see the same load
     deadline = time.monotonic()
-    print(f'{cpu()}; {args.baud} baud, {len(backend.all_ids)} servos, {args.rate:g} Hz, '
+    print(f'{describe()}; {args.baud} baud, {len(backend.all_ids)} servos, {args.rate:g} Hz, '
           f'{args.steps} steps per mode in blocks of {block}', flush=True)
     for index in range(2 * args.steps):
         fast = (index // block) % 2 == 1

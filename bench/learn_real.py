@@ -48,6 +48,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learn_dclaw import success_rate  # noqa: E402
 from learn_minitaur import walk  # noqa: E402
+from machine import describe, fresh_folder  # noqa: E402
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 EPISODE = re.compile(r'episode \d+ ended after (\d+) steps \(([^)]*)')
@@ -228,13 +229,8 @@ def main():
     steps = args.steps or {'dclaw': 20_000, 'minitaur': 30_000}[robot]
     episodes = args.episodes or facts['episodes']
     metric, _, unit = facts['metric']
-    out = os.path.abspath(args.out or os.path.join('bench', 'out', f'learn_real_{robot}'))
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    with open('/proc/cpuinfo') as stream:
-        cpu = next((line.split(':', 1)[1].strip() for line in stream
-                    if line.startswith('model name')), 'unknown CPU')
-    print(f'{robot}: {cpu}, {os.cpu_count()} cores; {steps} steps each, seed {args.seed}',
+    out = fresh_folder(args.out or os.path.join('bench', 'out', f'learn_real_{robot}'))
+    print(f'{robot}: {describe()}; {steps} steps each, seed {args.seed}',
           flush=True)
 
     common = [f'max_steps:={steps}', f'seed:={args.seed}']
@@ -327,7 +323,7 @@ def main():
     for axis in axes:
         axis.legend(fontsize=8)
     figure.suptitle(f'SAC learning {facts["env"]} through the real path and in simulation '
-                    f'({cpu})', fontsize=10)
+                    f'({describe()})', fontsize=10)
     figure.tight_layout()
     figure.savefig(os.path.join(out, f'learn_real_{robot}.png'), dpi=100)
     print(f'figure {out}/learn_real_{robot}.png')

@@ -30,7 +30,6 @@ The last line is ``minutes_to_90: ONE FLEET`` (nan where it was not reached).
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -38,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learn_real import ROBOTS, evaluate, run_graph  # noqa: E402
+from machine import describe, fresh_folder  # noqa: E402
 
 RATE = ROBOTS['dclaw']['rate']
 
@@ -90,14 +90,9 @@ def main():
     parser.add_argument('--domain', type=int, default=102)
     parser.add_argument('--out', default=os.path.join('bench', 'out', 'learn_realtime'))
     args = parser.parse_args()
-    out = os.path.abspath(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    with open('/proc/cpuinfo') as stream:
-        cpu = next((line.split(':', 1)[1].strip() for line in stream
-                    if line.startswith('model name')), 'unknown CPU')
+    out = fresh_folder(args.out)
     steps = int(args.minutes * 60 * RATE)
-    print(f"D'Claw on the robot's clock: {cpu}, {os.cpu_count()} cores; {args.minutes:g} min "
+    print(f"D'Claw on the robot's clock: {describe()}; {args.minutes:g} min "
           f'each ({steps} steps a hand at {RATE:g} Hz), max_utd {args.max_utd:g}'
           f'{", DroQ critics" if args.droq else ""}, seed {args.seed}', flush=True)
 
@@ -152,7 +147,7 @@ def main():
         axis.axhline(90, color='grey', lw=0.5)
         axis.legend(fontsize=8)
     figure.suptitle(f"SAC turning the D'Claw's valve on the robot's clock, max_utd "
-                    f'{args.max_utd:g}{" DroQ" if args.droq else ""} ({cpu})', fontsize=10)
+                    f'{args.max_utd:g}{" DroQ" if args.droq else ""} ({describe()})', fontsize=10)
     figure.tight_layout()
     figure.savefig(os.path.join(out, 'learn_realtime.png'), dpi=100)
     print(f'figure {out}/learn_realtime.png')

@@ -25,7 +25,6 @@ The last line is ``final_speed_finetune_vs_scratch: F S`` (means over the seeds,
 
 import argparse
 import os
-import shutil
 import sys
 import time
 
@@ -34,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learn_minitaur import walk  # noqa: E402
+from machine import describe, fresh_folder  # noqa: E402
 
 from sac_robot.algorithms.checkpoint import load_checkpoint  # noqa: E402
 from sac_robot.algorithms.observations import spec_from_space  # noqa: E402
@@ -70,14 +70,9 @@ def main():
     import yaml
     settings = {'learning_starts': args.learning_starts,
                 **{k: yaml.safe_load(v) for k, v in (s.split('=', 1) for s in args.set)}}
-    out = os.path.abspath(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    with open('/proc/cpuinfo') as stream:
-        cpu = next((line.split(':', 1)[1].strip() for line in stream
-                    if line.startswith('model name')), 'unknown CPU')
-    print(f'{args.algo.upper()} pretraining then fine-tuning the Minitaur: {cpu}, '
-          f'{os.cpu_count()} cores; pretrain {args.pretrain_steps} steps, walk {args.steps} '
+    out = fresh_folder(args.out)
+    print(f'{args.algo.upper()} pretraining then fine-tuning the Minitaur: {describe()}; '
+          f'pretrain {args.pretrain_steps} steps, walk {args.steps} '
           f'steps a run, seeds {args.seeds}, settings {settings}', flush=True)
     start = time.monotonic()
     pretrained = os.path.join(out, 'pretrain')
@@ -124,7 +119,7 @@ def main():
     axis.set(xlabel='environment steps on the walking task', ylabel='forward speed (m/s)',
              title=f'{args.algo.upper()}: pretrained on speed in any direction, then walking')
     axis.legend(fontsize=8)
-    figure.suptitle(cpu, fontsize=8)
+    figure.suptitle(describe(), fontsize=8)
     figure.tight_layout()
     figure.savefig(os.path.join(out, 'pretrain_finetune.png'), dpi=100)
     print(f'{time.monotonic() - start:.0f} s in all; figure {out}/pretrain_finetune.png')

@@ -115,12 +115,18 @@ def test_sdk_reads_writes_and_group_reads_the_emulated_servos(emulator):
     read = dxl.GroupSyncRead(port, packets, 126, 12)
     for servo_id in (*FINGER_IDS, VALVE_ID):
         assert read.addParam(servo_id)
+    # The limp joints still sag while the two reads run (more so on a loaded machine): each
+    # read may differ from the other by the motion the simulation shows between them.
+    tick = 2 * math.pi / 4096
+    before = np.append(emulator.joint_positions(), emulator.valve_angle()) / tick
     assert read.txRxPacket() == 0
     slow = {i: read.getData(i, 132, 4) for i in (*FINGER_IDS, VALVE_ID)}
     assert read.fastSyncRead() == 0
     fast = {i: read.getData(i, 132, 4) for i in (*FINGER_IDS, VALVE_ID)}
-    assert all(abs(slow[i] - fast[i]) <= 3 for i in slow)
-    assert abs(fast[VALVE_ID] - emulator.valve_angle() / (2 * math.pi / 4096)) <= 3
+    after = np.append(emulator.joint_positions(), emulator.valve_angle()) / tick
+    moved = dict(zip((*FINGER_IDS, VALVE_ID), np.abs(after - before)))
+    assert all(abs(slow[i] - fast[i]) <= 3 + moved[i] for i in slow), (slow, fast, moved)
+    assert abs(fast[VALVE_ID] - after[-1]) <= 3 + moved[VALVE_ID]
     bulk = dxl.GroupBulkRead(port, packets)
     assert bulk.addParam(10, 132, 4) and bulk.addParam(VALVE_ID, 11, 1)
     assert bulk.txRxPacket() == 0
