@@ -550,8 +550,9 @@ def test_a_fleet_feeds_one_trainer_exactly_once_with_a_robot_killed_and_restarte
         tmp_path, ros_domain):
     """Two hands in processes of their own, one trainer (robots:=); one hand dies mid-run.
 
-    The other goes on meanwhile; the restarted hand continues its own stream where the
-    trainer has it; nothing arrives twice, and the checkpoint holds both robots' places.
+    The other goes on meanwhile (then stops); the restarted hand continues its own stream where
+    the trainer has it and finishes the run; nothing arrives twice, and the checkpoint holds
+    both robots' places.
     """
     config = tmp_path / 'train.yaml'
     config.write_text(CONFIG.format(checkpoint_period=0.5))
@@ -587,8 +588,12 @@ def test_a_fleet_feeds_one_trainer_exactly_once_with_a_robot_killed_and_restarte
                  > before['dclaw0']['env_steps'] + 300, 'dclaw0 going on alone')
         assert checkpointed_streams(run_dir)['dclaw1']['env_steps'] <= before['dclaw1'][
             'env_steps'] + 250  # (at most what was in flight)
+        # The other hand's side stops (Ctrl-C) so that the restarted one must finish the run:
+        # on a loaded machine the first could otherwise reach max_steps alone first.
+        os.killpg(robots['dclaw0'][0].pid, signal.SIGINT)
+        assert robots['dclaw0'][0].wait(timeout=60) == 0
         robots['dclaw1'] = start('part:=robot', 'robot:=dclaw1', 'seed:=1')
-        assert workstation.wait(timeout=240) == 0, ''.join(output)[-5000:]
+        assert workstation.wait(timeout=300) == 0, ''.join(output)[-5000:]
     finally:
         for process, _ in [(workstation, None), *robots.values()]:
             if process.poll() is None:

@@ -73,3 +73,23 @@ def test_reset_service_between_processes(ros_context, executor, echo_process):
     response = future.result()
     assert response.success and response.message == '21:test' and response.episode_id == 42
     node.destroy_node()
+
+
+def test_the_pypi_fast_dds_has_no_dds_security(tmp_path, ros_domain):
+    """README's security note, measured: a secured node is refused by these wheels.
+
+    Should a wheel gain DDS Security this fails: then a secured graph (SROS2 keystore,
+    enclaves, Enforce) becomes a launch argument, as the note says is wanted.
+    """
+    (tmp_path / 'keystore' / 'enclaves' / 'probe').mkdir(parents=True)
+    environment = {**os.environ, 'ROS_SECURITY_ENABLE': 'true',
+                   'ROS_SECURITY_STRATEGY': 'Enforce',
+                   'ROS_SECURITY_KEYSTORE': str(tmp_path / 'keystore'),
+                   'ROS_SECURITY_ENCLAVE_OVERRIDE': '/probe'}
+    script = ('import rclpy\nrclpy.init()\ntry:\n    rclpy.create_node("probe")\n'
+              'except Exception as error:\n    print("refused:", error)\n'
+              'else:\n    print("created")\n')
+    done = subprocess.run([sys.executable, '-c', script], env=environment, capture_output=True,
+                          text=True, timeout=60)
+    assert "refused: error creating node: This Fast DDS version doesn't have the security " \
+        'libraries' in done.stdout, (done.stdout, done.stderr)

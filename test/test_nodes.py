@@ -92,6 +92,14 @@ def test_driver_steps_once_per_fresh_command_and_rejects_bad_ones(ros_context, e
     assert driver.rejections.by_topic() == {'position_controller/commands': 2}
     commands.publish(convert.command(targets, driver.stamp, episode))
     assert spin_until(executor, lambda: driver.steps == 2)  # and the node runs on
+    # A burst of bad commands right behind a good one, before the driver reads any: the good
+    # one still steps (at depth 1 the last bad one displaced it, and a flood stalled lockstep).
+    commands.publish(convert.command(targets, driver.stamp, episode))
+    for _ in range(6):
+        commands.publish(convert.command(targets[:3], driver.stamp, episode))
+    assert spin_until(executor, lambda: driver.steps == 3)
+    assert spin_until(executor, lambda: driver.rejections.by_topic() == {
+        'position_controller/commands': 8})
     driver.destroy_node()
 
 
@@ -116,6 +124,11 @@ def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor
         commands.publish(convert.command(np.full(8, 1.5)))
         spin_until(executor, lambda: False, timeout=0.01)
     assert not safety.holding and not holds
+    for _ in range(50):  # commands the driver would refuse keep no stream alive
+        commands.publish(convert.command(np.full(3, 1.5)))
+        spin_until(executor, lambda: False, timeout=0.01)
+    assert holds and safety.holding  # (within the 0.5 s of bad commands)
+    assert safety.rejections.by_topic() == {'position_controller/commands': 50}
     assert spin_until(executor, lambda: holds, timeout=5)  # its own topic, not a command
     assert np.allclose(holds[0].data, safety.profile.hold_command())
     assert spin_until(executor, lambda: np.allclose(driver.targets,
@@ -134,6 +147,70 @@ def test_stale_commands_bring_the_hold_and_end_the_episode(ros_context, executor
     assert spin_until(executor, lambda: not safety.holding)
     safety.destroy_node()
     driver.destroy_node()
+
+
+def test_a_reset_from_outside_ends_the_episode_before_it_and_lockstep_goes_on(
+        ros_context, executor, probe, capfd):
+    """Someone calls the driver's reset mid-episode: no hang, no transition across the reset.
+
+    The safety node sees the driver's new episode in its diagnostics, ends its own at the last
+    measurement before that reset and resets for an episode of its own; the policy's commands
+    for the old episode, which the lockstep driver drops, stop mattering.
+    """
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from sac_robot.nodes.driver import Driver
+    from sac_robot.nodes.safety import SafetyNode
+    from sac_robot.srv import Reset
+    driver = Driver(context=ros_context, namespace='/minitaur')
+    safety = SafetyNode(context=ros_context, namespace='/minitaur',
+                        parameter_overrides=params(command_timeout=0.0))
+    executor.add_node(driver)
+    executor.add_node(safety)
+    events = listen(probe, EpisodeEvent, 'episode_events', qos.EVENTS)
+    commands = probe.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                      qos.COMMAND)
+    policy = {'episode': None}
+
+    def on_event(msg):  # a policy's view of episodes: the safety node's events
+        policy['episode'] = msg.episode_id if msg.event == EpisodeEvent.START else None
+
+    def on_state(msg):  # ... and its answer to every measurement, labelled
+        if policy['episode'] is not None:
+            commands.publish(convert.command(np.full(8, 1.5), convert.stamp_ns(msg.header.stamp),
+                                             policy['episode']))
+
+    probe.create_subscription(EpisodeEvent, 'episode_events', on_event, qos.EVENTS)
+    probe.create_subscription(JointState, 'joint_states', on_state, qos.SENSOR)
+    assert spin_until(executor, lambda: driver.steps >= 30, timeout=20)
+    first = next(e for e in events if e.event == EpisodeEvent.START)
+    client = probe.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    future = client.call_async(Reset.Request(seed=-1, reason='a person'))
+    assert spin_until(executor, future.done) and future.result().success
+    outside, outside_start = future.result().episode_id, convert.stamp_ns(future.result().stamp)
+    ended = lambda: [e for e in events if e.event == EpisodeEvent.END]  # noqa: E731
+    assert spin_until(executor, ended)
+    end = ended()[0]
+    assert (end.episode_id, end.truncated, end.terminated) == (first.episode_id, True, False)
+    assert end.reason.startswith(f'reset from outside: the driver began episode {outside}')
+    # It ends at its last measurement before the reset; its steps are those up to there (one
+    # 10 ms period each in lockstep): none past the reset.
+    end_stamp, start_stamp = convert.stamp_ns(end.header.stamp), convert.stamp_ns(
+        first.header.stamp)
+    assert start_stamp < end_stamp < outside_start
+    assert end.steps == (end_stamp - start_stamp) // 10_000_000 >= 30
+    # The next episode is the safety node's own, after the outside one, and lockstep steps on.
+    started = lambda: [e for e in events if e.event == EpisodeEvent.START][1:]  # noqa: E731
+    assert spin_until(executor, started)
+    assert started()[0].episode_id > outside
+    steps = driver.steps
+    assert spin_until(executor, lambda: driver.steps >= steps + 20, timeout=20)
+    assert 'reset from outside' in capfd.readouterr().err
+    for node in (safety, driver):
+        executor.remove_node(node)
+        node.destroy_node()
 
 
 def test_a_restarted_robot_side_numbers_its_episodes_after_the_trainers(
@@ -368,6 +445,26 @@ def test_policy_takes_good_weights_and_rejects_bad_ones(ros_context, executor, p
     assert policy.policy.version == 3
     action = policy.policy.act(np.zeros(112, np.float32), deterministic=True)
     assert action.shape == (8,) and np.all(np.abs(action) <= 1)
+    assert policy.rejections.by_topic()['policy/weights'] >= 1  # (latched: depth 1)
+
+    # Versions grow within a trainer's run: an older one of the same run is ignored; a version
+    # however high (2^62, forged or from an old run) does not make a new run's weights old.
+    def send(version, run_id):
+        weights.publish(convert.policy_weights(data, version, 'sac', '{}', 10, 100,
+                                               run_id=run_id))
+    send(7, 'aaaa')
+    assert spin_until(executor, lambda: policy.policy.run_id == 'aaaa')
+    send(6, 'aaaa')
+    spin_until(executor, lambda: False, timeout=0.5)
+    assert (policy.policy.run_id, policy.policy.version) == ('aaaa', 7)
+    send(2**62, 'forged')
+    assert spin_until(executor, lambda: policy.policy.version == 2**62)
+    send(8, 'aaaa')  # the real trainer's next weights are taken all the same
+    assert spin_until(executor, lambda: (policy.policy.run_id, policy.policy.version) == (
+        'aaaa', 8))
+    send(1, 'bbbb')  # a trainer started afresh
+    assert spin_until(executor, lambda: (policy.policy.run_id, policy.policy.version) == (
+        'bbbb', 1))
     policy.destroy_node()
 
 
@@ -573,6 +670,8 @@ def test_a_fleet_trainer_keeps_each_robots_stream_and_feeds_every_robot(
     trainer.publish_policy()
     assert spin_until(executor, lambda: all(w and w[-1].version == 1 for w in weights.values()))
     assert len({hashlib.sha256(bytes(w[-1].data)).hexdigest() for w in weights.values()}) == 1
+    run_id = weights['minitaur0'][-1].run_id
+    assert len(run_id) == 16 and weights['minitaur1'][-1].run_id == run_id
     # Three steps taken with those weights (published at 8 transitions): 0, 1 and 2 steps old.
     acted = chunk('minitaur0', 2, 3, 20)
     acted.policy_versions, acted.episode_id = [1, 1, 1], 2  # (its next episode)
@@ -600,6 +699,9 @@ def test_a_fleet_trainer_keeps_each_robots_stream_and_feeds_every_robot(
     executor.remove_node(trainer)
     trainer.destroy_node()
     trainer = start(['minitaur1', 'minitaur2'], resume=True)
+    # The resumed run is the same run: its weights go on from v1 under the same identity.
+    assert spin_until(executor, lambda: weights['minitaur1'][-1].version == 2)
+    assert weights['minitaur1'][-1].run_id == run_id == trainer.run_id
     assert trainer.streams['minitaur1'].position() == positions['minitaur1']
     assert trainer.streams['minitaur2'].next_sequence == 0
     assert trainer.env_steps == 11 and len(trainer.buffer) == 11
@@ -617,6 +719,12 @@ def test_a_fleet_trainer_keeps_each_robots_stream_and_feeds_every_robot(
     trainer.destroy_node()
     with pytest.raises(ValueError, match='names a robot twice'):
         start(['minitaur0', 'minitaur0'])
+    fresh = Trainer(context=ros_context, parameter_overrides=params(
+        robot='minitaur', checkpoint_dir=str(tmp_path / 'another'), checkpoint_period=0.0,
+        **{'agent.hidden': [16, 16]}))
+    assert fresh.run_id != run_id  # a run started afresh has an identity of its own
+    fresh.close()
+    fresh.destroy_node()
 
 
 def _collector_rig(ros_context, executor, probe, **overrides):

@@ -376,11 +376,13 @@ def read_experience(msg: Experience, spec, action_size: int, topic: str) -> dict
 # Policy weights ------------------------------------------------------------------------------
 
 def policy_weights(data: bytes, version: int, algorithm: str, metadata_json: str,
-                   gradient_steps: int, env_steps: int, stamp: int = 0) -> PolicyWeights:
+                   gradient_steps: int, env_steps: int, stamp: int = 0,
+                   run_id: str = '') -> PolicyWeights:
     """A ``PolicyWeights`` message carrying safetensors ``data`` and its SHA-256."""
     msg = PolicyWeights()
     msg.header.stamp = to_stamp(stamp)
     msg.version, msg.algorithm, msg.format = int(version), algorithm, 'safetensors'
+    msg.run_id = run_id
     msg.metadata_json, msg.gradient_steps, msg.env_steps = (
         metadata_json, int(gradient_steps), int(env_steps))
     msg.sha256 = hashlib.sha256(data).hexdigest()

@@ -22,11 +22,13 @@ form: the safety node's hold pose, which only sets the targets), and offers ``re
 ``confirm_reset`` (std_srvs/Trigger: a person says the robot is ready after a reset that asked
 for one; resets are refused until then). The backend's life cycle follows the node's:
 configured and activated (torque on) when it starts, deactivated and closed (torque off) when it
-ends, however it ends. Its state goes on ``/diagnostics`` every ``diagnostics_period`` and at
-once on a fault (a :class:`~sac_robot.backends.interface.BackendFault`: the backend turned
-torque off; the driver stops, the safety node ends the episode with the fault as its reason,
-and the next reset configures the backend again). With neither a command nor a hold for
-``torque_off_after`` seconds, it turns torque off itself until the next command.
+ends, however it ends. Its state goes on ``/diagnostics`` every ``diagnostics_period``, at
+each reset (before the episode's first measurement: its ``episode`` and ``episode_start_ns``,
+so the safety node knows of a reset it did not ask for) and at once on a fault (a
+:class:`~sac_robot.backends.interface.BackendFault`: the backend turned torque off; the
+driver stops, the safety node ends the episode with the fault as its reason, and the next reset
+configures the backend again). With neither a command nor a hold for ``torque_off_after``
+seconds, it turns torque off itself until the next command.
 
 Clock modes (parameter ``clock``):
 
@@ -170,8 +172,8 @@ class Driver(Node, LocalControl):
                                                       qos.SENSOR_RELIABLE)
                                 if self.clock_mode == 'lockstep' else None)
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
-                                 self.on_command, qos.COMMAND)
-        self.create_subscription(Float64MultiArray, 'hold', self.on_hold, qos.COMMAND)
+                                 self.on_command, qos.COMMAND_IN)
+        self.create_subscription(Float64MultiArray, 'hold', self.on_hold, qos.COMMAND_IN)
         self.create_subscription(Bool, 'emergency_stop', self.on_emergency_stop, qos.LATCHED)
         self.create_service(Reset, 'reset', self.on_reset)
         self.create_service(Trigger, 'confirm_reset', self.on_confirm_reset)
@@ -181,6 +183,7 @@ class Driver(Node, LocalControl):
             self.create_timer(self.diagnostics_period, self.publish_diagnostics)
 
         self.episode_id = 0
+        self.episode_start = 0  # stamp (ns) of the episode's first measurement
         self.sim_time = 0  # ns, lockstep
         self.stamp = None  # of the newest published observation
         self.targets = self.profile.hold_command()
@@ -350,6 +353,7 @@ class Driver(Node, LocalControl):
         waiting = self.operator_seconds + (time.monotonic() - self._waiting_since
                                            if self._waiting_since is not None else 0.0)
         figures = {'faults': self.faults, 'steps': self.steps, 'episode': self.episode_id,
+                   'episode_start_ns': self.episode_start,
                    'clock': self.clock_mode, 'overruns': self.overruns, 'missed': self.missed,
                    'operator_wait_s': f'{waiting:.1f}', 'operator_resets': self.operator_resets,
                    **{f'rejected {topic}': count
@@ -747,6 +751,10 @@ class Driver(Node, LocalControl):
         self.torque_off, self.passive, self._last_command = False, False, time.monotonic()
         self.episode_id = max(self.episode_id + 1, episode_id)
         stamp = self._next_stamp()
+        self.episode_start = stamp
+        # At once, before the episode's first measurement: a reset the safety node did not ask
+        # for (a person's `ros2 service call`) ends its running episode there.
+        self.publish_diagnostics()
         if self._log_timeline:
             self.timeline.append((stamp, 0))
         self.publish(stamp, readings)

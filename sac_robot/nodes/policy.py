@@ -42,6 +42,7 @@ from sac_robot.msg import EpisodeEvent, PolicyStep, PolicyWeights, TrainingProgr
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.handover import LocalControl
 from sac_robot.nodes.params import declare_robot, declare_robot_id, describe
+from sac_robot.nodes.rejections import Rejections
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
@@ -74,6 +75,7 @@ class LoadedPolicy:
         else:
             self.network, meta = import_policy(data)
         self.algorithm, self.version = meta['algorithm'], version
+        self.run_id = ''  # the trainer's run that published it ('' from a file)
         self.action_size = action_size
         self.reseed(seed, episode_id)
 
@@ -181,6 +183,7 @@ class PolicyNode(Node):
 
         self.policy = None  # LoadedPolicy, swapped whole by the loader thread
         self._loading = threading.Lock()
+        self.rejections = Rejections(self.get_logger())  # of weights
         # A real-time driver's control thread hands measurements over (local_measurements)
         # while the executor delivers events and progress: the episode state, one at a time.
         self._state = threading.RLock()
@@ -229,28 +232,43 @@ class PolicyNode(Node):
 
     # Weights --------------------------------------------------------------------------------
 
+    def _is_new(self, run_id: str, version: int) -> bool:
+        """Whether weights ``version`` of trainer run ``run_id`` replace the acting ones.
+
+        Versions grow within a run; another run's weights (a trainer started afresh) are new
+        whatever their version, so no version, however high, makes a later run look old.
+        """
+        policy = self.policy
+        return policy is None or run_id != policy.run_id or version > policy.version
+
     def on_weights(self, msg: PolicyWeights):
         """Check new weights, then rebuild them off the control path."""
-        if self.policy is not None and msg.version <= self.policy.version:
+        if not self._is_new(msg.run_id, msg.version):
             return
         try:
             data = convert.read_policy_weights(msg, 'policy/weights')
         except convert.MessageError as error:
-            self.get_logger().error(f'weights rejected: {error}')
+            self.rejections('policy/weights', str(error), 'weights rejected')
             return
-        threading.Thread(target=self._build, args=(data, msg.version), daemon=True).start()
+        threading.Thread(target=self._build, args=(data, msg.version, msg.run_id),
+                         daemon=True).start()
 
-    def _build(self, data: bytes, version: int):
+    def _build(self, data: bytes, version: int, run_id: str = ''):
         with self._loading:
-            if self.policy is not None and version <= self.policy.version:
+            if not self._is_new(run_id, version):
                 return
             try:
                 policy = LoadedPolicy(data, version, self.profile.observation_spec,
                                       self.profile.action_size, self.seed,
                                       self.episode_id or 0)
             except CheckpointError as error:
-                self.get_logger().error(f'weights v{version} rejected: {error}')
+                self.rejections('policy/weights', f'v{version}: {error}', 'weights rejected')
                 return
+            policy.run_id = run_id
+            if self.policy is not None and run_id != self.policy.run_id:
+                self.get_logger().info(
+                    f'weights of trainer run {run_id or "(none)"} v{version} replace run '
+                    f'{self.policy.run_id or "(a file)"} v{self.policy.version}')
             self.policy = policy  # one reference assignment: the control path sees old or new
 
     # Episodes and control -------------------------------------------------------------------

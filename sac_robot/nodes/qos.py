@@ -3,7 +3,8 @@
 
 - sensor streams (joint states, IMU, motion capture, camera): best effort, keep the newest few;
   a late sample is worthless and must never block the publisher;
-- commands: reliable, depth 1 (only the newest target matters). No QoS deadline: a subscriber
+- commands: reliable, published at depth 1 (only the newest target matters), read at depth 10
+  (a bad message must not displace a good one before it is read). No QoS deadline: a subscriber
   deadline would refuse publishers without one (``ros2 topic pub``, other tools); the safety
   node watches the stream's age itself (COMMAND_TIMEOUT);
 - latched state (the newest policy weights): reliable + transient local, so a late joiner (a
@@ -41,6 +42,15 @@ COMMAND_TIMEOUT = 0.05
 
 COMMAND = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE)
+
+#: What the driver and the safety node take commands with: reliable, depth 10, as ros2_control's
+#: forward command controller subscribes (the system default). At depth 1 a malformed or foreign
+#: message arriving before the callback ran displaced the policy's real command (a flood of bad
+#: commands all but stopped lockstep); each queued message is now read in turn, the bad ones
+#: refused, and the newest good one acts.
+COMMAND_IN = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE)
 
 #: Sensor streams of the simulated driver: reliable and deep. In lockstep the loop runs as fast

@@ -13,6 +13,7 @@ commands in lockstep that answer an older observation) the same way.
 
 import collections
 import re
+import threading
 import time
 
 #: Numbers, quoted names and lists in a reason: what varies between messages of one kind.
@@ -33,16 +34,19 @@ class Rejections:
         self.logger, self.period, self.severity = logger, float(period), severity
         self.counts = collections.Counter()  # (topic, kind) -> rejections
         self._said = {}  # (topic, kind) -> (monotonic time said, count then)
+        self._lock = threading.Lock()  # (a node may reject on more than one thread)
 
     def __call__(self, topic: str, reason: str, what: str = 'message rejected'):
         """One rejection on ``topic`` for ``reason`` (the MessageError's text)."""
         key = (topic, kind_of(reason))
-        self.counts[key] += 1
         now = time.monotonic()
-        said, count_then = self._said.get(key, (-float('inf'), 0))
-        if now - said < self.period:
-            return
-        since = self.counts[key] - count_then - 1
+        with self._lock:
+            self.counts[key] += 1
+            said, count_then = self._said.get(key, (-float('inf'), 0))
+            if now - said < self.period:
+                return
+            since = self.counts[key] - count_then - 1
+            self._said[key] = (now, self.counts[key])
         line = f'{what}: {reason}' + (f' ({since} more of this kind since the last line, '
                                       f'{self.counts[key]} in all)' if since > 0 else '')
         # (one call site per severity: rclpy's logger refuses a call site that changes it)
@@ -50,7 +54,6 @@ class Rejections:
             self.logger.error(line)
         else:
             self.logger.info(line)
-        self._said[key] = (now, self.counts[key])
 
     @property
     def total(self) -> int:

@@ -8,7 +8,10 @@ running episode, whether it ends:
   too far from the start; :func:`sac_robot.rewards.minitaur_safety`);
 - truncated: the episode's time limit (``max_episode_steps``), the run's ``max_steps``, a
   stale command stream, or a fault of the driver's hardware (a new fault in its
-  ``/diagnostics``: the reason is its message, naming the joint or servo).
+  ``/diagnostics``: the reason is its message, naming the joint or servo), or a reset it
+  did not ask for (the driver's diagnostics name an episode after the running one: someone
+  called the driver's ``reset`` service; the episode ends at its last measurement before that
+  reset, and this node resets the robot for an episode of its own).
 
 It then publishes ``END`` on ``episode_events`` (sac_robot/EpisodeEvent, with the step count,
 the reason and the return summed from ``reward``), calls the driver's ``reset`` service and
@@ -107,7 +110,7 @@ class SafetyNode(Node):
                                self.on_measurement)
         self.rejections = Rejections(self.get_logger())  # of rewards
         self.create_subscription(Float64MultiArray, 'position_controller/commands',
-                                 self.on_command, qos.COMMAND)
+                                 self.on_command, qos.COMMAND_IN)
         self.create_subscription(RewardTerms, 'reward', self.on_reward, qos.EXPERIENCE)
         if self.number_after_trainer:
             self.create_subscription(ExperienceAck, 'experience/ack', self.on_ack, qos.LATCHED)
@@ -125,6 +128,7 @@ class SafetyNode(Node):
 
         self.state = 'starting'  # starting, running, ending, resetting, done
         self.episode_id, self.start_stamp, self.start = None, None, None
+        self.step_stamps = []
         self.steps, self.total_steps, self.episodes = 0, 0, 0
         self.returns = collections.defaultdict(float)  # episode -> summed reward
         self.rewarded = collections.defaultdict(int)  # episode -> rewards received
@@ -182,6 +186,7 @@ class SafetyNode(Node):
             return
         self.episode_id, self.start_stamp = response.episode_id, convert.stamp_ns(response.stamp)
         self.steps, self.start, self.last_command, self.holding = 0, None, None, False
+        self.step_stamps = []  # of the measurements counted as this episode's steps
         self.state = 'running'
         self._publish_event(EpisodeEvent.START, self.start_stamp)
         if self.stopped:  # (set while the reset ran)
@@ -293,6 +298,7 @@ class SafetyNode(Node):
                                       'never came; drift is measured from the second')
             self.start = measurement
         self.steps += 1
+        self.step_stamps.append(stamp)
         reason = self.profile.end_reason(measurement, self.start)
         if reason is not None:
             self._end(stamp, True, False, reason)
@@ -317,11 +323,12 @@ class SafetyNode(Node):
             self._maybe_finish_end()
 
     def on_diagnostics(self, msg: DiagnosticArray):
-        """A new fault of this robot's driver ends the running episode, truncated."""
+        """A new fault of this robot's driver, or a reset not asked for, ends the episode."""
         for status in msg.status:
             if status.name != self.driver_name:
                 continue
             values = {kv.key: kv.value for kv in status.values}
+            self._check_outside_reset(values)
             try:
                 faults = int(values.get('faults', '0'))
             except ValueError:
@@ -337,8 +344,40 @@ class SafetyNode(Node):
                 self._end(self.start_stamp if self.start is None else max(self.recent),
                           False, True, status.message)
 
+    def _check_outside_reset(self, values: dict):
+        """The driver began an episode this node did not ask for: end the running one there.
+
+        Its steps are the measurements before that reset (any counted after it belong to the
+        driver's episode and are uncounted): the collector then drops the policy's steps past
+        it, so no transition spans the reset. The next reset is this node's, as after any end.
+        """
+        if self.state != 'running' or 'episode' not in values:
+            return
+        try:
+            episode, start = int(values['episode']), int(values.get('episode_start_ns', '0'))
+        except ValueError:
+            self.get_logger().error(f'/diagnostics: {self.driver_name} episode '
+                                    f'{values["episode"]!r} is not an id',
+                                    throttle_duration_sec=5.0)
+            return
+        if episode <= self.episode_id:
+            return
+        before = [t for t in self.step_stamps if t < start] if start else self.step_stamps
+        self.steps, self.step_stamps = len(before), before
+        reason = (f'reset from outside: the driver began episode {episode} (someone called '
+                  f'its reset service)')
+        self.get_logger().warning(f'episode {self.episode_id}: {reason}; it ends after '
+                                  f'{self.steps} steps, and a reset of this node follows')
+        self._end(before[-1] if before else self.start_stamp, False, True, reason)
+
     def on_command(self, msg: Float64MultiArray):
-        """Note when the policy last commanded."""
+        """Note when the policy last commanded (a command the driver would refuse is none)."""
+        try:
+            convert.read_command(msg, len(self.profile.joint_names),
+                                 'position_controller/commands')
+        except convert.MessageError as error:
+            self.rejections('position_controller/commands', str(error), 'command not counted')
+            return
         self.last_command = time.monotonic()
         if self.holding:
             self.get_logger().info('commands are back: hold released')

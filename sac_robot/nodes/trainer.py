@@ -13,7 +13,8 @@ independent of how fast experience comes, keeping the update-to-data ratio at mo
 ``max_utd`` (updates per received transition) once ``learning_starts`` transitions are in; the
 ratio is reported, and below ``min_utd`` a warning says that training cannot keep up. Every
 ``publish_every`` updates it publishes the policy on ``policy/weights`` (sac_robot/PolicyWeights,
-safetensors + SHA-256, latched, version 1, 2, ...).
+safetensors + SHA-256, latched, version 1, 2, ... under the run's ``run_id``, random at a fresh
+start and kept across resume: a policy compares versions within a run only).
 
 Checkpoints (networks, optimisers, temperature, replay buffer, the experience stream position,
 the policy version) go to ``checkpoint_dir`` every ``checkpoint_period`` seconds and on
@@ -36,6 +37,7 @@ import dataclasses
 import json
 import math
 import os
+import secrets
 import threading
 import time
 
@@ -186,6 +188,8 @@ class Trainer(Node):
         self.fleet = robots != ['']
         self.env_steps, self.episodes, self.dropped = 0, 0, 0  # of all the streams together
         self.policy_version = 0
+        #: This run's identity on its weights (a resumed run keeps it: its versions go on).
+        self.run_id = secrets.token_hex(8)
         self.scalars = Scalars(tensorboard_dir) if tensorboard_dir else None
         self.rejections = Rejections(self.get_logger())
         self.acting_version = 0  # of the policy that chose the newest transition
@@ -220,6 +224,7 @@ class Trainer(Node):
             self.env_steps = int(extra.get('env_steps', len(self.buffer)))
             self.episodes = int(extra.get('episodes', 0))
             self.policy_version = int(extra.get('policy_version', 0))
+            self.run_id = str(extra.get('run_id') or self.run_id)
             self.dropped = int(extra.get('dropped', 0))
             self._restore_streams(extra)
             where = ', '.join(f'{s.robot_id} from chunk {s.next_sequence}'
@@ -479,7 +484,7 @@ class Trainer(Node):
             updates = self.agent.gradient_steps
         msg = convert.policy_weights(
             data, self.policy_version, self.algorithm, json.dumps(policy_metadata(data)),
-            updates, self.env_steps, self.get_clock().now().nanoseconds)
+            updates, self.env_steps, self.get_clock().now().nanoseconds, self.run_id)
         self.published[self.policy_version] = self.env_steps
         while len(self.published) > 1000:
             self.published.popitem(last=False)
@@ -493,7 +498,8 @@ class Trainer(Node):
                          for robot_id, stream in self.streams.items()}
             save_checkpoint(self.checkpoint_dir, self.agent, self.buffer, {
                 'env_steps': self.env_steps, 'episodes': self.episodes,
-                'policy_version': self.policy_version, 'dropped': self.dropped,
+                'policy_version': self.policy_version, 'run_id': self.run_id,
+                'dropped': self.dropped,
                 # (a robot of an earlier run that this one lacks keeps its place)
                 'streams': {**self.absent, **positions}})
         for robot_id, stream in self.streams.items():
