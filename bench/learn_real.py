@@ -39,7 +39,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -48,7 +47,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learn_dclaw import success_rate  # noqa: E402
 from learn_minitaur import walk  # noqa: E402
-from machine import describe, fresh_folder  # noqa: E402
+from machine import describe, fresh_folder, ros_environment  # noqa: E402
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 EPISODE = re.compile(r'episode \d+ ended after (\d+) steps \(([^)]*)')
@@ -71,13 +70,6 @@ ROBOTS = {
                  'rate': 100.0, 'learning_starts': 5000,
                  'metric': ('speed', minitaur_speed, 'm/s'), 'episodes': 5},
 }
-
-
-def ros_environment(domain: int) -> dict:
-    """The environment of one graph: loopback only, its own domain and log directory."""
-    return {**os.environ, 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-            'ROS_DOMAIN_ID': str(domain),
-            'ROS_LOG_DIR': tempfile.mkdtemp(prefix='sac_robot_ros_log_')}
 
 
 class Snapshots(threading.Thread):

@@ -3,12 +3,18 @@
 
 The machines these run on differ (2-core AMD EPYC with AVX2, Intel with AVX-512 and AMX), so
 a figure without its CPU means little: ``describe()`` names it. ``fresh_folder`` empties an
-output folder so that a run's plot and logs never mix with a previous run's.
+output folder so that a run's plot and logs never mix with a previous run's; ``ros_environment``
+keeps a graph on loopback in a domain of its own.
 """
 
 import os
 import platform
 import shutil
+import sys
+import tempfile
+
+#: The package's command, beside the interpreter running the benchmark.
+SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
 
 
 def cpu() -> str:
@@ -34,3 +40,10 @@ def fresh_folder(path: str) -> str:
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
     return path
+
+
+def ros_environment(domain: int) -> dict:
+    """The environment of one graph: loopback only, its own domain and log directory."""
+    return {**os.environ, 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+            'ROS_DOMAIN_ID': str(domain),
+            'ROS_LOG_DIR': tempfile.mkdtemp(prefix='sac_robot_ros_log_')}

@@ -601,6 +601,12 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     poison = _experience(3, 2)
     poison.rewards = [float('nan'), 1.0]
     experience.publish(_experience(4, 1))  # (waits for 3)
+    for forged in range(3):  # different bad chunks with its number (forged): none taken, none
+        bad = _experience(3, 2)  # (skipping: the real one may still come)
+        bad.rewards = [float('nan'), float(forged)]
+        experience.publish(bad)
+        spin_until(executor, lambda: False, timeout=0.1)
+    assert trainer.next_sequence == 3 and trainer.dropped == 4
     for _ in range(3):
         experience.publish(poison)
         spin_until(executor, lambda: False, timeout=0.1)
@@ -1264,3 +1270,38 @@ def test_a_plain_sensor_data_and_a_default_subscriber_both_hear_the_driver(ros_c
                       and len(heard['default']) >= 5)
     driver.close()
     driver.destroy_node()
+
+
+def test_a_step_that_cannot_be_used_is_refused_where_it_enters(ros_context):
+    """A poisoned copy of a real policy step (same episode, step and stamp) changes nothing.
+
+    NaN actions or observations, an action outside [-1, 1], or a second, different copy of a
+    step already held: the collector keeps the policy's own step, the reward estimator scores
+    only that one, and each refusal is counted and said.
+    """
+    from sac_robot.nodes.collector import DataCollector
+    from sac_robot.nodes.reward_estimator import RewardEstimator
+    collector = DataCollector(context=ros_context, namespace='/minitaur')
+    estimator = RewardEstimator(context=ros_context, namespace='/minitaur')
+
+    def step(action=0.1, observation=0.5):
+        msg = PolicyStep(robot_id='minitaur', episode_id=3, step=4, policy_version=1)
+        msg.header.stamp = convert.to_stamp(1_000_000)
+        msg.observation = np.full(112, observation, np.float32)
+        msg.action = np.full(8, action, np.float32)
+        return msg
+
+    real = step()
+    collector.on_step(real)
+    estimator.on_step(real)
+    for poison in (step(action=float('nan')), step(observation=float('inf')), step(action=1.5)):
+        collector.on_step(poison)
+        estimator.on_step(poison)
+    collector.on_step(step(action=-0.2))  # finite, but not the step the policy sent
+    estimator.on_step(step(action=-0.2))
+    assert collector.rejections.total == 4 and estimator.rejections.total == 3
+    held = collector.episodes[3].steps[4]
+    assert list(held.action) == list(real.action)
+    assert list(estimator.pending.values()) == [real]
+    collector.destroy_node()
+    estimator.destroy_node()

@@ -98,25 +98,27 @@ class DataCollector(Node):
         """Keep a policy step."""
         if msg.robot_id != self.robot_id:
             return
-        if (len(msg.observation) != self.observation_size
-                or len(msg.action) != self.profile.action_size):
-            self.get_logger().error(
-                f'{self._where(msg)} has {len(msg.observation)} observations and '
-                f'{len(msg.action)} actions, expected {self.observation_size} and '
-                f'{self.profile.action_size}')
+        try:  # (refused where it enters: a NaN in a chunk would be refused again and again)
+            convert.read_policy_step(msg, self.observation_size, self.profile.action_size,
+                                     'policy/steps')
+            image = (None if self.image_shape is None else
+                     convert.read_image(msg.image, self.image_shape, self._where(msg)))
+        except convert.MessageError as error:
+            self.rejections('policy/steps', str(error), 'step refused')
             return
-        image = None
-        if self.image_shape is not None:
-            try:
-                image = convert.read_image(msg.image, self.image_shape, 'camera')
-            except convert.MessageError as error:
-                self.get_logger().error(f'{self._where(msg)}: {error}')
-                return
         episode = self._episode(msg.episode_id)
-        if episode is not None and msg.step >= episode.sent:
-            episode.steps[msg.step] = msg
-            if image is not None:
-                episode.images[msg.step] = image
+        if episode is None or msg.step < episode.sent:
+            return
+        first = episode.steps.get(msg.step)
+        if first is not None:  # (a copy: the policy sends each step once)
+            if (first.header.stamp != msg.header.stamp or list(first.action) != list(msg.action)
+                    or list(first.observation) != list(msg.observation)):
+                self.rejections('policy/steps', f'{self._where(msg)} came again, different: '
+                                'the first kept', 'step refused')
+            return
+        episode.steps[msg.step] = msg
+        if image is not None:
+            episode.images[msg.step] = image
 
     @staticmethod
     def _where(msg: PolicyStep) -> str:

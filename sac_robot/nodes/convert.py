@@ -152,6 +152,24 @@ def read_reward(msg, topic: str) -> float:
     return float(msg.reward)
 
 
+def read_policy_step(msg, observation_size: int, action_size: int, topic: str) -> tuple:
+    """A ``sac_robot/PolicyStep``'s ``(observation, action)``, checked.
+
+    The right sizes, finite, and every action in the policy's [-1, 1] (what a tanh-squashed
+    policy can give): a step that fails is refused where it enters, so that no reward is
+    computed from it and no chunk carries it (the trainer would refuse that chunk every time
+    it came again).
+    """
+    where = f'{topic}: step {msg.step} of episode {msg.episode_id}'
+    observation = _finite(msg.observation, where, 'observation', observation_size)
+    action = _finite(msg.action, where, 'action', action_size)
+    outside = np.flatnonzero(np.abs(action) > 1.0 + 1e-6)
+    if outside.size:
+        raise MessageError(f'{where}: action[{outside[0]}] is {action[outside[0]]:g}, outside '
+                           "the policy's [-1, 1]")
+    return observation, action
+
+
 def _pose(pose, topic: str, field: str) -> tuple:
     p = pose.position
     return (_finite([p.x, p.y, p.z], topic, f'{field}.position', unit='m'),

@@ -7,6 +7,11 @@ a publisher latches (the newest policy weights), reliable when every publisher i
 otherwise. Messages are written as received, stamped with the receive time, with their message
 definitions (custom sac_robot types included), so ``ros2 bag info/play``, Foxglove and
 ``sac-robot bag`` read the bag. The bag is closed (its metadata.yaml written) on shutdown.
+
+At SIGINT or SIGTERM the recorder does not stop at once: it goes on taking messages until none
+has come for ``QUIET`` seconds (at most ``spin.DRAIN_LIMIT``; SIGTERM ends it), so the
+last things the graph said before it stopped (the final experience chunk, the last
+statistics), queued for it behind a backlog of writes, are in the bag too.
 """
 
 import importlib
@@ -19,6 +24,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sac_robot.bagtools import typestore_with_package_types
 from sac_robot.nodes.params import describe
 from sac_robot.nodes.spin import run
+
+#: Seconds without a message after which a stopping recorder has taken everything.
+QUIET = 0.5
 
 
 def message_class(type_name: str):
@@ -44,6 +52,7 @@ class Recorder(Node):
         self.writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
         self.connections, self.counts = {}, {}
+        self._last_write = time.monotonic()
         self.create_timer(period, self.discover)
         self.discover()
         self.get_logger().info(f'recording to {self.path}')
@@ -84,6 +93,11 @@ class Recorder(Node):
     def _write(self, topic: str, data: bytes):
         self.writer.write(self.connections[topic], time.time_ns(), data)
         self.counts[topic] += 1
+        self._last_write = time.monotonic()
+
+    def drained(self, since: float) -> bool:
+        """Whether nothing has come for ``QUIET`` seconds since ``since`` (the stop signal)."""
+        return time.monotonic() - max(self._last_write, since) > QUIET
 
     def close(self):
         """Close the bag (writes its metadata)."""

@@ -20,6 +20,7 @@ from rclpy.node import Node
 from sac_robot.msg import PolicyStep, RewardTerms
 from sac_robot.nodes import convert, qos
 from sac_robot.nodes.params import declare_robot, describe
+from sac_robot.nodes.rejections import Rejections
 from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 from sac_robot.nodes.sync import SensorSync
@@ -44,7 +45,9 @@ class RewardEstimator(Node):
         self.measurements = collections.OrderedDict()  # stamp -> measurement, newest last
         self.pending = collections.OrderedDict()  # stamp -> PolicyStep awaiting the next one
         self.actions = {}  # episode -> deque of the last three actions (newest first)
+        self.seen = collections.OrderedDict()  # (episode, step) of the newest steps taken
         self.published = 0
+        self.rejections = Rejections(self.get_logger())
 
     def on_measurement(self, stamp: int, readings: dict):
         """Keep the measurement; score the steps it completes."""
@@ -57,10 +60,18 @@ class RewardEstimator(Node):
     def on_step(self, msg: PolicyStep):
         """Remember the step's action; score it if its next measurement is already here."""
         stamp = convert.stamp_ns(msg.header.stamp)
-        if len(msg.action) != self.profile.action_size:
-            self.get_logger().error(f'policy/steps: step {msg.step} has {len(msg.action)} '
-                                    f'actions, expected {self.profile.action_size}')
+        try:  # (no reward from a step the collector would refuse)
+            convert.read_policy_step(msg, len(msg.observation), self.profile.action_size,
+                                     'policy/steps')
+        except convert.MessageError as error:
+            self.rejections('policy/steps', str(error), 'step refused')
             return
+        key = (msg.episode_id, msg.step)
+        if key in self.seen:  # (a copy: the first one counts)
+            return
+        self.seen[key] = None
+        while len(self.seen) > 400:
+            self.seen.popitem(last=False)
         self.pending[stamp] = msg
         while len(self.pending) > 200:
             self.pending.popitem(last=False)

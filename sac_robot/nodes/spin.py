@@ -5,10 +5,12 @@ import gc
 import os
 import signal
 import sys
+import threading
 import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from sac_robot.backends.interface import BackendError
 
@@ -52,6 +54,43 @@ def run(node_class, args=None, executor_class=None) -> int:
     return run_nodes([node_class], args, executor_class)
 
 
+#: Most seconds a draining node (the recorder) goes on taking messages after its stop signal.
+DRAIN_LIMIT = 3.0
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM as flags, for a process whose nodes drain before they close.
+
+    rclpy's own handlers shut the context down at the signal, and what is still queued for
+    the process is lost with it; here the loop sees the flag, spins on until every draining
+    node has taken what was on its way, and only then closes. SIGTERM (ros2 launch's and our
+    launcher's next step when SIGINT was not enough) ends a drain; a repeated SIGINT does not
+    (``ros2 launch`` without a terminal sends two).
+    """
+
+    def __init__(self):
+        self.stopping = self.hurry = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._note)
+
+    def _note(self, signum, _frame):
+        if not self.stopping:
+            print(f'[spin] {signal.Signals(signum).name}: taking what is still on its way',
+                  file=sys.stderr, flush=True)
+        self.stopping = True
+        self.hurry = self.hurry or signum == signal.SIGTERM
+
+
+def _drain(executor, nodes, stop: _StopSignals, limit: float = DRAIN_LIMIT):
+    """Spin until every node with ``drained(since)`` has taken all, ``limit`` s, or SIGTERM."""
+    draining = [n for n in nodes if hasattr(n, 'drained')]
+    since = time.monotonic()
+    deadline = since + limit
+    while (rclpy.ok() and not stop.hurry and time.monotonic() < deadline
+           and not all(n.drained(since) for n in draining)):
+        executor.spin_once(timeout_sec=0.05)
+
+
 def run_nodes(node_classes, args=None, executor_class=None) -> int:
     """Run several nodes in this process, on one executor (see :func:`run`).
 
@@ -65,8 +104,19 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
     shutdown has begun it finishes (the trainer's last checkpoint written, torque off on
     hardware) whatever signals follow: ``ros2 launch`` without a terminal sends SIGINT twice,
     and an impatient user presses Ctrl-C again. A shutdown by signal exits 0.
+
+    A node with ``drained()`` (the recorder) is not stopped at its signal but drained: the
+    executor spins on until it says it has taken everything (nothing new for a moment), for at
+    most :data:`DRAIN_LIMIT` seconds or until SIGTERM, so that what the other nodes
+    said just before they stopped still reaches it.
     """
-    rclpy.init(args=args)
+    drains = any(hasattr(c, 'drained') for c in node_classes)
+    stop = None
+    if drains and threading.current_thread() is threading.main_thread():
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        stop = _StopSignals()
+    else:
+        rclpy.init(args=args)
     nodes, spinner = [], None
     try:
         for node_class in node_classes:
@@ -95,7 +145,7 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
         # many periods for a real-time control thread. (No collection first: that would be the
         # stall.)
         gc.freeze()
-        while rclpy.ok():
+        while rclpy.ok() and not (stop and stop.stopping):
             status = [getattr(node, 'exit_status', None) for node in nodes]
             if any(s is not None for s in status):
                 return next(s for s in status if s is not None) or 0
@@ -103,6 +153,8 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
                 executor.spin_once(timeout_sec=0.1)
             else:
                 time.sleep(0.05)
+        if stop and stop.stopping and spinner is None:
+            _drain(executor, nodes, stop)
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0

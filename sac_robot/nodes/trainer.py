@@ -34,6 +34,7 @@ waiting for experience at ``max_utd``).
 
 import collections
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -64,6 +65,16 @@ from sac_robot.training import build_agent
 CONFIGS = {'sac': SACConfig, 'sql': SQLConfig}
 #: Times the chunk the stream waits for is refused before it is passed over as lost.
 REFUSALS_BEFORE_SKIP = 3
+
+
+def _digest(msg: Experience) -> str:
+    """What tells one chunk from another with the same number (its transitions, its counts)."""
+    digest = hashlib.sha256(f'{msg.episode_id} {msg.first_step} {msg.num_transitions} '
+                            f'{msg.dropped}'.encode())
+    for field in (msg.observations, msg.actions, msg.rewards, msg.next_observations,
+                  msg.images):
+        digest.update(np.asarray(field).tobytes())
+    return digest.hexdigest()
 
 
 def declare_agent_settings(node: Node, config_class) -> dict:
@@ -100,7 +111,7 @@ class _Stream:
     next_sequence: int = 0
     checkpointed_sequence: int = 0
     waiting: dict = dataclasses.field(default_factory=dict)  # sequence -> chunk before a gap
-    refusals: dict = dataclasses.field(default_factory=dict)  # sequence -> times refused
+    refusals: dict = dataclasses.field(default_factory=dict)  # (sequence, digest) -> refused
     returns: dict = dataclasses.field(default_factory=dict)  # episode -> (return, steps) so far
     env_steps: int = 0
     episodes: int = 0
@@ -352,20 +363,22 @@ class Trainer(Node):
         """A chunk refused as often as the collector resends it must not stop every later one.
 
         The collector sends an unacknowledged chunk again and again; once the chunk the stream
-        waits for has been refused ``REFUSALS_BEFORE_SKIP`` times (the same poison, not one
-        stray message), it is passed over as lost (counted with the dropped transitions, at
-        most an episode's worth) and the stream goes on.
+        waits for has been refused ``REFUSALS_BEFORE_SKIP`` times, the same chunk each time (the
+        same poison resent, not one stray message nor different ones forged with its
+        number), it is passed over as lost (counted with the dropped transitions, at most an
+        episode's worth) and the stream goes on.
         """
         if msg.sequence != stream.next_sequence:
             return
-        stream.refusals[msg.sequence] = stream.refusals.get(msg.sequence, 0) + 1
-        if stream.refusals[msg.sequence] < REFUSALS_BEFORE_SKIP:
+        key = (msg.sequence, _digest(msg))
+        stream.refusals[key] = stream.refusals.get(key, 0) + 1
+        if stream.refusals[key] < REFUSALS_BEFORE_SKIP:
             return
         lost = min(int(msg.num_transitions), self.max_episode_steps)
         self.get_logger().error(f'{self._topic(stream)}: chunk {msg.sequence} refused '
                                 f'{REFUSALS_BEFORE_SKIP} times: passed over as lost ({lost} '
                                 'transition(s)); the stream goes on')
-        del stream.refusals[msg.sequence]
+        stream.refusals = {k: n for k, n in stream.refusals.items() if k[0] > msg.sequence}
         self.dropped += lost
         stream.dropped += lost
         stream.next_sequence += 1
