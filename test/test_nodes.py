@@ -1305,3 +1305,32 @@ def test_a_step_that_cannot_be_used_is_refused_where_it_enters(ros_context):
     assert list(estimator.pending.values()) == [real]
     collector.destroy_node()
     estimator.destroy_node()
+
+
+def test_malformed_weights_are_refused_on_the_loading_thread(ros_context):
+    """Weights with a good checksum but a header no policy has: each refused, said, counted.
+
+    (A list for a header raised AttributeError on the loading thread, a traceback and no line.)
+    """
+    import json
+    import struct
+
+    from sac_robot.nodes.policy import PolicyNode
+    policy = PolicyNode(context=ros_context, namespace='/minitaur')
+
+    def file(header) -> bytes:
+        text = json.dumps(header).encode()
+        return struct.pack('<Q', len(text)) + text + bytes(16)
+    meta = {'format': 'sac_robot.policy/1', 'algorithm': 'sac', 'obs_spec': '112',
+            'action_dim': '8', 'hidden': '[64, 64]'}
+    layer = {'dtype': 'F32', 'shape': [2, 2], 'data_offsets': [0, 16]}
+    variants = [file([1, 2]), b'\x01', struct.pack('<Q', 10 ** 6) + b'{}',
+                file({'__metadata__': 'a string', 'w': layer}),
+                file({'__metadata__': {**meta, 'action_dim': 'eight'}, 'w': layer}),
+                file({'__metadata__': meta, 'net.x.weight': layer}),
+                file({'__metadata__': meta, 'w': {**layer, 'shape': ['2', '2']}})]
+    for version, data in enumerate(variants, 1):
+        policy._build(data, version, 'forged')
+    assert policy.policy is None
+    assert policy.rejections.by_topic() == {'policy/weights': len(variants)}
+    policy.destroy_node()

@@ -275,11 +275,18 @@ def export_policy(agent, version: int = 0) -> bytes:
 
 def policy_metadata(data: bytes) -> dict:
     """The metadata in the header of :func:`export_policy` bytes (sizes, algorithm, version)."""
+    size = int.from_bytes(bytes(data[:8]), 'little') if len(data) >= 8 else -1
+    if not 0 < size <= len(data) - 8:
+        raise CheckpointError(f'policy bytes ({len(data)}) have no safetensors header (its '
+                              f'length says {size})')
     try:
-        header = json.loads(bytes(data[8:8 + int.from_bytes(data[:8], 'little')]))
+        header = json.loads(bytes(data[8:8 + size]))
     except (ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(f'policy bytes have no readable safetensors header: {error}'
                               ) from error
+    if not isinstance(header, dict):
+        raise CheckpointError(f'policy safetensors header is a {type(header).__name__}, not a '
+                              'mapping')
     return header.get('__metadata__', {})
 
 

@@ -264,6 +264,11 @@ class PolicyNode(Node):
             except CheckpointError as error:
                 self.rejections('policy/weights', f'v{version}: {error}', 'weights rejected')
                 return
+            except Exception as error:  # (a check missed: refused all the same, never a dead
+                # loading thread; the kind of error names what to check next)
+                self.rejections('policy/weights', f'v{version}: unreadable '
+                                f'({type(error).__name__}: {error})', 'weights rejected')
+                return
             policy.run_id = run_id
             if self.policy is not None and run_id != self.policy.run_id:
                 self.get_logger().info(
