@@ -264,6 +264,24 @@ def test_a_silent_servo_is_a_fault_naming_its_joint_and_torque_goes_off(hand):
         backend.write(DCLAW.reset_pose)  # no silent reuse: it stays stopped
 
 
+def test_a_servo_silent_for_a_while_answers_again(hand):
+    """``--silent 21@S+D``: a loose cable, reseated; the fault it made stays until configured."""
+    from sac_robot.backends.emulator import _fault_map
+    assert _fault_map(['21@5+3', '30'], windows=True) == {21: (5.0, 8.0), 30: 0.0}
+    with pytest.raises(SystemExit, match='for --silent only'):
+        _fault_map(['21@5+3'])  # (an overload has no end)
+    emulator, backend = hand
+    backend.activate()
+    now = emulator.bus.clock() - emulator.bus.start
+    emulator.bus.faults.silent[21] = (now, now + 0.5)
+    with pytest.raises(BackendFault, match=r'21 \(b_j1\) do not answer'):
+        backend.read()
+    time.sleep(max(0.0, now + 0.6 - (emulator.bus.clock() - emulator.bus.start)))
+    backend.configure()  # (what the driver's next reset does)
+    backend.activate()
+    assert backend.read()['joints'][0].shape == (9,)
+
+
 def test_a_hardware_error_is_a_fault_with_the_servo_id(hand):
     emulator, backend = hand
     backend.activate()

@@ -558,3 +558,30 @@ def test_settings_are_checked_by_name():
     backend = Ros2ControlBackend.from_parameters(declare_with())  # the defaults: the stand-in's
     assert backend.settings.sensors['mocap'].qos == 'best_effort'
     assert backend.command_joints == MINITAUR.urdf_joints
+
+
+
+def test_a_failed_pre_flight_is_one_line_exit_1_and_leaves_no_thread(ros_context, ros_domain):
+    """No stack behind the topics: the driver says what is missing and exits 1, cleanly.
+
+    The backend's topics thread outlived the refusal, and the process aborted in rcl on its way
+    out (``terminate called without an active exception``, exit -6, 1 launch in 5): refused,
+    the driver leaves no thread behind.
+    """
+    import threading
+
+    from sac_robot.nodes.driver import Driver
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
+                          'minitaur_ros2_control.yaml')
+    with pytest.raises(BackendError, match='pre-flight: /joint_states'):
+        Driver(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+            backend='ros2_control', clock='realtime', **{'ros2_control.preflight_timeout': 0.3}))
+    assert not [t for t in threading.enumerate() if t.name == 'ros2_control' and t.is_alive()]
+    code = ('import sys; from sac_robot.nodes.driver import main; sys.exit(main(sys.argv))')
+    result = subprocess.run(
+        [sys.executable, '-c', code, '--ros-args', '-r', '__ns:=/minitaur',
+         '--params-file', config, '-p', 'backend:=ros2_control', '-p', 'clock:=realtime',
+         '-p', 'ros2_control.preflight_timeout:=0.5'],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert '[FATAL] Driver: pre-flight: /joint_states (joints): no publisher' in result.stderr

@@ -23,6 +23,7 @@ servo that falls silent, a hardware error bit (overload), added latency, a stuck
 
 import argparse
 import dataclasses
+import math
 import os
 import random
 import select
@@ -55,7 +56,8 @@ class Faults:
     drop: float = 0.0
     #: Probability that a reply's CRC is corrupted.
     corrupt: float = 0.0
-    #: Servo ID -> emulator time (s) from which it never answers.
+    #: Servo ID -> emulator time (s) from which it never answers, or ``(from, until)``: a loose
+    #: cable, reseated.
     silent: dict = dataclasses.field(default_factory=dict)
     #: Servo ID -> emulator time (s) from which it reports an overload (torque shuts off).
     overload: dict = dataclasses.field(default_factory=dict)
@@ -160,8 +162,11 @@ class ServoBus:
         self.counts = {'packets': 0, 'replies': 0, 'dropped': 0, 'corrupted': 0}
 
     def _answers(self, servo_id: int) -> bool:
-        since = self.faults.silent.get(servo_id)
-        return servo_id in self.servos and (since is None or self.clock() - self.start < since)
+        window = self.faults.silent.get(servo_id)
+        if window is None:
+            return servo_id in self.servos
+        since, until = window if isinstance(window, tuple) else (window, math.inf)
+        return servo_id in self.servos and not since <= self.clock() - self.start < until
 
     def _reply(self, servo: Servo, error: int = 0, parameters: bytes = b'') -> bytes:
         return p2.status(servo.id, servo.error_byte(error), parameters)
@@ -489,11 +494,16 @@ class DClawEmulator:
             return self.sim.valve_angle()
 
 
-def _fault_map(entries) -> dict:
+def _fault_map(entries, windows: bool = False) -> dict:
+    """``ID[@S]`` (and, with ``windows``, ``ID@S+D``: for D seconds) -> {ID: S or (S, S + D)}."""
     out = {}
     for entry in entries or ():
-        servo, _, since = entry.partition('@')
-        out[int(servo)] = float(since or 0.0)
+        servo, _, when = entry.partition('@')
+        since, plus, duration = when.partition('+')
+        if plus and not windows:
+            raise SystemExit(f'{entry}: a duration (+D) is for --silent only')
+        out[int(servo)] = ((float(since or 0.0), float(since or 0.0) + float(duration))
+                           if plus else float(since or 0.0))
     return out
 
 
@@ -508,8 +518,9 @@ def main(argv=None) -> int:
     parser.add_argument('--drop', type=float, default=0.0, help='probability of a lost reply')
     parser.add_argument('--corrupt', type=float, default=0.0,
                         help='probability of a reply with a bad CRC')
-    parser.add_argument('--silent', action='append', metavar='ID[@S]',
-                        help='servo ID stops answering (from S seconds on)')
+    parser.add_argument('--silent', action='append', metavar='ID[@S[+D]]',
+                        help='servo ID stops answering (from S seconds on; for D seconds: a '
+                             'loose cable, reseated)')
     parser.add_argument('--overload', action='append', metavar='ID[@S]',
                         help='servo ID reports an overload (from S seconds on)')
     parser.add_argument('--latency', type=float, default=0.0, help='added reply latency (ms)')
@@ -521,7 +532,8 @@ def main(argv=None) -> int:
                              '(0: normal scheduling)')
     parser.add_argument('--port-file', help='also write the port path to this file')
     args = parser.parse_args(argv)
-    faults = Faults(drop=args.drop, corrupt=args.corrupt, silent=_fault_map(args.silent),
+    faults = Faults(drop=args.drop, corrupt=args.corrupt,
+                    silent=_fault_map(args.silent, windows=True),
                     overload=_fault_map(args.overload), latency=args.latency / 1000,
                     stuck_valve=args.stuck_valve)
     emulator = DClawEmulator(model=args.model, baud=args.baud, faults=faults,
@@ -548,6 +560,9 @@ def main(argv=None) -> int:
                   f'packets, torque on: {", ".join(map(str, on)) or "none"}', flush=True)
     report = emulator.torque_report()
     emulator.stop()
+    counts = emulator.bus.counts
+    print(f'at exit: {counts["packets"]} packets, {counts["dropped"]} replies dropped and '
+          f'{counts["corrupted"]} corrupted on purpose', flush=True)
     on = [i for i, t in report.items() if t]
     print('at exit: torque ' + (f'ON on {", ".join(map(str, on))}' if on else
                                 f'off on all {len(report)} servos'), flush=True)

@@ -106,6 +106,9 @@ class Backend(abc.ABC):
         For a backend that speaks ROS itself: a ros2_control stack's topics.
         """
 
+    def detach(self) -> None:  # noqa: B027 - optional
+        """Let go of what :meth:`attach` made (threads, subscriptions); the node's end calls it."""
+
     def configure(self) -> None:  # noqa: B027 - optional, like SystemInterface's
         """Reach and set up the hardware; nothing moves."""
 

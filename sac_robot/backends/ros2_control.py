@@ -305,6 +305,16 @@ class Ros2ControlBackend(Backend):
                     raise
                 break
 
+    def detach(self):
+        """Stop the topics' thread and its node (the process ends: no thread left in rcl)."""
+        if self.node is None:
+            return
+        self._spinning.set()
+        self._spinner.join(timeout=2.0)
+        self._executor.shutdown(timeout_sec=0)
+        self.node.destroy_node()
+        self.node = None
+
     def configure(self):
         """The pre-flight: wait for every topic (at most ``preflight_timeout``), check it.
 

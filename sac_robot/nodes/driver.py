@@ -147,12 +147,19 @@ class Driver(Node, LocalControl):
             raise ValueError(f'clock:=lockstep needs a simulation; the {backend} backend runs '
                              'on the wall clock (clock:=realtime)')
         self.backend.attach(self)  # (a backend that speaks ROS itself: ros2_control's topics)
-        self.backend.configure()
         try:
-            self.backend.activate()
-        except BackendFault as fault:  # (torque already off): the port closed, one clear line
-            self.backend.close()
-            raise BackendError(f'{self.backend.hardware_id}: cannot start: {fault}') from None
+            self.backend.configure()
+            try:
+                self.backend.activate()
+            except BackendFault as fault:  # (torque already off): the port closed, one line
+                self.backend.close()
+                raise BackendError(f'{self.backend.hardware_id}: cannot start: {fault}'
+                                   ) from None
+        except BaseException:
+            # (A pre-flight that fails: its topics' thread must not outlive the refusal, or
+            # the process aborts in rcl on its way out instead of exiting 1.)
+            self.backend.detach()
+            raise
         self.period_ns = int(round(self.profile.control_period * 1e9))
         #: The sensors published: those of the description the backend reports.
         self.sensors = {key: description.sensors[key] for key in self.backend.sensors}
@@ -795,7 +802,18 @@ class Driver(Node, LocalControl):
         """Torque off and release the hardware (or the renderer); once, on every way out."""
         backend, self.backend = self.backend, None
         if backend is not None:
+            # What the hardware went through, in one line at the end (retries absorbed,
+            # bad messages, hardware errors), beside the diagnostics that carried it.
+            try:
+                figures = backend.status()
+            except Exception as error:  # (a backend failed part-way: the close matters more)
+                figures = {'status': f'unavailable ({error})'}
+            if figures:
+                self.get_logger().info(f'{self.steps} steps, {self.faults} fault(s); at the '
+                                       'end: ' + ', '.join(f'{k} {v}' for k, v in
+                                                           figures.items()))
             backend.close()
+            backend.detach()
 
 
 def main(args=None) -> int:
