@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The one way every sac_robot node process starts, spins and shuts down."""
 
+import atexit
 import gc
 import os
 import signal
@@ -33,7 +34,12 @@ def _executor_class():
 
 
 def _finish_whatever_comes():
-    """From here on SIGINT and SIGTERM are noted, not obeyed: the shutdown runs to its end."""
+    """From here on SIGINT and SIGTERM are noted, not obeyed: the shutdown runs to its end.
+
+    And once the interpreter itself exits they are ignored: Python's finalisation puts the
+    default handlers back after ``atexit``, and a signal then (the second SIGINT of
+    ``ros2 launch``) would end the process by that signal instead of with its status.
+    """
     def note(signum, _frame):
         print(f'[spin] {signal.Signals(signum).name} during shutdown: finishing it first',
               file=sys.stderr, flush=True)
@@ -42,6 +48,12 @@ def _finish_whatever_comes():
             signal.signal(signum, note)
         except ValueError:  # not the main thread (a test's run): nothing to guard
             return
+    atexit.register(_ignore_stop_signals)
+
+
+def _ignore_stop_signals():
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def run(node_class, args=None, executor_class=None) -> int:
@@ -59,24 +71,31 @@ DRAIN_LIMIT = 3.0
 
 
 class _StopSignals:
-    """SIGINT and SIGTERM as flags, for a process whose nodes drain before they close.
+    """SIGINT and SIGTERM as flags, which the spinning loop reads between callbacks.
 
-    rclpy's own handlers shut the context down at the signal, and what is still queued for
-    the process is lost with it; here the loop sees the flag, spins on until every draining
-    node has taken what was on its way, and only then closes. SIGTERM (ros2 launch's and our
-    launcher's next step when SIGINT was not enough) ends a drain; a repeated SIGINT does not
-    (``ros2 launch`` without a terminal sends two).
+    rclpy's own handlers shut the context down from the signal, whatever callback is running
+    on whichever thread: a callback then fails half-way (the EventsExecutor raised
+    ``RuntimeError: Unable to convert call argument`` out of ``spin_once`` when two SIGINTs
+    met a busy node), and what is still queued for the process is lost. Here the loop sees
+    the flag, lets every draining node (the recorder) take what was on its way, and only then
+    closes the nodes, in order. Before the nodes exist (``armed`` false) a signal interrupts
+    their construction as Python's own handler would (a node waiting at start-up for a
+    device or a topic). SIGTERM (ros2 launch's and our launcher's next step when SIGINT was
+    not enough) ends a drain; a repeated SIGINT does not (``ros2 launch`` without a terminal
+    sends two).
     """
 
     def __init__(self):
-        self.stopping = self.hurry = False
+        self.stopping = self.hurry = self.armed = False
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._note)
 
     def _note(self, signum, _frame):
+        if not self.armed:
+            raise KeyboardInterrupt
         if not self.stopping:
-            print(f'[spin] {signal.Signals(signum).name}: taking what is still on its way',
-                  file=sys.stderr, flush=True)
+            print(f'[spin] {signal.Signals(signum).name}: stopping, taking what is still on '
+                  'its way', file=sys.stderr, flush=True)
         self.stopping = True
         self.hurry = self.hurry or signum == signal.SIGTERM
 
@@ -110,12 +129,11 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
     most :data:`DRAIN_LIMIT` seconds or until SIGTERM, so that what the other nodes
     said just before they stopped still reaches it.
     """
-    drains = any(hasattr(c, 'drained') for c in node_classes)
     stop = None
-    if drains and threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         stop = _StopSignals()
-    else:
+    else:  # (a test's run on a thread of its own, stopped by rclpy.shutdown)
         rclpy.init(args=args)
     nodes, spinner = [], None
     try:
@@ -145,6 +163,8 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
         # many periods for a real-time control thread. (No collection first: that would be the
         # stall.)
         gc.freeze()
+        if stop is not None:
+            stop.armed = True
         while rclpy.ok() and not (stop and stop.stopping):
             status = [getattr(node, 'exit_status', None) for node in nodes]
             if any(s is not None for s in status):
@@ -161,7 +181,7 @@ def run_nodes(node_classes, args=None, executor_class=None) -> int:
     except RuntimeError:
         if rclpy.ok():
             raise
-        return 0  # (the EventsExecutor, when a signal has shut the context down)
+        return 0  # (the EventsExecutor, when rclpy.shutdown came from another thread)
     finally:
         _finish_whatever_comes()
         if spinner is not None:
