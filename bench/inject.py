@@ -20,7 +20,9 @@ into the graph's nodes. The modes:
   transitions;
 - ``bad seed``: the driver's reset service called with a seed of -2^63;
 - ``fuzz``: random values of the right type (NaN, infinities, 1e300, wrong-length arrays, odd
-  strings) on every topic of the namespace, with its publishers' QoS, for ``--seconds``.
+  strings) on every topic of the namespace, with its publishers' QoS, for ``--seconds``; then
+  the emergency stop, which random Bools on its line may have left set, is released through
+  the safety node's service, as the person would.
 """
 
 import argparse
@@ -288,7 +290,22 @@ class Injector:
             sent += 1
             if sent % 20 == 0:
                 self.spin(0.001)
-        return f'fuzz: {sent} messages on {len(publishers)} topics'
+        return f'fuzz: {sent} messages on {len(publishers)} topics; ' + self._release()
+
+    def _release(self) -> str:
+        """The person, having looked at the robot, releases the emergency stop.
+
+        Random Bools on the stop line set it (as a button would) and release it; a stop the
+        fuzz left set holds the robot until someone releases it, which is what it is for.
+        """
+        from std_srvs.srv import Trigger
+        client = self.node.create_client(Trigger, f'{self.ns}/release_emergency_stop')
+        if not client.wait_for_service(timeout_sec=10):
+            return 'no release_emergency_stop service'
+        future = client.call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=10)
+        result = future.result()
+        return 'no answer from release_emergency_stop' if result is None else result.message
 
 
 def main() -> int:

@@ -23,6 +23,9 @@ from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.robots.description import DCLAW, MINITAUR
 
 SAC_ROBOT = os.path.join(os.path.dirname(sys.executable), 'sac-robot')
+#: The trainer's settings of these graphs: small and quick. Not compiled: the package's
+#: default (its compiling beside the warm-up) is the graph test's below, and elsewhere it
+#: would only take a core from the real-time stand-ins of a 2-core machine.
 CONFIG = """
 /**/trainer:
   ros__parameters:
@@ -32,6 +35,7 @@ CONFIG = """
       learning_starts: 300
       batch_size: 64
       hidden: [64, 64]
+      compile: false
 """
 
 
@@ -61,7 +65,8 @@ def launch(*arguments, timeout=240, **popen):
 @pytest.fixture
 def config(tmp_path):
     path = tmp_path / 'train.yaml'
-    path.write_text(CONFIG.format(checkpoint_period=120.0))
+    path.write_text(CONFIG.format(checkpoint_period=120.0).replace('compile: false',
+                                                                   'compile: true'))
     return str(path)
 
 
@@ -529,14 +534,22 @@ def test_the_whole_graph_killed_and_resumed_collects_nothing_twice(tmp_path, ros
     assert meta['extra']['streams']['minitaur']['episode_id'] > held
 
 
-def checkpointed_streams(run_dir) -> dict:
-    """Each robot's stream position in the newest checkpoint ({} when there is none yet)."""
+def checkpointed_streams(run_dir, wait: float = 0.0) -> dict:
+    """Each robot's stream position in the newest checkpoint ({} when there is none yet).
+
+    ``wait``: seconds to try again while there is none (a checkpoint being replaced is absent
+    for a moment between its renames).
+    """
     import json
-    try:
-        with open(os.path.join(run_dir, 'checkpoint', 'agent.json')) as stream:
-            return json.load(stream)['extra']['streams']
-    except (OSError, ValueError, KeyError):
-        return {}
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with open(os.path.join(run_dir, 'checkpoint', 'agent.json')) as stream:
+                return json.load(stream)['extra']['streams']
+        except (OSError, ValueError, KeyError):
+            if time.monotonic() >= deadline:
+                return {}
+            time.sleep(0.05)
 
 
 def started_pid(output: list, name: str) -> int:
@@ -582,11 +595,11 @@ def test_a_fleet_feeds_one_trainer_exactly_once_with_a_robot_killed_and_restarte
         killed, killed_output = robots['dclaw1']
         os.kill(started_pid(killed_output, 'robot'), signal.SIGKILL)  # the hand's computer dies
         assert killed.wait(timeout=30) != 0
-        before = checkpointed_streams(run_dir)
+        before = checkpointed_streams(run_dir, wait=10)
         # The other hand goes on alone.
-        wait_for(lambda: checkpointed_streams(run_dir)['dclaw0']['env_steps']
+        wait_for(lambda: checkpointed_streams(run_dir).get('dclaw0', {}).get('env_steps', 0)
                  > before['dclaw0']['env_steps'] + 300, 'dclaw0 going on alone')
-        assert checkpointed_streams(run_dir)['dclaw1']['env_steps'] <= before['dclaw1'][
+        assert checkpointed_streams(run_dir, wait=10)['dclaw1']['env_steps'] <= before['dclaw1'][
             'env_steps'] + 250  # (at most what was in flight)
         # The other hand's side stops (Ctrl-C) so that the restarted one must finish the run:
         # on a loaded machine the first could otherwise reach max_steps alone first.

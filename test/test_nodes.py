@@ -591,7 +591,12 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     experience.publish(convert.experience('minitaur', 2, 1, 8, None, dropped=10**6))
     spin_until(executor, lambda: False, timeout=0.3)
     assert trainer.next_sequence == 2 and trainer.dropped == 0
-    assert trainer.rejections.by_topic() == {'experience': 3}  # with the NaN and the size
+    # An episode a million ids past the newest (forged, or random values): refused, so that
+    # it never becomes the newest a relaunched robot side numbers its episodes after.
+    experience.publish(convert.experience('minitaur', 2, 2 + 10**6, 0, None, dropped=1))
+    spin_until(executor, lambda: False, timeout=0.3)
+    assert trainer.next_sequence == 2 and trainer.dropped == 0
+    assert trainer.rejections.by_topic() == {'experience': 4}  # with the NaN and the size
     # A chunk that only reports transitions lost after a gap ends its episode.
     experience.publish(convert.experience('minitaur', 2, 1, 8, None, dropped=4))
     assert spin_until(executor, lambda: trainer.next_sequence == 3)
@@ -614,6 +619,43 @@ def test_trainer_adds_chunks_in_order_once_and_rejects_bad_ones(ros_context, exe
     assert trainer.dropped == 4 + 2 and len(trainer.buffer) == 9
     trainer.checkpoint()
     assert spin_until(executor, lambda: acks[-1].checkpointed_sequence == 5)
+    # A forged progress (2^64 - 1 transitions, no update: the lockstep policy's gate would
+    # hold for good) is replaced by the trainer's own within a statistics period.
+    forged = probe.create_publisher(TrainingProgress, 'training/progress', qos.LATCHED)
+    forged.publish(TrainingProgress(env_steps=2**64 - 1))
+    assert spin_until(executor, lambda: progress[-1].env_steps == 2**64 - 1)
+    assert spin_until(executor, lambda: progress[-1].env_steps == 9, timeout=3.0)
+    trainer.close()
+    trainer.destroy_node()
+
+
+def test_a_compiling_trainer_compiles_during_the_warm_up_and_takes_experience_meanwhile(
+        ros_context, executor, probe, tmp_path):
+    """With agent.compile the updates are compiled, beside the warm-up.
+
+    The compiler starts half-way through learning_starts, on a thread of its own; chunks are
+    taken and acknowledged meanwhile, and every update is a compiled one.
+    """
+    from sac_robot.nodes.trainer import Trainer
+    trainer = Trainer(context=ros_context, namespace='/minitaur', parameter_overrides=params(
+        checkpoint_dir=str(tmp_path / 'checkpoint'), checkpoint_period=0.0, max_utd=1.0,
+        **{'agent.learning_starts': 64, 'agent.batch_size': 32, 'agent.hidden': [16, 16],
+           'agent.compile': True}))
+    executor.add_node(trainer)
+    acks = listen(probe, ExperienceAck, 'experience/ack', qos.LATCHED)
+    experience = probe.create_publisher(Experience, 'experience', qos.CHUNKS)
+    assert spin_until(executor, lambda: experience.get_subscription_count() >= 1)
+    experience.publish(_experience(0, 20))
+    assert spin_until(executor, lambda: acks and acks[-1].next_sequence == 1)
+    assert trainer.agent._compiling.ident is None  # (not yet half-way: nothing compiled)
+    experience.publish(_experience(1, 20, first=20))
+    assert spin_until(executor, lambda: trainer.agent._compiling is None
+                      or trainer.agent._compiling.ident is not None)
+    for sequence in (2, 3):  # taken while the compiler works
+        experience.publish(_experience(sequence, 20, first=20 * sequence))
+        assert spin_until(executor, lambda n=sequence + 1: acks[-1].next_sequence == n)
+    assert spin_until(executor, lambda: trainer.agent.gradient_steps > 0, timeout=120)
+    assert trainer.agent._compiled and trainer.agent._compiling is None
     trainer.close()
     trainer.destroy_node()
 
@@ -1305,6 +1347,42 @@ def test_a_step_that_cannot_be_used_is_refused_where_it_enters(ros_context):
     assert list(estimator.pending.values()) == [real]
     collector.destroy_node()
     estimator.destroy_node()
+
+
+def test_episode_counts_and_ids_from_senders_are_bounded(ros_context, executor, probe):
+    """An END claiming more steps than an episode holds, or a reset a million episodes ahead.
+
+    Random values on the event topics made the collector count 4294967295 transitions as
+    dropped and send chunks claiming them; a reset with an episode id near the uint64's end
+    would leave the next episode no id. Each is refused, named and counted, and nothing moves.
+    """
+    from sac_robot.msg import EpisodeEvent
+    from sac_robot.nodes.collector import DataCollector
+    from sac_robot.nodes.driver import Driver
+    from sac_robot.srv import Reset
+    collector = DataCollector(context=ros_context, namespace='/minitaur')
+    for event, topic in ((EpisodeEvent.END, 'episode_events'),
+                         (EpisodeEvent.CHECKED, 'episode_checks')):
+        msg = EpisodeEvent(robot_id='minitaur', episode_id=7, event=event, steps=2**32 - 1)
+        (collector.on_event if event == EpisodeEvent.END else collector.on_check)(msg)
+        assert collector.rejections.by_topic()[topic] == 1
+    collector.on_step(PolicyStep(robot_id='minitaur', episode_id=8, step=501))  # past any end
+    assert not collector.episodes and collector.dropped == 0 and not collector.unnumbered
+    collector.destroy_node()
+
+    driver = Driver(context=ros_context, namespace='/minitaur', parameter_overrides=params())
+    executor.add_node(driver)
+    client = probe.create_client(Reset, 'reset')
+    assert spin_until(executor, client.service_is_ready)
+    for episode_id, success in ((2**64 - 1, False), (10**6 + 1, False), (10**6, True)):
+        future = client.call_async(Reset.Request(seed=0, episode_id=episode_id, reason='test'))
+        assert spin_until(executor, future.done)
+        assert future.result().success is success, future.result().message
+        if not success:
+            assert 'episode ids grow one an episode' in future.result().message
+    assert driver.episode_id == 10**6
+    driver.close()
+    driver.destroy_node()
 
 
 def test_malformed_weights_are_refused_on_the_loading_thread(ros_context):

@@ -268,14 +268,24 @@ def test_closed_form_gradients_are_autograds(overrides):
 def test_compiled_gradients_are_the_closed_form_ones():
     """compile=True gives the closed-form gradients' results, compiled once.
 
-    Compiled when the agent is built, and not again as alpha, the parameters and the batch's
-    memory layout change update by update.
+    Compiled on a thread of its own from ``start_compiling``, beside what the agent does
+    meanwhile (acting), and not again as alpha, the parameters and the batch's memory layout
+    change update by update; the first update waits for the compiler, so every update is a
+    compiled one.
     """
     from torch._dynamo.utils import counters
     config = {'hidden': (32, 32), 'batch_size': 32}
     agent, twin = (SAC(5, 2, SACConfig(**config, compile=flag), seed=4)
                    for flag in (True, False))
-    assert agent._compiled and not twin._compiled
+    agent.start_compiling()
+    twin.start_compiling()  # (not compiled: nothing)
+    assert agent._compiling.ident is not None and twin._compiling is None
+    np.testing.assert_array_equal(agent.act(np.zeros(5), deterministic=True),
+                                  twin.act(np.zeros(5), deterministic=True))
+    update = agent.update(random_batch(seed=9))  # (waits for the compiler)
+    assert agent._compiled and agent._compiling is None and not twin.wait_compiled()
+    twin_update = twin.update(random_batch(seed=9))
+    assert update == pytest.approx(twin_update, rel=1e-4, abs=1e-5)
     graphs = counters['stats']['unique_graphs']
     for i in range(4):
         batch = random_batch(seed=i)

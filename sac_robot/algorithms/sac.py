@@ -7,6 +7,7 @@ The update is a function from a batch to a dict of metrics, with no I/O or loggi
 
 import copy
 import dataclasses
+import threading
 import warnings
 
 import numpy as np
@@ -70,10 +71,11 @@ class SACConfig:
     other networks) uses autograd."""
     compile: bool = False
     """Compile the closed-form gradients with ``torch.compile`` (inductor, C++ kernels on the
-    CPU): fused kernels around the same matrix products, after compiling when the agent is
-    built (seconds for a process's first agent, less with inductor's disk cache warm, none for
-    later agents; docs/benchmarks.md has the figures). Needs a C++ compiler; without one the
-    agent warns and runs them uncompiled. Only with ``closed_form``."""
+    CPU): fused kernels around the same matrix products. The compiling (seconds for a process's
+    first agent, less with inductor's disk cache warm, none for later agents) runs on a thread
+    of its own from ``SAC.start_compiling()`` (call it before the warm-up steps: ``sac-robot
+    train`` and the trainer node do), or in the first update. Needs a C++ compiler; without
+    one the agent warns and runs them uncompiled. Only with ``closed_form``."""
     bf16: bool = False
     """Run the networks' matrix products in bfloat16 (autocast); losses stay float32. Only on
     CPUs with AVX-512 BF16 or AMX (or a GPU): without bf16 units the products are emulated, and
@@ -129,13 +131,39 @@ class SAC:
         self.generator = torch.Generator(device=self.device).manual_seed(
             seed if seed is not None else int(torch.randint(2**31, ())))
         self.gradient_steps = 0
-        self._compiled = (config.compile and gradients.applicable(config, self.obs_spec)
-                          and gradients.compile_for(self, config.batch_size))
+        self._compiled = False
+        #: The compiling, when ``compile`` asks for it: begun by ``start_compiling`` (on a
+        #: thread of its own, beside the warm-up steps), or by the first update at the latest.
+        self._compiling = None
+        if config.compile and gradients.applicable(config, self.obs_spec):
+            self._compiling = threading.Thread(target=self._compile, name='sac-compile',
+                                               daemon=True)
         if config.bf16 and self.device.type == 'cpu' and \
                 torch.backends.cpu.get_cpu_capability() not in ('AVX512', 'AVX512_BF16', 'AMX'):
             warnings.warn(f'bf16 on a CPU with {torch.backends.cpu.get_cpu_capability()} only: '
                           'bfloat16 matrix products are far slower than float32 here',
                           stacklevel=2)
+
+    def _compile(self):
+        self._compiled = gradients.compile_for(self, self.config.batch_size)
+
+    def start_compiling(self):
+        """Begin compiling the updates (``compile``) on a thread of its own, if not begun.
+
+        Call it while the agent has other things to do (the random warm-up steps): the first
+        update waits for what is left of it, so that every update is the compiled one and a
+        run is the same whenever the compiler finished. Without ``compile``: nothing.
+        """
+        if self._compiling is not None and self._compiling.ident is None:
+            self._compiling.start()
+
+    def wait_compiled(self) -> bool:
+        """Compile (or wait for the compiling begun); whether the updates are compiled."""
+        if self._compiling is not None:
+            self.start_compiling()
+            self._compiling.join()
+            self._compiling = None
+        return self._compiled
 
     @property
     def alpha(self) -> float:
@@ -214,6 +242,8 @@ class SAC:
     @torch.no_grad()
     def _closed_form_update(self, batch: Batch, update_actor: bool) -> dict:
         """``update`` with ``gradients.py``'s gradients; the same steps, the same random draws."""
+        if self._compiling is not None:
+            self.wait_compiled()
         if self._compiled:  # the layout they were compiled for: no recompiling
             batch = Batch(*(field.contiguous() for field in batch))
         target_fn, critic_fn, policy_fn = gradients.functions(self._compiled)

@@ -65,6 +65,10 @@ class DataCollector(Node):
             'Most transitions in one experience message.')).value
         self.resend_period = declare('resend_period', 2.0, describe(
             'Seconds after which an unacknowledged chunk is sent again.')).value
+        self.max_episode_steps = declare('max_episode_steps', 0, describe(
+            "The longest episode, in steps (the safety node's time limit; 0: the robot's): "
+            'an episode event claiming more is refused, steps past it are of no '
+            'transition.')).value or self.profile.max_episode_steps
         self.complete_wait = declare('complete_wait', 30.0, describe(
             "Seconds after an episode's END to wait for its last steps and rewards; what is "
             'still missing then is dropped from the first gap on, with a warning.')).value
@@ -106,6 +110,8 @@ class DataCollector(Node):
         except convert.MessageError as error:
             self.rejections('policy/steps', str(error), 'step refused')
             return
+        if msg.step > self.max_episode_steps:  # (the policy's steps past an end: of no use)
+            return
         episode = self._episode(msg.episode_id)
         if episode is None or msg.step < episode.sent:
             return
@@ -133,13 +139,16 @@ class DataCollector(Node):
         except convert.MessageError as error:
             self.rejections('reward', str(error), 'reward refused')
             return
+        if msg.step >= self.max_episode_steps:
+            return
         episode = self._episode(msg.episode_id)
         if episode is not None and msg.step >= episode.sent:
             episode.rewards[msg.step] = reward
 
     def on_event(self, msg: EpisodeEvent):
         """An END makes an episode's transitions final."""
-        if msg.robot_id != self.robot_id or msg.event != EpisodeEvent.END:
+        if msg.robot_id != self.robot_id or msg.event != EpisodeEvent.END \
+                or not self._plausible(msg, 'episode_events'):
             return
         episode = self._episode(msg.episode_id)
         if episode is not None:
@@ -147,11 +156,21 @@ class DataCollector(Node):
 
     def on_check(self, msg: EpisodeEvent):
         """The safety node let an episode go on past a step."""
-        if msg.robot_id != self.robot_id or msg.event != EpisodeEvent.CHECKED:
+        if msg.robot_id != self.robot_id or msg.event != EpisodeEvent.CHECKED \
+                or not self._plausible(msg, 'episode_checks'):
             return
         episode = self._episode(msg.episode_id)
         if episode is not None:
             episode.confirmed = max(episode.confirmed, msg.steps)
+
+    def _plausible(self, msg: EpisodeEvent, topic: str) -> bool:
+        """Whether an event's step count fits in an episode (counts from senders are bounded)."""
+        if msg.steps <= self.max_episode_steps:
+            return True
+        self.rejections(topic, f'{topic}: episode {msg.episode_id} claims {msg.steps} steps, '
+                        f'more than an episode holds ({self.max_episode_steps}, '
+                        'max_episode_steps)', 'event refused')
+        return False
 
     def on_ack(self, msg: ExperienceAck):
         """Forget checkpointed chunks; (re)start numbering where the trainer stands."""

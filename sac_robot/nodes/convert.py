@@ -46,6 +46,12 @@ def to_stamp(nanoseconds: int) -> Time:
 #: size. The description's own limits are the safety node's; these bound what is believable.
 PLAUSIBLE = {'rad': 1e3, 'm': 1e3, 'rad/s': 1e4}
 
+#: The furthest an episode id may lie past a robot's newest one. Ids grow by one an episode
+#: (the driver numbers them; a relaunched robot side continues after the trainer's newest), so
+#: a million episodes ahead is a forged or random id, and taken as the newest it would number
+#: every later episode after it, up to the uint64's end.
+EPISODE_ID_JUMP = 10 ** 6
+
 
 def _finite(values, topic: str, field: str, size: int | None = None,
             unit: str | None = None) -> np.ndarray:

@@ -670,6 +670,12 @@ class Driver(Node, LocalControl):
             response.message = (f'episode {request.episode_id}: this driver has begun episode '
                                 f'{self.episode_id} already (episode ids only grow)')
             return response
+        if request.episode_id > self.episode_id + convert.EPISODE_ID_JUMP:
+            response.success = False
+            response.message = (f'episode {request.episode_id}: more than '
+                                f"{convert.EPISODE_ID_JUMP} after this driver's "
+                                f'{self.episode_id} (episode ids grow one an episode)')
+            return response
         if self.episode_id == 0 and self.wait_for_readers:
             missing = self._missing_readers()  # matched readers, as this writer sees them
             if missing:

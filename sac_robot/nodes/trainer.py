@@ -327,6 +327,11 @@ class Trainer(Node):
             rows = convert.read_experience(msg, self.profile.observation_spec,
                                            self.profile.action_size, 'experience')
             longest = self.max_episode_steps
+            if msg.episode_id > stream.newest[0] + convert.EPISODE_ID_JUMP:
+                raise convert.MessageError(
+                    f'experience: chunk {msg.sequence} is of episode {msg.episode_id}, more '
+                    f'than {convert.EPISODE_ID_JUMP} after the newest, {stream.newest[0]} '
+                    '(episode ids grow one an episode)')
             if msg.first_step + msg.num_transitions + msg.dropped > longest:
                 # (counts come from the sender: bounded by what an episode can hold)
                 raise convert.MessageError(
@@ -446,7 +451,14 @@ class Trainer(Node):
     # Training -------------------------------------------------------------------------------
 
     def _train(self):
+        compiling = getattr(self.agent, 'start_compiling', None)  # (SAC's compile)
+        compiled = getattr(self.agent, 'wait_compiled', None)
         while not self._stop.is_set():
+            if compiling is not None and len(self.buffer) >= self._starts() // 2:
+                # Half-way through the warm-up: the compiler has the other half, while the
+                # trainer has nothing to do (a run that never learns compiles nothing).
+                compiling()
+                compiling = None
             if self._starving():
                 if not self.starved:  # a policy holding for us must go on
                     self.starved = True
@@ -456,6 +468,9 @@ class Trainer(Node):
                     self.data_wait += 0.002  # (max_utd reached)
                 continue
             self.starved = False
+            if compiled is not None:  # the first update: what is left of the compiling,
+                compiled()  # outside the lock (the experience callbacks go on meanwhile)
+                compiled = None
             with self.lock:
                 batch = self.buffer.sample(self.config.batch_size, self.agent.device)
                 metrics = self.agent.update(batch)
@@ -523,6 +538,9 @@ class Trainer(Node):
 
     def publish_stats(self):
         """Publish training statistics (and warn when training falls behind min_utd)."""
+        # The progress too, though nothing moved: a foreign message on its latched topic (a
+        # forged count of 2^64 transitions held the lockstep policy for good) lasts a period.
+        self.publish_progress()
         now, updates, steps = time.monotonic(), self.agent.gradient_steps, self.env_steps
         then, updates0, steps0, wait0 = self._rate_mark
         if now > then:
