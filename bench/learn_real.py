@@ -153,8 +153,8 @@ def run_graph(name: str, robot: str, arguments: list, domain: int, out: str,
     return seconds, snapshots.taken
 
 
-def evaluate(robot: str, snapshots: list, episodes: int, seed: int) -> list:
-    """(steps, minutes, metric) for each snapshot."""
+def evaluate(robot: str, snapshots: list, episodes: int, seed: int, metric=None) -> list:
+    """(steps, minutes, metric) for each snapshot (``metric``: the robot's, or this one)."""
     import gymnasium
 
     from sac_robot.algorithms.checkpoint import load_checkpoint
@@ -169,7 +169,7 @@ def evaluate(robot: str, snapshots: list, episodes: int, seed: int) -> list:
         agent = build_agent('sac', spec, action_dim,
                             {'learning_starts': facts['learning_starts']}, seed)
         load_checkpoint(directory, agent, load_replay=False)
-        rows.append((steps, seconds / 60, facts['metric'][1](agent, episodes, seed)))
+        rows.append((steps, seconds / 60, (metric or facts['metric'][1])(agent, episodes, seed)))
     return rows
 
 

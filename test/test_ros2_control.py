@@ -463,15 +463,17 @@ def test_preflight_names_what_is_wrong(ros_context, standin_process):
     """Wrong joint names and a QoS that cannot match are refused at start-up, named.
 
     (Against the stand-in in a process of its own: within one process Fast DDS delivers
-    across a reliability mismatch, between processes it does not.)
+    across a reliability mismatch, between processes it does not. Each driver is a new node
+    that must discover the stand-in's publishers first: 1.5 s was not always enough on a
+    loaded machine, which gave "no publisher" for every topic instead.)
     """
     with pytest.raises(BackendError, match=r'refused: /joint_states: joint\(s\) '
                                            r'motor_front_left_a missing \(got motor_front_'):
-        make_driver(ros_context, preflight_timeout=1.5, joint_names=[
+        make_driver(ros_context, preflight_timeout=4.0, joint_names=[
             'motor_front_left_a', *MINITAUR.urdf_joints[1:]])
     with pytest.raises(BackendError, match='mocap\\): QoS mismatch: its publisher.* offer '
                                            'best_effort, ros2_control.mocap.qos is reliable'):
-        make_driver(ros_context, preflight_timeout=1.5, **{'mocap.qos': 'reliable'})
+        make_driver(ros_context, preflight_timeout=4.0, **{'mocap.qos': 'reliable'})
 
 
 def test_preflight_names_a_topic_of_another_type(ros_context):
