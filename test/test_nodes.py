@@ -1366,8 +1366,23 @@ def test_episode_counts_and_ids_from_senders_are_bounded(ros_context, executor, 
         msg = EpisodeEvent(robot_id='minitaur', episode_id=7, event=event, steps=2**32 - 1)
         (collector.on_event if event == EpisodeEvent.END else collector.on_check)(msg)
         assert collector.rejections.by_topic()[topic] == 1
-    collector.on_step(PolicyStep(robot_id='minitaur', episode_id=8, step=501))  # past any end
+    from sac_robot.nodes.collector import OPEN_EPISODES
+
+    def step(episode_id, k):
+        msg = PolicyStep(robot_id='minitaur', episode_id=episode_id, step=k)
+        msg.observation, msg.action = np.zeros(112, np.float32), np.zeros(8, np.float32)
+        return msg
+
+    collector.on_step(step(8, 501))  # past any episode's end: of no transition
     assert not collector.episodes and collector.dropped == 0 and not collector.unnumbered
+    # Steps of episodes that never end (random ids) are not held for good: at most
+    # OPEN_EPISODES, the one heard of longest ago forgotten first, the running one kept.
+    for k in range(3 * OPEN_EPISODES):
+        collector.on_step(step(1, k))  # the running episode, every step
+        collector.on_step(step(10**9 + k, 0))  # a stray one each time
+    assert len(collector.episodes) == OPEN_EPISODES and 1 in collector.episodes
+    assert len(collector.episodes[1].steps) == 3 * OPEN_EPISODES
+    assert collector.rejections.by_topic()['policy/steps'] == 2 * OPEN_EPISODES + 1
     collector.destroy_node()
 
     driver = Driver(context=ros_context, namespace='/minitaur', parameter_overrides=params())

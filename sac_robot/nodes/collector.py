@@ -38,6 +38,11 @@ from sac_robot.nodes.robots import profile as make_profile
 from sac_robot.nodes.spin import run
 
 
+#: Episodes held open at once (the running one, and the one before it while its last rewards
+#: come); more are steps of episodes that never end.
+OPEN_EPISODES = 16
+
+
 class _Episode:
     def __init__(self):
         self.steps = {}  # step -> PolicyStep
@@ -94,9 +99,25 @@ class DataCollector(Node):
         self.dropped = 0
 
     def _episode(self, episode_id: int):
+        """The episode's entry (made at its first message), newest-heard last; None if done.
+
+        At most ``OPEN_EPISODES`` are held: steps of episode ids that never end (a foreign
+        node's, random values) would otherwise pile up for good. The one heard of longest ago
+        goes first, said and counted; the running episode is heard of every step.
+        """
         if episode_id in self.finished:
             return None
-        return self.episodes.setdefault(episode_id, _Episode())
+        episode = self.episodes.get(episode_id)
+        if episode is not None:
+            self.episodes.move_to_end(episode_id)
+            return episode
+        if len(self.episodes) >= OPEN_EPISODES:
+            old_id, old = self.episodes.popitem(last=False)
+            self.rejections('policy/steps', f'episode {old_id}: no end heard while '
+                            f'{OPEN_EPISODES} newer episodes began; its {len(old.steps)} '
+                            'step(s) forgotten', 'episode dropped')
+        episode = self.episodes[episode_id] = _Episode()
+        return episode
 
     def on_step(self, msg: PolicyStep):
         """Keep a policy step."""
