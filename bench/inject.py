@@ -269,6 +269,11 @@ class Injector:
 
     def _fuzz(self) -> str:
         skip = ('/clock', '/rosout', '/parameter_events')
+        end = time.monotonic() + 20  # (discovery: a loaded machine can take seconds)
+        while time.monotonic() < end and not any(
+                topic.startswith(self.ns + '/') and self.node.get_publishers_info_by_topic(topic)
+                for topic, _ in self.node.get_topic_names_and_types()):
+            self.spin(0.1)
         publishers = []
         for topic, types in self.node.get_topic_names_and_types():
             if not topic.startswith(self.ns + '/') or topic in skip or not types:
@@ -282,6 +287,8 @@ class Injector:
             msg_class = message_class(types[0])
             publishers.append((self.node.create_publisher(msg_class, topic, profile),
                                msg_class))
+        if not publishers:
+            return f'fuzz: no topic under {self.ns} heard'
         self.spin(1.0)  # (discovery)
         sent, end = 0, time.monotonic() + self.seconds
         while time.monotonic() < end:
