@@ -47,7 +47,7 @@ $(VENV)/.deps: requirements.txt requirements-ros.txt constraints.txt | $(PY)
 # Interfaces generated and installed into the venv; Python sources symlinked (editable), so
 # nothing needs sourcing. A new source file needs this rule again, which `make setup` does.
 # First the interface packages of others that the venv cannot get from PyPI (interfaces/: for
-# now mocap4r2_msgs, the rigid bodies of MOCAP4ROS2's drivers), then ours.
+# now mocap4r2_msgs, the rigid bodies of MOCAP4ROS2's drivers, and tf2_msgs, for /tf), then ours.
 $(VENV)/.built: $(VENV)/.deps CMakeLists.txt package.xml $(SOURCES)
 	venv=$$(realpath $(VENV)); \
 	for package in interfaces/*/; do \
@@ -99,7 +99,7 @@ train: setup
 
 lock: setup
 	(echo '# Every package of the .venv, pinned (make lock). Used as pip constraints by make setup.'; \
-	 $(PY) -m pip freeze --exclude-editable | grep -v -E '^(sac.robot|mocap4r2.msgs)=') \
+	 $(PY) -m pip freeze --exclude-editable | grep -v -E '^(sac.robot|mocap4r2.msgs|tf2.msgs)=') \
 	  > constraints.txt
 
 bench: setup

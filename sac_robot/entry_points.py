@@ -22,6 +22,7 @@ NODES = {
     'policy': 'sac_robot.nodes.policy:main',
     'recorder': 'sac_robot.nodes.recorder:main',
     'reward_estimator': 'sac_robot.nodes.reward_estimator:main',
+    'robot_state': 'sac_robot.nodes.robot_state:main',
     'safety': 'sac_robot.nodes.safety:main',
     'status_monitor': 'sac_robot.nodes.status_monitor:main',
     'trainer': 'sac_robot.nodes.trainer:main',

@@ -100,7 +100,7 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
                                                                           ros_domain):
     run_dir = str(tmp_path / 'run')
     result = launch('minitaur_train.launch.py', 'max_steps:=1200', 'record:=true',
-                    f'run_dir:={run_dir}', f'config:={config}', 'status:=false')
+                    f'run_dir:={run_dir}', f'config:={config}', 'status:=false', 'tf:=true')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert 'required node trainer exited' in result.stdout + result.stderr
 
@@ -140,6 +140,9 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
                       'experience/ack', 'policy/weights', 'training_stats'):
             assert counts.get(f'/minitaur/{topic}', 0) > 0, (topic, counts)
         assert counts['/minitaur/policy/steps'] >= 1200 and counts['/clock'] >= 1200
+        # tf:=true: the robot for rviz and Foxglove (its URDF, its links).
+        assert counts['/minitaur/robot_description'] == 1 and counts['/tf_static'] == 1
+        assert counts['/tf'] > 100
         steps = [typestore.deserialize_cdr(raw, c.msgtype)
                  for c, _, raw in reader.messages([c for c in reader.connections
                                                    if c.topic == '/minitaur/policy/steps'])]
@@ -191,6 +194,7 @@ def test_minitaur_training_graph_runs_records_and_matches_the_environment(tmp_pa
         panels = json.load(stream)['configById'].values()
     paths = [p['value'] for panel in panels for p in panel.get('paths', [])]
     paths += [panel['topicPath'] for panel in panels if 'topicPath' in panel]
+    paths += [topic for panel in panels for topic in panel.get('topics', {})]
     for path in paths:
         topic, _, field = re.sub(r'\{[^}]*\}', '', path).partition('.')
         value = decoded[topic]
@@ -666,6 +670,11 @@ def test_a_fleet_launch_has_a_robot_side_per_robot_and_one_trainer():
             train.nodes({'robots': bad})
     with pytest.raises(LaunchArgumentError, match='part:=robot robot:=<namespace>'):
         train.nodes({'robots': 'dclaw0,dclaw1', 'hardware': 'real', 'port': '/dev/pts/1'})
+    # tf:=true: each robot's links under a frame prefix of its own on the one /tf.
+    shown = [n for n in train.nodes({'robots': 'dclaw0,dclaw1', 'tf': 'true'})
+             if n.executable == 'robot_state']
+    assert [(n.namespace, n.parameters[-1]['frame_prefix']) for n in shown] == [
+        ('dclaw0', 'dclaw0/'), ('dclaw1', 'dclaw1/')]
     # One robot, as before: no robots parameter, the trainer in the robot's namespace.
     single = {n.executable: n for n in train.nodes({})}
     assert single['trainer'].namespace == 'dclaw' and 'robots' not in single[

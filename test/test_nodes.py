@@ -5,6 +5,9 @@ Lockstep stepping, the command watchdog, bad input rejected with the node still 
 exactly-once experience delivery.
 """
 
+import math
+import re
+
 import numpy as np
 import pytest
 from conftest import spin_until
@@ -1288,16 +1291,18 @@ def test_a_reward_that_cannot_be_used_is_refused_where_it_enters(ros_context):
 
 def test_a_plain_sensor_data_and_a_default_subscriber_both_hear_the_driver(ros_context,
                                                                            executor, probe):
-    """ROS habits: both usual subscriber QoS match the driver's sensor topics.
+    """ROS habits: both usual subscriber QoS match the driver's sensor topics, and no stale ones.
 
-    `qos_profile_sensor_data` (best effort) and the default (reliable, volatile, depth 10).
+    `qos_profile_sensor_data` (best effort) and the default (reliable, volatile, depth 10); a
+    subscriber that joins late with the publisher's own QoS (as `ros2 topic echo` and `ros2 bag
+    record` adapt) receives only samples measured after it joined.
     """
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
     from sensor_msgs.msg import Imu, JointState
 
     from sac_robot.nodes.driver import Driver
     driver = Driver(context=ros_context, namespace='/minitaur', parameter_overrides=params(
-        clock='realtime', thread_priority=0))
+        clock='realtime', thread_priority=0, imu_variances=[1e-4, -1.0, 0.01]))
     executor.add_node(driver)
     heard = {'sensor_data': [], 'default': []}
     probe.create_subscription(JointState, 'joint_states', heard['sensor_data'].append,
@@ -1310,8 +1315,36 @@ def test_a_plain_sensor_data_and_a_default_subscriber_both_hear_the_driver(ros_c
     assert spin_until(executor, future.done) and future.result().success
     assert spin_until(executor, lambda: len(heard['sensor_data']) >= 5
                       and len(heard['default']) >= 5)
+    # The IMU's covariances as set (sensor_msgs: -1 where there is no estimate).
+    imu = heard['default'][-1]
+    assert list(imu.orientation_covariance) == [1e-4, 0, 0, 0, 1e-4, 0, 0, 0, 1e-4]
+    assert list(imu.angular_velocity_covariance) == [-1] + [0] * 8
+    assert list(imu.linear_acceleration_covariance)[::4] == [0.01] * 3
+    spin_until(executor, lambda: False, timeout=1.0)  # (a second of samples: 100 at 100 Hz)
+    offered = probe.get_publishers_info_by_topic('/minitaur/joint_states')[0].qos_profile
+    assert offered.durability == DurabilityPolicy.VOLATILE
+    joined = driver.get_clock().now().nanoseconds
+    late = listen(probe, JointState, 'joint_states', QoSProfile(
+        depth=1000, reliability=offered.reliability, durability=offered.durability))
+    assert spin_until(executor, lambda: len(late) >= 5)
+    period = int(driver.profile.control_period * 1e9)
+    stamps = [msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec for msg in late]
+    assert min(stamps) >= joined - 2 * period, (joined - min(stamps)) / 1e9  # (none stale)
     driver.close()
     driver.destroy_node()
+
+
+def test_imu_covariances_follow_sensor_msgs_and_refuse_what_it_cannot_say():
+    """Diagonal variances per field, -1 in element 0 where no estimate, zeros when unknown."""
+    orientation, rates, acceleration = convert.imu_covariances((1e-4, -1, (1e-2, 2e-2, 3e-2)))
+    assert orientation == (1e-4, 0, 0, 0, 1e-4, 0, 0, 0, 1e-4)
+    assert rates == (-1,) + (0,) * 8
+    assert acceleration[::4] == (1e-2, 2e-2, 3e-2)
+    assert convert.imu_covariances(()) == ((0.0,) * 9,) * 3
+    for bad, said in (((1e-4, 1e-4), '3 (orientation'), ((1e-4, -0.5, 0), '>= 0 or -1'),
+                      ((math.nan, 0, 0), 'finite')):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            convert.imu_covariances(bad)
 
 
 def test_a_step_that_cannot_be_used_is_refused_where_it_enters(ros_context):

@@ -80,6 +80,11 @@ def test_the_driver_runs_the_minitaur_through_its_stack(ros_context, executor, s
     # Our joint order and names, the stack's values matched by name.
     assert list(states[-1].name) == list(MINITAUR.joints)
     np.testing.assert_allclose(states[-1].position, standin.sim.motor_angles(), atol=0.05)
+    # The IMU's covariances (the broadcaster's parameters) passed on as they came.
+    from sac_robot.nodes.standin import IMU_COVARIANCES
+    for field, expected in zip(('orientation_covariance', 'angular_velocity_covariance',
+                                'linear_acceleration_covariance'), IMU_COVARIANCES):
+        assert list(getattr(imus[-1], field)) == expected, field
 
     # The first episode waits for a person: the robot rests meanwhile (its crouch).
     assert spin_until(executor, reset.service_is_ready)

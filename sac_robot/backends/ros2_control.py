@@ -601,7 +601,11 @@ class Ros2ControlBackend(Backend):
             acceleration = np.array([a.x, a.y, a.z], np.float64)
             if not np.isfinite(acceleration).all():
                 raise convert.MessageError(f'{topic}: linear_acceleration is not finite')
-            return quat, rates, acceleration
+            # (The broadcaster's covariances, passed on: the IMU's own, from its parameters.)
+            covariances = np.array(convert.read_imu_covariances(msg), np.float64)
+            if not np.isfinite(covariances).all():
+                raise convert.MessageError(f'{topic}: a covariance is not finite')
+            return quat, rates, acceleration, covariances
         return convert.read_pose(msg, topic)
 
     def _publish(self, targets):

@@ -73,6 +73,9 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         Argument('part', 'all', 'Which machine this is: all, robot or workstation.',
                  ('all', 'robot', 'workstation')),
         Argument('status', 'true', 'Print a live status line.', ('true', 'false')),
+        Argument('tf', 'false', 'Publish the robot for rviz and Foxglove: robot_description '
+                 '(its URDF), its links on /tf and /tf_static (the robot_state node).',
+                 ('true', 'false')),
         Argument('compose', 'robot', 'Which nodes share a process. robot: the whole robot side '
                  '(driver, policy, safety, reward estimator, collector) in one, as on a robot '
                  'computer (in lockstep the simulation cannot outrun the nodes that must see '
@@ -220,6 +223,10 @@ def training_graph(robot: str, train: bool = True) -> Graph:
                              'checkpoint': values['checkpoint'],
                              'deterministic': _flag(values['deterministic']),
                              'min_utd': 0.0})))  # no trainer to wait for
+            if _flag(values['tf']):  # (a fleet's robots each under a frame prefix of their own)
+                nodes.append(NodeSpec('robot_state', 'robot_state', namespace=namespace,
+                                      parameters=({**common, 'frame_prefix': (
+                                          namespace.strip('/') + '/' if fleet else '')},)))
             return nodes
 
         # A fleet's trainer, status line and recorder: in the root namespace, for every robot.

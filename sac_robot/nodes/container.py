@@ -24,6 +24,7 @@ NODE_CLASSES = {
     'policy': 'sac_robot.nodes.policy:PolicyNode',
     'recorder': 'sac_robot.nodes.recorder:Recorder',
     'reward_estimator': 'sac_robot.nodes.reward_estimator:RewardEstimator',
+    'robot_state': 'sac_robot.nodes.robot_state:RobotState',
     'safety': 'sac_robot.nodes.safety:SafetyNode',
     'status_monitor': 'sac_robot.nodes.status_monitor:StatusMonitor',
     'trainer': 'sac_robot.nodes.trainer:Trainer',

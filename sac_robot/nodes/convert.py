@@ -105,9 +105,40 @@ def read_joint_state(msg: JointState, names, topic: str) -> tuple:
 
 # IMU and motion capture ---------------------------------------------------------------------
 
+def imu_covariances(variances) -> tuple:
+    """The three row-major 3 x 3 covariances of a ``sensor_msgs/Imu`` from diagonal variances.
+
+    ``variances``: of the orientation (rad^2), the angular velocity ((rad/s)^2) and the linear
+    acceleration ((m/s^2)^2), each a number (the same on the three axes) or three; -1 where the
+    sensor gives no estimate of that field (sensor_msgs: element 0 set to -1). Empty: unknown,
+    all zeros (as sensor_msgs reads them).
+    """
+    if not len(variances):
+        return ((0.0,) * 9,) * 3
+    if len(variances) != 3:
+        raise ValueError(f'IMU variances: 3 (orientation, angular velocity, linear '
+                         f'acceleration), not {len(variances)}')
+    matrices = []
+    for variance in variances:
+        diagonal = np.broadcast_to(np.asarray(variance, np.float64), (3,))
+        if not np.isfinite(diagonal).all():
+            raise ValueError(f'IMU variances must be finite, not {variances!r}')
+        if diagonal[0] == -1:  # (no estimate of this field)
+            matrices.append((-1.0,) + (0.0,) * 8)
+            continue
+        if (diagonal < 0).any():
+            raise ValueError(f'IMU variances are >= 0 or -1 (no estimate), not {variances!r}')
+        matrices.append(tuple(float(v) for v in np.diag(diagonal).ravel()))
+    return tuple(matrices)
+
+
 def imu(quaternion, angular_velocity, linear_acceleration, stamp: int = 0,
-        frame_id: str = 'imu') -> Imu:
-    """A ``sensor_msgs/Imu`` from a ``[w, x, y, z]`` orientation and body-frame rates."""
+        frame_id: str = 'imu', covariances=None) -> Imu:
+    """A ``sensor_msgs/Imu`` from a ``[w, x, y, z]`` orientation and body-frame rates.
+
+    ``covariances``: the orientation's, angular velocity's and acceleration's (each nine
+    numbers, row-major; :func:`imu_covariances`); none: unknown (zeros).
+    """
     msg = Imu()
     msg.header.stamp, msg.header.frame_id = to_stamp(stamp), frame_id
     w, x, y, z = (float(q) for q in quaternion)
@@ -116,7 +147,18 @@ def imu(quaternion, angular_velocity, linear_acceleration, stamp: int = 0,
      msg.angular_velocity.z) = (float(v) for v in angular_velocity)
     (msg.linear_acceleration.x, msg.linear_acceleration.y,
      msg.linear_acceleration.z) = (float(v) for v in linear_acceleration)
+    if covariances is not None:
+        (msg.orientation_covariance, msg.angular_velocity_covariance,
+         msg.linear_acceleration_covariance) = (
+            np.asarray(c, np.float64).reshape(9) for c in covariances)
     return msg
+
+
+def read_imu_covariances(msg: Imu) -> tuple:
+    """The three covariances of a ``sensor_msgs/Imu`` (each nine numbers), as they came."""
+    return tuple(tuple(float(v) for v in c) for c in (
+        msg.orientation_covariance, msg.angular_velocity_covariance,
+        msg.linear_acceleration_covariance))
 
 
 def _quaternion(q, topic: str, field: str) -> np.ndarray:
@@ -229,7 +271,8 @@ def read_image(msg: Image, shape: tuple, topic: str) -> np.ndarray:
 #: reading's fields its reader returns). A backend reads a sensor as the fields of its message,
 #: in order: joint states ``(positions, velocities, efforts)`` (velocities or efforts ``None``
 #: or left out when it has none), the IMU ``(orientation [w, x, y, z], body rates,
-#: acceleration)``, a pose
+#: acceleration[, covariances])`` (covariances: the sensor's own, passed on; else the
+#: description's :attr:`~sac_robot.robots.description.Sensor.variances`), a pose
 #: ``(position, orientation)``, an image ``(rgb [H, W, 3],)``; the graph's readers
 #: (:func:`read_joint_state`, ...) return the leading fields they use.
 SENSOR_MESSAGES = {
@@ -237,7 +280,9 @@ SENSOR_MESSAGES = {
         lambda sensor, r, stamp: joint_state(sensor.joints, r[0], r[1] if len(r) > 1 else None,
                                              r[2] if len(r) > 2 else None, stamp, sensor.frame),
         2),
-    'sensor_msgs/Imu': (lambda sensor, r, stamp: imu(*r, stamp, sensor.frame), 2),
+    'sensor_msgs/Imu': (lambda sensor, r, stamp: imu(
+        r[0], r[1], r[2], stamp, sensor.frame,
+        r[3] if len(r) > 3 else imu_covariances(sensor.variances)), 2),
     'geometry_msgs/PoseStamped': (
         lambda sensor, r, stamp: pose_stamped(*r, stamp, sensor.frame), 2),
     'sensor_msgs/Image': (lambda sensor, r, stamp: image(r[0], stamp, sensor.frame), 1),

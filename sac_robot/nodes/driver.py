@@ -55,6 +55,7 @@ Clock modes (parameter ``clock``):
   uses state and command interfaces; the messages follow for everyone else.
 """
 
+import dataclasses
 import os
 import sys
 import threading
@@ -163,6 +164,20 @@ class Driver(Node, LocalControl):
         self.period_ns = int(round(self.profile.control_period * 1e9))
         #: The sensors published: those of the description the backend reports.
         self.sensors = {key: description.sensors[key] for key in self.backend.sensors}
+        #: IMUs whose covariances the parameter sets (over what a backend passes on).
+        self.imu_set = set()
+        for key, sensor in self.sensors.items():
+            if sensor.message != 'sensor_msgs/Imu':
+                continue
+            variances = [float(v) for v in declare('imu_variances', [0.0, 0.0, 0.0], describe(
+                'Diagonal variances of the IMU: orientation (rad^2), angular velocity '
+                '((rad/s)^2), linear acceleration ((m/s^2)^2), -1 where it gives no estimate; '
+                "all 0: the backend's own (a ros2_control IMU's, passed on) or else unknown "
+                '(sensor_msgs: zeros)')).value]
+            convert.imu_covariances(variances)  # (refused here when malformed)
+            if any(variances):
+                self.sensors[key] = dataclasses.replace(sensor, variances=tuple(variances))
+                self.imu_set.add(key)
 
         # Reliable publishers match reliable and best-effort subscribers alike.
         self.publishers_ = {key: self.create_publisher(self.profile.sensors[key][1],
@@ -408,7 +423,9 @@ class Driver(Node, LocalControl):
 
     def measurements(self, stamp: int, readings: dict) -> dict:
         """Every published sensor's message of a backend's ``readings``, stamped ``stamp``."""
-        return {key: convert.sensor_message(self.sensors[key], readings[key], stamp)
+        return {key: convert.sensor_message(
+                    self.sensors[key], readings[key][:3] if key in self.imu_set
+                    else readings[key], stamp)
                 for key in self.publishers_}
 
     # Callbacks ------------------------------------------------------------------------------

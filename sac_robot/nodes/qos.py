@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The QoS profiles of the graph, chosen on purpose and defined once.
 
-- sensor streams (joint states, IMU, motion capture, camera): best effort, keep the newest few;
-  a late sample is worthless and must never block the publisher;
+- sensor streams (joint states, IMU, motion capture, camera): volatile, as sensor drivers
+  publish them (a late joiner gets no stale samples); read best effort on hardware (a late
+  sample is worthless and must never block the publisher), reliable in lockstep simulation;
 - commands: reliable, published at depth 1 (only the newest target matters), read at depth 10
   (a bad message must not displace a good one before it is read). No QoS deadline: a subscriber
   deadline would refuse publishers without one (``ros2 topic pub``, other tools); the safety
@@ -23,12 +24,13 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 SENSOR = qos_profile_sensor_data
 
 #: What the graph's nodes subscribe to sensors with in lockstep simulation: reliable and deep, so
-#: a node descheduled for a moment (two cores, a trainer running) loses nothing. A reliable
-#: subscription does not match best-effort publishers (most hardware drivers, vrpn_mocap), so on
-#: hardware or in real time the nodes use SENSOR instead (parameter ``sensor_qos``).
+#: a node descheduled for a moment (two cores, a trainer running) loses nothing; volatile, as
+#: the sensor streams are. A reliable subscription does not match best-effort publishers (most
+#: hardware drivers, vrpn_mocap), so on hardware or in real time the nodes use SENSOR instead
+#: (parameter ``sensor_qos``).
 SENSOR_DEEP = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=500, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    durability=DurabilityPolicy.VOLATILE)
 
 
 def sensor_subscription(name: str) -> QoSProfile:
@@ -53,14 +55,16 @@ COMMAND_IN = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE)
 
-#: Sensor streams of the simulated driver: reliable and deep. In lockstep the loop runs as fast
-#: as the policy answers, and a subscriber further behind than the writer's history (the reward
-#: estimator, descheduled for a moment) would lose samples; transient local, so a reader that
-#: matches late still gets the episode's first samples. Best-effort and volatile subscribers
-#: (Foxglove) still match it.
+#: Sensor streams of the simulated driver (and /clock in lockstep): reliable and deep. In
+#: lockstep the loop runs as fast as the policy answers, and a subscriber further behind than
+#: the writer's history (the reward estimator, descheduled for a moment) would lose samples.
+#: Volatile, as sensor drivers publish: a late joiner (``ros2 topic echo``, ``ros2 bag
+#: record``) gets no stale samples; a graph reader that matches late is covered by the
+#: driver's wait for its readers and its resending of the newest observation. Best-effort
+#: (``qos_profile_sensor_data``) and default subscribers both match it.
 SENSOR_RELIABLE = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=500, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    durability=DurabilityPolicy.VOLATILE)
 
 LATCHED = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,

@@ -56,6 +56,11 @@ from sac_robot.robots.description import MINITAUR
 #: What the lab's stack is called on the wire, by default.
 STATE_TOPIC = '/joint_states'
 IMU_TOPIC = '/imu_sensor_broadcaster/imu'
+#: What the broadcaster's ``static_covariance_orientation``, ``..._angular_velocity`` and
+#: ``..._linear_acceleration`` parameters put on its messages (example values of the order of
+#: a MEMS IMU's: 1e-4 rad^2, 1e-5 (rad/s)^2, 1e-2 (m/s^2)^2); the driver passes them on.
+IMU_COVARIANCES = tuple(
+    [float(v) for v in np.diag([variance] * 3).ravel()] for variance in (1e-4, 1e-5, 1e-2))
 COMMAND_TOPIC = '/forward_position_controller/commands'
 TRACKER = 'minitaur'
 RIGID_BODIES_TOPIC = '/rigid_bodies'
@@ -233,6 +238,8 @@ class MinitaurStandin:
                 g.x, g.y, g.z = (float(v) for v in sim.base_angular_velocity())
                 a = imu.linear_acceleration
                 a.x, a.y, a.z = (float(v) for v in sim.data.sensor('imu_accelerometer').data)
+                (imu.orientation_covariance, imu.angular_velocity_covariance,
+                 imu.linear_acceleration_covariance) = IMU_COVARIANCES
                 out.append((self.imus, imu))
             else:
                 self.counts['imu_withheld'] += 1

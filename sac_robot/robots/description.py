@@ -25,6 +25,11 @@ class Sensor:
     frame: str
     #: For joint states: the joints it reports, in order.
     joints: tuple = ()
+    #: For an IMU: the diagonal variances of its orientation (rad^2), angular velocity
+    #: ((rad/s)^2) and linear acceleration ((m/s^2)^2), as its datasheet gives them; -1 for a
+    #: field it does not estimate (sensor_msgs/Imu); empty: unknown (all-zero covariances).
+    #: The driver's ``imu_variances`` parameter sets them for a robot's own IMU.
+    variances: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +157,8 @@ MINITAUR = RobotDescription(
     hold_pose=_frozen(np.full(8, MINITAUR_STANDING_EXTENSION)),
     reset_pose=_frozen(np.full(8, MINITAUR_STANDING_EXTENSION)),
     sensors={
-        'joints': Sensor('joint_states', 'sensor_msgs/JointState', 'base', MINITAUR_MOTORS),
+        'joints': Sensor('joint_states', 'sensor_msgs/JointState', 'base_link',
+                         MINITAUR_MOTORS),
         'imu': Sensor('imu/data', 'sensor_msgs/Imu', 'imu'),
         'mocap': Sensor('mocap/pose', 'geometry_msgs/PoseStamped', 'world'),
     },
