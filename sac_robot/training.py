@@ -22,23 +22,17 @@ import torch
 
 from sac_robot.algorithms.checkpoint import (load_checkpoint, read_checkpoint_meta,
                                              recover_checkpoint, save_checkpoint)
-from sac_robot.algorithms.observations import spec_from_space
+from sac_robot.algorithms.observations import image_key, spec_from_space
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SAC, SACConfig
 from sac_robot.algorithms.sql import SQL, FineTuneSchedule, SQLConfig
+from sac_robot.defaults import PIXEL_DEFAULTS, TRAINER_DEFAULTS
 from sac_robot.scalars import Scalars
 
 log = logging.getLogger('sac_robot.train')
 
 ALGORITHMS = {'sac': (SAC, SACConfig), 'sql': (SQL, SQLConfig)}
 
-#: SAC settings in which the training tools (``sac-robot train``, and the trainer node through
-#: config/*_train.yaml) differ from the library's :class:`SACConfig`: the updates compiled
-#: (``torch.compile``, begun beside the warm-up steps): 1.17x the eager update's rate on an
-#: AVX-512 Intel CPU, about the same on an AVX2 AMD one (docs/benchmarks.md), but seconds of
-#: compiling and no bit-for-bit equality with the eager update, which a library user may
-#: rather not have. ``--set compile=false`` turns it off.
-TRAINER_DEFAULTS = {'compile': True}
 
 #: Environment steps between TensorBoard points of the update's metrics and the rates, at
 #: most (as often as evaluations where they are more frequent).
@@ -137,7 +131,8 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
     eval_env = make_env(run.env, run.seed + 10_000)
     obs_spec, action_dim = spec_from_space(env.observation_space), env.action_space.shape[0]
     if run.algo == 'sac':  # compiled updates, unless told otherwise (see TRAINER_DEFAULTS)
-        overrides = {**TRAINER_DEFAULTS, **(overrides or {})}
+        pixels = PIXEL_DEFAULTS if image_key(obs_spec) is not None else {}
+        overrides = {**TRAINER_DEFAULTS, **pixels, **(overrides or {})}
     agent = build_agent(run.algo, obs_spec, action_dim, overrides, run.seed)
     config = agent.config
     buffer = ReplayBuffer(obs_spec, action_dim, min(config.buffer_size, max(run.steps, 1)),

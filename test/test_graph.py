@@ -229,6 +229,8 @@ def test_dclaw_learns_from_pixels_through_the_graph(tmp_path, ros_domain):
     assert buffer.obs_spec == {'joints': (9,), 'pixels': (32, 32, 3), 'velocities': (9,)}
     assert len(buffer) == 120 and meta['extra']['dropped'] == 0
     assert meta['extra']['policy_version'] >= 1 and meta['gradient_steps'] > 0
+    # The image task's SAC defaults (one encoder, the critics'; the random shift).
+    assert meta['config']['shared_encoder'] and meta['config']['image_shift'] == 2
     images = buffer.storage['obs.pixels'][:120]
     assert len(np.unique(images.reshape(120, -1), axis=0)) == 120  # every step its own frame
     # Within an episode the next observation is the following step's observation.

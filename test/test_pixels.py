@@ -8,7 +8,7 @@ import torch
 
 from sac_robot.algorithms.checkpoint import (export_policy, import_policy, load_checkpoint,
                                              save_checkpoint)
-from sac_robot.algorithms.networks import Encoder
+from sac_robot.algorithms.networks import Encoder, random_shift
 from sac_robot.algorithms.observations import spec_from_space, to_tensor
 from sac_robot.algorithms.replay import ReplayBuffer, ReplayBufferError
 from sac_robot.algorithms.sac import SAC, SACConfig
@@ -54,9 +54,10 @@ def test_buffer_stores_images_as_bytes_and_round_trips(tmp_path):
         buffer.add(bad, np.zeros(9), 0, observation(rng), 0, 0)
 
 
-def test_agent_acts_updates_checkpoints_and_exports(tmp_path):
+@pytest.mark.parametrize('options', [{}, {'shared_encoder': True, 'image_shift': 2}])
+def test_agent_acts_updates_checkpoints_and_exports(tmp_path, options):
     rng = np.random.default_rng(1)
-    agent = SAC(SPEC, 9, SACConfig(hidden=(32, 32)), seed=0)
+    agent = SAC(SPEC, 9, SACConfig(hidden=(32, 32), **options), seed=0)
     assert agent.act(observation(rng)).shape == (9,)
     assert agent.act(observation(rng, 3)).shape == (3, 9)
     buffer = ReplayBuffer(SPEC, 9, capacity=50, seed=0)
@@ -67,15 +68,91 @@ def test_agent_acts_updates_checkpoints_and_exports(tmp_path):
         metrics = agent.update(buffer.sample(8))
         assert np.isfinite(list(metrics.values())).all()
     save_checkpoint(str(tmp_path / 'ckpt'), agent, buffer)
-    restored = SAC(SPEC, 9, SACConfig(hidden=(32, 32)), seed=7)
+    restored = SAC(SPEC, 9, SACConfig(hidden=(32, 32), **options), seed=7)
     load_checkpoint(str(tmp_path / 'ckpt'), restored)
     obs = observation(rng)
     assert np.array_equal(agent.act(obs, True), restored.act(obs, True))
+    batch = buffer.sample(8)  # (the restored agent updates on: its optimizers fit)
+    assert np.isfinite(list(restored.update(batch).values())).all()
     network, meta = import_policy(export_policy(agent, version=3))
     tensors, _ = to_tensor(obs, agent.obs_spec, 'cpu')
     assert torch.equal(network(tensors, True)[0][0], torch.as_tensor(agent.act(obs, True)))
     with pytest.raises(ValueError, match='keys'):
         agent.act({'pixels': obs['pixels']})
+
+
+def test_random_shift_moves_each_image_by_its_own_offset_and_repeats_the_edges():
+    """DrQ's augmentation: pad by repeating the border, crop at a random offset per image."""
+    rng = np.random.default_rng(2)
+    images = torch.as_tensor(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(0))
+    assert shifted.shape == images.shape and shifted.dtype == torch.uint8
+    padded = np.pad(images.numpy(), ((0, 0), (2, 2), (2, 2), (0, 0)), mode='edge')
+    found = []
+    for image, out in zip(padded, shifted.numpy()):
+        offsets = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if np.array_equal(image[dy:dy + 32, dx:dx + 32], out)]
+        assert len(offsets) == 1  # (random images: one offset explains it)
+        found.append(offsets[0])
+    assert len(set(found)) > 15  # 25 offsets, drawn per image
+    assert torch.equal(shifted, random_shift(images, 2, torch.Generator().manual_seed(0)))
+    assert not torch.equal(shifted, random_shift(images, 2, torch.Generator().manual_seed(1)))
+    assert random_shift(images, 0) is images
+
+
+def _pixel_batch(seed=3, size=16):
+    rng = np.random.default_rng(seed)
+    buffer = ReplayBuffer(SPEC, 9, capacity=50, seed=0)
+    buffer.add(observation(rng, 20), rng.uniform(-1, 1, (20, 9)), rng.normal(size=20),
+               observation(rng, 20), np.zeros(20), np.zeros(20))
+    return buffer.sample(size)
+
+
+def _encoders(agent):
+    return ([p.clone() for p in agent.critic.encoder.parameters()],
+            [p.clone() for p in agent.actor.encoder.parameters()])
+
+
+@pytest.mark.parametrize('joint', [False, True])
+def test_a_shared_encoder_learns_from_the_critics_alone_and_the_policy_acts_with_it(joint):
+    """shared_encoder: the policy's loss moves no encoder weight; its copy follows the critics'.
+
+    Two agents from one state, one updating its critics only, the other also its policy: the
+    critics' encoders end equal (the policy's gradient never reached it), and each policy's copy
+    equals its critics' encoder. Without sharing, the policy's own encoder moves.
+    """
+    batch = _pixel_batch()
+    config = {'hidden': (32, 32), 'shared_encoder': True, 'joint_update': joint}
+    critic_only, both = (SAC(SPEC, 9, SACConfig(**config), seed=0) for _ in range(2))
+    assert not any(p.requires_grad for p in both.actor.encoder.parameters())
+    before = _encoders(both)
+    if joint:  # (the joint update always steps the policy: compare with the sequential one)
+        critic_only.config.joint_update = False
+    critic_only.update(batch, update_actor=False)
+    both.update(batch)
+    after_critic, after_both = _encoders(critic_only), _encoders(both)
+    for a, b, old in zip(after_critic[0], after_both[0], before[0]):
+        assert torch.equal(a, b) and not torch.equal(a, old)
+    for agent in (critic_only, both):
+        for critic, actor in zip(*_encoders(agent)):
+            assert torch.equal(critic, actor)
+    separate = SAC(SPEC, 9, SACConfig(hidden=(32, 32)), seed=0)
+    own = [p.clone() for p in separate.actor.encoder.parameters()]
+    separate.update(batch)
+    assert any(not torch.equal(p, q) for p, q in zip(own, separate.actor.encoder.parameters()))
+
+
+def test_image_shift_augments_the_minibatch_and_needs_an_image():
+    """image_shift: the same minibatch and seed give another critic loss; flat inputs refuse."""
+    batch = _pixel_batch()
+    plain = SAC(SPEC, 9, SACConfig(hidden=(32, 32)), seed=0).update(batch)
+    shifted = SAC(SPEC, 9, SACConfig(hidden=(32, 32), image_shift=2), seed=0).update(batch)
+    assert plain['loss/critic'] != shifted['loss/critic']
+    assert np.isfinite(list(shifted.values())).all()
+    with pytest.raises(ValueError, match='image'):
+        SAC(12, 3, SACConfig(image_shift=2))
+    with pytest.raises(ValueError, match='image'):
+        SAC(12, 3, SACConfig(shared_encoder=True))
 
 
 class SideOfTheImage(gymnasium.Env):

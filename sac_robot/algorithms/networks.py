@@ -90,6 +90,11 @@ class QEnsemble(nn.Module):
                 features = self.encoder(obs)
         else:
             features = self.encoder(obs)
+        return self.head(features, action, detach_params)
+
+    def head(self, features: torch.Tensor, action: torch.Tensor,
+             detach_params: bool = False) -> torch.Tensor:
+        """:meth:`forward` from the encoder's ``features`` of the observations."""
         x = torch.cat([features, action.to(features.dtype)], dim=-1)
         for layer in self.net:
             x = layer(x, detach_params) if isinstance(layer, EnsembleLinear) else layer(x)
@@ -118,20 +123,27 @@ class TanhGaussianPolicy(nn.Module):
         self.encoder = Encoder(obs_spec)
         self.net = mlp(self.encoder.out_features, hidden, 2 * action_dim)
 
-    def distribution(self, obs):
-        """Return the mean and the clamped log standard deviation of ``u``."""
-        mean, log_std = self.net(self.encoder(obs)).float().chunk(2, dim=-1)
+    def distribution(self, obs=None, features: torch.Tensor | None = None):
+        """Return the mean and the clamped log standard deviation of ``u``.
+
+        From ``obs``, or from ``features`` an encoder made of them (a shared encoder's).
+        """
+        if features is None:
+            features = self.encoder(obs)
+        mean, log_std = self.net(features).float().chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def forward(self, obs, deterministic: bool = False,
-                generator: torch.Generator | None = None, log_prob: bool = True):
+                generator: torch.Generator | None = None, log_prob: bool = True,
+                features: torch.Tensor | None = None):
         """Return ``(action, log_prob)``; deterministic gives ``tanh(mean)`` and no log-prob.
 
-        ``obs`` is a ``[B, O]`` tensor or, for a dict observation spec, a dict of them.
-        ``log_prob=False`` skips the log-probability (None), as acting needs none; the action
-        and the generator's stream are the same either way.
+        ``obs`` is a ``[B, O]`` tensor or, for a dict observation spec, a dict of them (or
+        None with ``features``: an encoder's of them). ``log_prob=False`` skips the
+        log-probability (None), as acting needs none; the action and the generator's stream
+        are the same either way.
         """
-        mean, log_std = self.distribution(obs)
+        mean, log_std = self.distribution(obs, features)
         if deterministic:
             return torch.tanh(mean), None
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -189,6 +201,27 @@ class PixelEncoder(nn.Module):
         """Return ``[B, out_features]`` features of ``image`` and ``proprio``."""
         pixels = image.permute(0, 3, 1, 2).float() / 255.0
         return torch.cat([self.conv(pixels), proprio], dim=-1)
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+    """Each image shifted by up to ``pad`` pixels each way, its edges repeated (DrQ).
+
+    The random-shift augmentation of DrQ (Kostrikov, Yarats and Fergus 2021): pad by ``pad``
+    repeating the border pixels, then crop at a random offset, one offset per image. Done as
+    one gather of clamped pixel indices on the ``uint8 [B, H, W, C]`` batch, without building
+    the padded images.
+    """
+    if pad <= 0:
+        return images
+    batch, height, width, channels = images.shape
+    offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator,
+                            device=images.device) - pad
+    rows = (torch.arange(height, device=images.device) + offsets[:, :1]).clamp_(0, height - 1)
+    cols = (torch.arange(width, device=images.device) + offsets[:, 1:]).clamp_(0, width - 1)
+    pixels = (rows[:, :, None] * width + cols[:, None, :]).view(batch, height * width, 1)
+    return images.reshape(batch, height * width, channels).gather(
+        1, pixels.expand(-1, -1, channels)).view(batch, height, width, channels)
 
 
 class Encoder(nn.Module):

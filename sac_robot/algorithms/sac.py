@@ -15,8 +15,8 @@ import torch
 
 from sac_robot.algorithms import gradients, optim
 from sac_robot.algorithms.losses import policy_loss, q_loss, soft_q_target, temperature_loss
-from sac_robot.algorithms.networks import QEnsemble, TanhGaussianPolicy
-from sac_robot.algorithms.observations import normalize_spec, to_tensor
+from sac_robot.algorithms.networks import QEnsemble, TanhGaussianPolicy, random_shift
+from sac_robot.algorithms.observations import image_key, normalize_spec, to_tensor
 from sac_robot.algorithms.replay import Batch
 
 
@@ -76,6 +76,19 @@ class SACConfig:
     of its own from ``SAC.start_compiling()`` (call it before the warm-up steps: ``sac-robot
     train`` and the trainer node do), or in the first update. Needs a C++ compiler; without
     one the agent warns and runs them uncompiled. Only with ``closed_form``."""
+    image_shift: int = 0
+    """Random-shift augmentation of the images of every minibatch (DrQ: Kostrikov, Yarats and
+    Fergus 2021): each observation's and next observation's image shifted by up to this many
+    pixels, its edges repeated, drawn independently; 0: off. Only for observations with an
+    image (DrQ pads 84 x 84 images by 4; 2 is the same share of a 32 x 32 one)."""
+    shared_encoder: bool = False
+    """One image encoder, the critics', trained by the critics' loss alone; the policy acts on
+    its features detached and the target critics' heads read its features of the next
+    observations (DrQ-v2: Yarats et al. 2022; SAC-AE before it): each observation encoded once
+    an update instead of five times. The policy keeps a copy of the encoder, refreshed after
+    every critic step, so that a policy exported alone acts the same. False: each network its
+    own encoder trained by its own loss, as softlearning. Only for observations with an
+    image."""
     bf16: bool = False
     """Run the networks' matrix products in bfloat16 (autocast); losses stay float32. Only on
     CPUs with AVX-512 BF16 or AMX (or a GPU): without bf16 units the products are emulated, and
@@ -117,11 +130,21 @@ class SAC:
         self.critic = QEnsemble(self.obs_spec, action_dim, config.hidden, config.num_critics,
                                 config.critic_dropout, config.critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        #: The observation's image, if any (augmented, encoded once for both networks).
+        self.image = image_key(self.obs_spec)
+        if (config.image_shift or config.shared_encoder) and self.image is None:
+            raise ValueError('image_shift and shared_encoder are for observations with an '
+                             f'image; this one has none ({self.obs_spec})')
+        self.shared_encoder = config.shared_encoder
+        if self.shared_encoder:  # (the policy's copy: no gradient of its own)
+            self.actor.encoder.requires_grad_(False)
+            self.sync_actor_encoder()
         self.log_alpha = torch.tensor(float(np.log(config.alpha)), device=self.device,
                                       requires_grad=config.auto_alpha)
         self.target_entropy = (-float(action_dim) if config.target_entropy is None
                                else float(config.target_entropy))
-        self.actor_optimizer = optim.adam(self.actor.parameters(), config.actor_lr)
+        self.actor_optimizer = optim.adam(
+            [p for p in self.actor.parameters() if p.requires_grad], config.actor_lr)
         self.critic_optimizer = optim.adam(self.critic.parameters(), config.critic_lr)
         self.alpha_optimizer = optim.adam([self.log_alpha], config.alpha_lr)
         self._critic_params = list(self.critic.parameters())  # for the Polyak update
@@ -165,6 +188,22 @@ class SAC:
             self._compiling = None
         return self._compiled
 
+    @torch.no_grad()
+    def sync_actor_encoder(self):
+        """Make the policy's copy of the shared encoder equal to the critics' one."""
+        torch._foreach_copy_(list(self.actor.encoder.parameters()),
+                             list(self.critic.encoder.parameters()))
+
+    def _augmented(self, batch: Batch) -> Batch:
+        """The minibatch with its images shifted (``image_shift``), or as it is."""
+        pad = self.config.image_shift
+        if not pad:
+            return batch
+
+        def shifted(obs):
+            return {**obs, self.image: random_shift(obs[self.image], pad, self.generator)}
+        return batch._replace(obs=shifted(batch.obs), next_obs=shifted(batch.next_obs))
+
     @property
     def alpha(self) -> float:
         """The current temperature."""
@@ -199,7 +238,10 @@ class SAC:
         """One gradient step of the critics, then (optionally) of the policy and alpha."""
         if gradients.applicable(self.config, self.obs_spec):
             return self._closed_form_update(batch, update_actor)
+        batch = self._augmented(batch)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16):
+            if self.shared_encoder:
+                return self._shared_encoder_update(batch, update_actor)
             if self.config.joint_update and update_actor:
                 return self._joint_update(batch)
             return self._sequential_update(batch, update_actor)
@@ -273,6 +315,55 @@ class SAC:
             polyak_update(self._target_params, self._critic_params, self.config.tau)
             self.gradient_steps += 1
         return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
+
+    def _shared_encoder_update(self, batch: Batch, update_actor: bool) -> dict:
+        """``update`` with one image encoder, the critics' (``shared_encoder``), as DrQ-v2.
+
+        Each observation is encoded once per update: the next observations without gradient
+        (their features serve the policy's next action and the target critics' heads, as in
+        DrQ-v2, where the target has no encoder of its own), the observations with the critic
+        loss's gradient, their features then constants for the policy and temperature losses
+        (Eq. 9, 18). In Algorithm 1's order the policy sees the just-updated critics' heads;
+        with ``joint_update`` all three gradients come from the same parameters.
+        """
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_features = self.critic.encoder(batch.next_obs)
+            next_action, next_log_prob = self.actor(None, generator=self.generator,
+                                                    features=next_features)
+            next_q = self._target_min(self.critic_target.head(next_features, next_action))
+            target = soft_q_target(next_q, next_log_prob, batch.reward, batch.terminated,
+                                   self.config.gamma, alpha)
+        features = self.critic.encoder(batch.obs)
+        q = self.critic.head(features, batch.action)
+        critic_loss = q_loss(q, target)
+        joint = self.config.joint_update and update_actor
+        if not joint:
+            optim.minimize(critic_loss, [self.critic_optimizer])
+            self._after_critic_step()
+            if not update_actor:
+                return _metrics(critic_loss, q)
+        features = features.detach()
+        action, log_prob = self.actor(None, generator=self.generator, features=features)
+        q_pi = self._policy_q(self.critic.head(features, action, detach_params=True))
+        actor_loss = policy_loss(alpha, log_prob, q_pi)
+        alpha_loss = (temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+                      if self.config.auto_alpha else None)
+        loss, optimizers = actor_loss, [self.actor_optimizer]
+        if alpha_loss is not None:
+            loss, optimizers = loss + alpha_loss, optimizers + [self.alpha_optimizer]
+        if joint:
+            loss, optimizers = loss + critic_loss, optimizers + [self.critic_optimizer]
+        optim.minimize(loss, optimizers)
+        if joint:
+            self._after_critic_step()
+        return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
+
+    def _after_critic_step(self):
+        """The target critics' Polyak step, the policy's copy of the encoder, the count."""
+        polyak_update(self._target_params, self._critic_params, self.config.tau)
+        self.sync_actor_encoder()
+        self.gradient_steps += 1
 
     def _joint_update(self, batch: Batch) -> dict:
         """All three gradients from the same parameters, one backward pass, three steps."""

@@ -14,6 +14,7 @@ import time
 from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArgumentError,
                                      NodeSpec, compose, config_file)
 from sac_robot.backends import BACKENDS, backend_class
+from sac_robot.defaults import PIXEL_DEFAULTS
 from sac_robot.robots.description import describe
 
 #: The robot side's nodes in a composed process, the policy first.
@@ -233,8 +234,14 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         home = '' if fleet else namespaces[0]
         workstation = []
         if train:
+            # An image task's SAC defaults (PIXEL_DEFAULTS) over the package's file, under the
+            # user's.
+            pixel_defaults = ({f'agent.{k}': v for k, v in PIXEL_DEFAULTS.items()}
+                              if pixels and values['algorithm'] == 'sac' else None)
+            trainer_files = (files[:1] + ((pixel_defaults,) if pixel_defaults else ())
+                             + files[1:])
             workstation.append(NodeSpec('trainer', 'trainer', namespace=home, required=True,
-                                        parameters=(*files, {
+                                        parameters=(*trainer_files, {
                                             **common, **seeing, 'algorithm': values['algorithm'],
                                             'resume': _flag(values['resume']),
                                             'max_steps': max_steps, 'seed': seed,
