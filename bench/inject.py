@@ -289,7 +289,13 @@ class Injector:
                                msg_class))
         if not publishers:
             return f'fuzz: no topic under {self.ns} heard'
-        self.spin(1.0)  # (discovery)
+        # Until every new publisher has met its topic's readers (discovery, per writer-reader
+        # pair, takes seconds on a loaded machine): a message sent before is heard by no one.
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not all(
+                publisher.get_subscription_count() > 0 for publisher, _ in publishers
+                if self.node.get_subscriptions_info_by_topic(publisher.topic_name)):
+            self.spin(0.1)
         sent, end = 0, time.monotonic() + self.seconds
         while time.monotonic() < end:
             publisher, msg_class = self.rng.choice(publishers)
