@@ -31,9 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import describe  # noqa: E402
 
 from sac_robot.algorithms.checkpoint import load_checkpoint  # noqa: E402
-from sac_robot.algorithms.observations import image_key, spec_from_space  # noqa: E402
-from sac_robot.training import (PIXEL_DEFAULTS, TRAINER_DEFAULTS, RunConfig,  # noqa: E402
-                                build_agent, make_env, train)
+from sac_robot.algorithms.observations import spec_from_space  # noqa: E402
+from sac_robot.training import (RunConfig, build_agent, make_env, train,  # noqa: E402
+                                tool_settings)
 
 
 def success_rate(agent, env_id: str, episodes: int, seed: int) -> tuple:
@@ -58,7 +58,6 @@ def run_seed(args, env_id: str, settings: dict, seed: int, out: str) -> list:
     probe = gymnasium.make(env_id)
     spec, action_dim = spec_from_space(probe.observation_space), probe.action_space.shape[0]
     probe.close()
-    defaults = {**TRAINER_DEFAULTS, **(PIXEL_DEFAULTS if image_key(spec) else {})}
     curve, training = [], 0.0
     for steps in range(args.eval_every, args.steps + 1, args.eval_every):
         start = time.monotonic()
@@ -66,8 +65,8 @@ def run_seed(args, env_id: str, settings: dict, seed: int, out: str) -> list:
                         checkpoint_every=0, resume=steps > args.eval_every, progress=False,
                         tensorboard=False, threads=args.threads), dict(settings))
         training += time.monotonic() - start
-        agent = build_agent('sac', spec, action_dim, {**defaults, **settings, 'compile': False},
-                            seed)
+        agent = build_agent('sac', spec, action_dim,
+                            tool_settings('sac', spec, {**settings, 'compile': False}), seed)
         load_checkpoint(os.path.join(out, 'checkpoint'), agent, load_replay=False)
         rate, mean_return = success_rate(agent, env_id, args.episodes, 10_000 + steps)
         curve.append((steps, rate, mean_return, training))

@@ -32,8 +32,8 @@ from machine import describe  # noqa: E402
 
 from sac_robot.algorithms.observations import spec_from_space  # noqa: E402
 from sac_robot.algorithms.replay import ReplayBuffer  # noqa: E402
-from sac_robot.training import (PIXEL_DEFAULTS, TRAINER_DEFAULTS, build_agent,  # noqa: E402
-                                make_env)
+from sac_robot.defaults import PIXEL_DEFAULTS, TRAINER_DEFAULTS  # noqa: E402
+from sac_robot.training import build_agent, make_env  # noqa: E402
 
 
 def timed(function, repeats: int) -> float:

@@ -91,7 +91,7 @@ def main():
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     parser.add_argument('--bf16', action='store_true', help='also measure bf16 autocast')
     args = parser.parse_args()
-    from sac_robot.training import TRAINER_DEFAULTS
+    from sac_robot.defaults import TRAINER_DEFAULTS
     variants = {'trainer': dict(TRAINER_DEFAULTS), 'eager': {},
                 'joint': {'joint_update': True}, 'autograd': {'closed_form': False}}
     if args.bf16:

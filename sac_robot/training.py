@@ -122,6 +122,18 @@ def build_agent(algo: str, obs_spec, action_dim: int, overrides: dict | None = N
     return agent_class(obs_spec, action_dim, config_class(**(overrides or {})), seed=seed)
 
 
+def tool_settings(algo: str, obs_spec, overrides: dict | None = None) -> dict:
+    """The agent settings ``sac-robot train`` runs with: its defaults, then ``overrides``.
+
+    For SAC the training tools' defaults (``TRAINER_DEFAULTS``: compiled updates) and, on an
+    image task, ``PIXEL_DEFAULTS`` (sac_robot/defaults.py); SQL's are its config's.
+    """
+    if algo != 'sac':
+        return dict(overrides or {})
+    pixels = PIXEL_DEFAULTS if image_key(obs_spec) is not None else {}
+    return {**TRAINER_DEFAULTS, **pixels, **(overrides or {})}
+
+
 def train(run: RunConfig, overrides: dict | None = None) -> dict:
     """Train as ``run`` says; return the final metrics (and write them to ``out``)."""
     if run.threads:
@@ -130,10 +142,8 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
     env = make_env(run.env, run.seed)
     eval_env = make_env(run.env, run.seed + 10_000)
     obs_spec, action_dim = spec_from_space(env.observation_space), env.action_space.shape[0]
-    if run.algo == 'sac':  # compiled updates, unless told otherwise (see TRAINER_DEFAULTS)
-        pixels = PIXEL_DEFAULTS if image_key(obs_spec) is not None else {}
-        overrides = {**TRAINER_DEFAULTS, **pixels, **(overrides or {})}
-    agent = build_agent(run.algo, obs_spec, action_dim, overrides, run.seed)
+    agent = build_agent(run.algo, obs_spec, action_dim,
+                        tool_settings(run.algo, obs_spec, overrides), run.seed)
     config = agent.config
     buffer = ReplayBuffer(obs_spec, action_dim, min(config.buffer_size, max(run.steps, 1)),
                           seed=run.seed)

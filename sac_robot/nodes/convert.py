@@ -9,6 +9,7 @@ geometry_msgs; times are integer nanoseconds in numpy.
 """
 
 import array
+import functools
 import hashlib
 import math
 
@@ -105,7 +106,8 @@ def read_joint_state(msg: JointState, names, topic: str) -> tuple:
 
 # IMU and motion capture ---------------------------------------------------------------------
 
-def imu_covariances(variances) -> tuple:
+@functools.lru_cache(maxsize=16)  # (a sensor's are constant: made once, not every step)
+def imu_covariances(variances: tuple) -> tuple:
     """The three row-major 3 x 3 covariances of a ``sensor_msgs/Imu`` from diagonal variances.
 
     ``variances``: of the orientation (rad^2), the angular velocity ((rad/s)^2) and the linear

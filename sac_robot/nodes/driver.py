@@ -169,14 +169,15 @@ class Driver(Node, LocalControl):
         for key, sensor in self.sensors.items():
             if sensor.message != 'sensor_msgs/Imu':
                 continue
-            variances = [float(v) for v in declare('imu_variances', [0.0, 0.0, 0.0], describe(
+            values = declare('imu_variances', [0.0, 0.0, 0.0], describe(
                 'Diagonal variances of the IMU: orientation (rad^2), angular velocity '
                 '((rad/s)^2), linear acceleration ((m/s^2)^2), -1 where it gives no estimate; '
                 "all 0: the backend's own (a ros2_control IMU's, passed on) or else unknown "
-                '(sensor_msgs: zeros)')).value]
+                '(sensor_msgs: zeros)')).value
+            variances = tuple(float(v) for v in values)
             convert.imu_covariances(variances)  # (refused here when malformed)
             if any(variances):
-                self.sensors[key] = dataclasses.replace(sensor, variances=tuple(variances))
+                self.sensors[key] = dataclasses.replace(sensor, variances=variances)
                 self.imu_set.add(key)
 
         # Reliable publishers match reliable and best-effort subscribers alike.

@@ -82,13 +82,14 @@ class RobotState(Node):
                     JointState, sensor.topic,
                     lambda msg, topic=sensor.topic: self.on_joint_state(msg, topic), qos.SENSOR)
         self.marker = None
-        mocap = description.sensors.get('mocap')
+        mocap = next((sensor for sensor in description.sensors.values() if sensor.tracked),
+                     None)
         if mocap is not None and self.kinematics.root == 'base_link':
             # The marker's frame in the base's: the pose of the marker gives the base's.
             frames = urdf.forward(self.kinematics,
                                   dict.fromkeys(self.kinematics.moving(), 0.0))
-            self.marker = np.linalg.inv(frames['mocap'])
-            self.world = mocap.frame
+            self.marker = np.linalg.inv(frames[mocap.tracked])
+            self.world, self.mocap_topic = mocap.frame, mocap.topic
             self.create_subscription(PoseStamped, mocap.topic, self.on_pose, qos.SENSOR)
         self.published = 0
         self.get_logger().info(
@@ -132,9 +133,9 @@ class RobotState(Node):
     def on_pose(self, msg: PoseStamped):
         """``world -> base_link`` from the marker's tracked pose."""
         try:
-            position, orientation = convert.read_pose(msg, 'mocap/pose')
+            position, orientation = convert.read_pose(msg, self.mocap_topic)
         except convert.MessageError as error:
-            self.rejections('mocap/pose', str(error))
+            self.rejections(self.mocap_topic, str(error))
             return
         base = urdf.transform(position, orientation) @ self.marker
         self.tf.publish(TFMessage(transforms=[transform_message(

@@ -24,7 +24,7 @@ class DClawSim:
     def __init__(self, scene: str | None = None):
         global mujoco
         mujoco = import_mujoco()
-        self.model = mujoco.MjModel.from_xml_path(scene or asset_path('dclaw', 'scene_valve.xml'))
+        self.model = mujoco.MjModel.from_xml_path(scene or asset_path(*DCLAW.scene))
         self.data = mujoco.MjData(self.model)
         self._joint_qpos = np.array([self.model.joint(j).qposadr[0] for j in JOINTS])
         self._joint_qvel = np.array([self.model.joint(j).dofadr[0] for j in JOINTS])

@@ -30,6 +30,8 @@ class Sensor:
     #: field it does not estimate (sensor_msgs/Imu); empty: unknown (all-zero covariances).
     #: The driver's ``imu_variances`` parameter sets them for a robot's own IMU.
     variances: tuple = ()
+    #: For motion capture: the site on the robot whose pose it reports (its marker).
+    tracked: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,12 @@ class RobotDescription:
     #: The names a URDF of the robot gives its joints, in :attr:`joints` order (what a
     #: ros2_control stack's ``joint_states`` carries); empty where none is public.
     urdf_joints: tuple = ()
+    #: Its MuJoCo scene, as parts of a path under ``sac_robot/robots/assets`` (the model its
+    #: simulation runs and its URDF is generated from).
+    scene: tuple = ()
+    #: ``module:function`` giving the positions of the joints no sensor measures (a closed
+    #: chain's passive joints) from the measured ones (joint name -> position); '': none.
+    passive_joints: str = ''
 
     def sensor_readers(self, nodes, pixels: bool = False) -> dict:
         """Sensor topic -> how many of ``nodes`` read it.
@@ -135,6 +143,7 @@ DCLAW = RobotDescription(
         'valve': Sensor('valve/joint_states', 'sensor_msgs/JointState', 'valve', ('valve',)),
         'camera': Sensor('camera/image_raw', 'sensor_msgs/Image', 'valve_camera'),
     },
+    scene=('dclaw', 'scene_valve.xml'),
     # Logged per step in the public task: 5 degrees from a limit, 1 rad/s, 200 mA.
     safety=SafetyLimits(limit_margin_deg=5.0, max_velocity=1.0, max_current_ma=200.0,
                         max_temperature_c=70.0),
@@ -160,8 +169,11 @@ MINITAUR = RobotDescription(
         'joints': Sensor('joint_states', 'sensor_msgs/JointState', 'base_link',
                          MINITAUR_MOTORS),
         'imu': Sensor('imu/data', 'sensor_msgs/Imu', 'imu'),
-        'mocap': Sensor('mocap/pose', 'geometry_msgs/PoseStamped', 'world'),
+        'mocap': Sensor('mocap/pose', 'geometry_msgs/PoseStamped', 'world', tracked='mocap'),
     },
+    scene=('minitaur', 'scene_flat.xml'),
+    # The knees close each leg's five-bar linkage: no encoder, computed from the motors.
+    passive_joints='sac_robot.robots.minitaur:knee_positions',
     # Its falls end episodes (the task's roll, pitch and height limits); the motors' own limits.
     safety=SafetyLimits(limit_margin_deg=0.0, max_velocity=60.0),
     # Proprioception for the policy; the reward and the falls need the motion capture too.

@@ -21,7 +21,7 @@ import operator
 import numpy as np
 
 from sac_robot.robots import asset_path, import_mujoco
-from sac_robot.robots.description import (LEGS, MINITAUR_MOTORS,
+from sac_robot.robots.description import (LEGS, MINITAUR, MINITAUR_MOTORS,
                                           MINITAUR_STANDING_EXTENSION)
 
 MOTORS = MINITAUR_MOTORS
@@ -86,6 +86,16 @@ def knee_angles(swing: float, extension: float) -> tuple:
     return knees[0], -knees[1]  # knee b turns about -y
 
 
+def knee_positions(positions: dict) -> dict:
+    """The passive knees' angles (joint name -> rad) from the motors' (joint name -> rad)."""
+    knees = {}
+    for leg in LEGS:
+        a, b = positions[f'{leg}_a'], positions[f'{leg}_b']
+        knee_a, knee_b = knee_angles((b - a) / 2, (a + b) / 2)
+        knees[f'{leg}_knee_a'], knees[f'{leg}_knee_b'] = float(knee_a), float(knee_b)
+    return knees
+
+
 def roll_pitch(quat) -> tuple:
     """Roll and pitch (rad, ZYX convention) of a ``[w, x, y, z]`` quaternion, as floats."""
     w, x, y, z = quat  # numpy scalars work too; math returns floats
@@ -115,7 +125,7 @@ class MinitaurSim:
         global mujoco
         mujoco = import_mujoco()
         self.model = mujoco.MjModel.from_xml_path(
-            scene or asset_path('minitaur', 'scene_flat.xml'))
+            scene or asset_path(*MINITAUR.scene))
         self.data = mujoco.MjData(self.model)
         model = self.model
         self._motor_qpos = np.array([model.joint(m).qposadr[0] for m in MOTORS])

@@ -10,8 +10,9 @@ positions into each joint's parent -> child transform, as robot_state_publisher 
 
 URDF describes trees. The Minitaur's legs are closed chains (five-bar linkages closed at the
 foot by an equality constraint in the MJCF): the URDF keeps MuJoCo's tree, and the passive
-knee angles come from the motor angles by the linkage's geometry
-(:func:`sac_robot.robots.minitaur.knee_angles`), so every link has a transform.
+knee angles come from the motor angles by the linkage's geometry (the description's
+``passive_joints``: :func:`sac_robot.robots.minitaur.knee_positions`), so every link has a
+transform.
 
 Frames follow REP 105: a floating robot's root body is ``base_link`` (its pose in ``world``
 comes from motion capture), a fixed robot's links hang from ``world``; a camera's link is its
@@ -21,6 +22,7 @@ here: plain numpy and MuJoCo.
 
 import dataclasses
 import functools
+import importlib
 import math
 import xml.etree.ElementTree as ElementTree
 
@@ -299,36 +301,27 @@ def forward(robot: Kinematics, positions: dict) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def robot_kinematics(robot: str) -> Kinematics:
-    """The kinematics of a registered robot (its simulation's model and sensor frames)."""
+    """The kinematics of a registered robot: its description's scene and sensor frames."""
+    from sac_robot.robots import asset_path, import_mujoco
     from sac_robot.robots.description import describe
     description = describe(robot)
-    if robot == 'minitaur':
-        from sac_robot.robots.minitaur import MinitaurSim
-        model = MinitaurSim().model
-    elif robot == 'dclaw':
-        from sac_robot.robots.dclaw import DClawSim
-        model = DClawSim().model
-    else:
-        raise ValueError(f'no model of robot {robot!r}')
-    frames = [sensor.frame for sensor in description.sensors.values()]
-    if robot == 'minitaur':
-        frames.append('mocap')  # (the tracked marker: its pose gives the base's)
+    if not description.scene:
+        raise ValueError(f'the {robot} has no MuJoCo scene to make its URDF from')
+    model = import_mujoco().MjModel.from_xml_path(asset_path(*description.scene))
+    frames = [name for sensor in description.sensors.values()
+              for name in (sensor.frame, sensor.tracked) if name]
     return kinematics(model, robot, frames)
 
 
 def passive_positions(robot: str, positions: dict) -> dict:
     """``positions`` (joint name -> position) with the passive joints a tree needs added.
 
-    The Minitaur's knees, from its motor angles by the linkage's geometry; the other robots'
-    joints are all measured.
+    From the description's ``passive_joints`` (the Minitaur's knees, from its motor angles by
+    the linkage's geometry); a robot without passive joints: as they are.
     """
-    if robot != 'minitaur':
+    from sac_robot.robots.description import describe
+    target = describe(robot).passive_joints
+    if not target:
         return dict(positions)
-    from sac_robot.robots.description import LEGS
-    from sac_robot.robots.minitaur import knee_angles
-    full = dict(positions)
-    for leg in LEGS:
-        a, b = positions[f'{leg}_a'], positions[f'{leg}_b']
-        knee_a, knee_b = knee_angles((b - a) / 2, (a + b) / 2)
-        full[f'{leg}_knee_a'], full[f'{leg}_knee_b'] = float(knee_a), float(knee_b)
-    return full
+    module, function = target.split(':')
+    return {**positions, **getattr(importlib.import_module(module), function)(positions)}
