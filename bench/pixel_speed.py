@@ -32,8 +32,11 @@ from machine import describe  # noqa: E402
 
 from sac_robot.algorithms.observations import spec_from_space  # noqa: E402
 from sac_robot.algorithms.replay import ReplayBuffer  # noqa: E402
-from sac_robot.defaults import PIXEL_DEFAULTS, TRAINER_DEFAULTS  # noqa: E402
-from sac_robot.training import build_agent, make_env  # noqa: E402
+from sac_robot.training import build_agent, make_env, tool_settings  # noqa: E402
+
+
+#: The paper's pixel networks (the valve stays privileged: no network reads it).
+PAPER = {'shared_encoder': False, 'image_shift': 0, 'compile': False}
 
 
 def timed(function, repeats: int) -> float:
@@ -44,11 +47,15 @@ def timed(function, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def measure(env_id: str, settings: dict, steps: int, warmup: int, seed: int = 0) -> dict:
-    """Seconds per training-loop step and per part, for one variant."""
+def measure(env_id: str, overrides: dict, steps: int, warmup: int, seed: int = 0) -> dict:
+    """Seconds per training-loop step and per part, for one variant.
+
+    Its settings: ``sac-robot train``'s for the task, then ``overrides``.
+    """
     env = make_env(env_id, seed)
     spec, action_dim = spec_from_space(env.observation_space), env.action_space.shape[0]
-    agent = build_agent('sac', spec, action_dim, {**settings, 'learning_starts': warmup}, seed)
+    settings = tool_settings('sac', spec, {**overrides, 'learning_starts': warmup})
+    agent = build_agent('sac', spec, action_dim, settings, seed)
     agent.start_compiling()
     buffer = ReplayBuffer(spec, action_dim, warmup + steps + 10, seed=seed)
     obs, _ = env.reset(seed=seed)
@@ -94,9 +101,9 @@ def main() -> int:
     print(f"D'Claw training loop, pixels against state: {describe()}; torch threads "
           f'{torch.get_num_threads()}, {args.steps} steps a variant', flush=True)
     variants = [
-        ('state', 'sac_robot/DClawTurn-v0', dict(TRAINER_DEFAULTS)),
-        ('pixels, paper', 'sac_robot/DClawTurnPixels-v0', {}),
-        ('pixels, default', 'sac_robot/DClawTurnPixels-v0', dict(PIXEL_DEFAULTS)),
+        ('state', 'sac_robot/DClawTurn-v0', {}),
+        ('pixels, paper', 'sac_robot/DClawTurnPixels-v0', PAPER),
+        ('pixels, default', 'sac_robot/DClawTurnPixels-v0', {}),
     ]
     results = {}
     print(f'{"variant":18s} {"steps/s":>8s} {"loop ms":>8s} {"env ms":>7s} {"act ms":>7s} '

@@ -42,17 +42,21 @@ def _train(options) -> int:
     from sac_robot.algorithms.checkpoint import CheckpointError
     from sac_robot.training import RunConfig, train
 
-    overrides = {}
+    overrides, env_args = {}, {}
     if options.config:
         with open(options.config, encoding='utf-8') as stream:
             overrides.update(yaml.safe_load(stream) or {})
-    for item in options.set:
-        key, separator, value = item.partition('=')
-        if not separator:
-            logging.getLogger('sac_robot.train').error('--set %s: expected key=value', item)
-            return 2
-        overrides[key] = yaml.safe_load(value)
-    run = RunConfig(env=options.env, algo=options.algo, steps=options.steps, out=options.out,
+    for flag, items, into in (('--set', options.set, overrides),
+                              ('--env-arg', options.env_arg, env_args)):
+        for item in items:
+            key, separator, value = item.partition('=')
+            if not separator:
+                logging.getLogger('sac_robot.train').error('%s %s: expected key=value',
+                                                           flag, item)
+                return 2
+            into[key] = yaml.safe_load(value)
+    run = RunConfig(env=options.env, env_args=env_args, algo=options.algo, steps=options.steps,
+                    out=options.out,
                     seed=options.seed, eval_every=options.eval_every,
                     eval_episodes=options.eval_episodes,
                     checkpoint_every=options.checkpoint_every, resume=options.resume,
@@ -107,6 +111,9 @@ def _multigoal(options) -> int:
 def _training_arguments(parser, defaults, env: str, algo: str, out: str):
     """The options of ``train`` and ``pretrain`` (their defaults: ``env``, ``algo``, ``out``)."""
     parser.add_argument('--env', default=env, help='gymnasium id (default %(default)s)')
+    parser.add_argument('--env-arg', action='append', default=[], metavar='KEY=VALUE',
+                        help="one keyword argument of the environment, e.g. --env-arg frames=3 "
+                             "(the D'Claw's pixels: the last 3 images stacked; repeatable)")
     parser.add_argument('--algo', default=algo, choices=('sac', 'sql'),
                         help='(default %(default)s)')
     parser.add_argument('--steps', type=int, default=defaults.steps, help='environment steps')

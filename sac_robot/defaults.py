@@ -12,8 +12,14 @@ each measured in docs/benchmarks.md against the paper's:
 #: graphs read it from config/*_train.yaml (``agent.compile: true``).
 TRAINER_DEFAULTS = {'compile': True}
 
-#: SAC on an image task (the D'Claw's camera): one encoder, the critics', with the policy on
-#: its features detached (half the convolution work of an update), and DrQ's random shift of
-#: the minibatch's images. ``--set shared_encoder=false --set image_shift=0`` (or the trainer's
-#: ``agent.*`` parameters) is the paper's networks.
-PIXEL_DEFAULTS = {'shared_encoder': True, 'image_shift': 2}
+#: SAC on an image task (the D'Claw's camera): one encoder, the critics', trained by their
+#: loss, with the policy on its features detached (half the convolution work of an update),
+#: and DrQ's random shift of the minibatch's images. ``--set shared_encoder=false --set
+#: image_shift=0`` (or the trainer's ``agent.*`` parameters) is the paper's networks;
+#: ``--set encoder_loss=privileged`` teaches the encoder the valve's angle instead.
+PIXEL_DEFAULTS = {'shared_encoder': True, 'image_shift': 2, 'encoder_loss': 'critic'}
+
+#: Observation keys that no network reads, where an image task's observation has them: the
+#: D'Claw's valve angle (its encoder), which the pixel task's policy must find in the image
+#: (``encoder_loss`` 'privileged' or 'both' teach the encoder to predict it).
+PRIVILEGED_KEYS = ('valve',)

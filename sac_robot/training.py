@@ -26,7 +26,7 @@ from sac_robot.algorithms.observations import image_key, spec_from_space
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SAC, SACConfig
 from sac_robot.algorithms.sql import SQL, FineTuneSchedule, SQLConfig
-from sac_robot.defaults import PIXEL_DEFAULTS, TRAINER_DEFAULTS
+from sac_robot.defaults import PIXEL_DEFAULTS, PRIVILEGED_KEYS, TRAINER_DEFAULTS
 from sac_robot.scalars import Scalars
 
 log = logging.getLogger('sac_robot.train')
@@ -45,6 +45,8 @@ class RunConfig:
 
     env: str = 'Pendulum-v1'
     """Gymnasium environment id (``sac_robot/...`` ids are registered by the package)."""
+    env_args: dict = dataclasses.field(default_factory=dict)
+    """Keyword arguments of the environment, e.g. ``{'frames': 3}`` for the D'Claw's pixels."""
     algo: str = 'sac'
     """'sac' or 'sql'."""
     steps: int = 100_000
@@ -79,9 +81,18 @@ class RunConfig:
     """SQL fine-tuning: the alpha the schedule ends at."""
 
 
-def make_env(env_id: str, seed: int | None = None) -> gymnasium.Env:
-    """Make ``env_id`` with actions rescaled to [-1, 1] (the agents' action space)."""
-    env = gymnasium.make(env_id)
+def make_env(env_id: str, seed: int | None = None,
+             env_args: dict | None = None) -> gymnasium.Env:
+    """Make ``env_id`` with actions rescaled to [-1, 1] (the agents' action space).
+
+    ``env_args``: keyword arguments of the environment (a clear error if it takes none such).
+    """
+    try:
+        env = gymnasium.make(env_id, **(env_args or {}))
+    except TypeError as error:  # an argument the environment does not take
+        if not env_args:
+            raise
+        raise ValueError(f'{env_id} does not take the arguments {env_args}: {error}') from error
     if not isinstance(env.action_space, gymnasium.spaces.Box):
         raise ValueError(f'{env_id}: continuous (Box) actions needed, got {env.action_space}')
     spec_from_space(env.observation_space)  # raises for unsupported observation spaces
@@ -126,11 +137,18 @@ def tool_settings(algo: str, obs_spec, overrides: dict | None = None) -> dict:
     """The agent settings ``sac-robot train`` runs with: its defaults, then ``overrides``.
 
     For SAC the training tools' defaults (``TRAINER_DEFAULTS``: compiled updates) and, on an
-    image task, ``PIXEL_DEFAULTS`` (sac_robot/defaults.py); SQL's are its config's.
+    image task, ``PIXEL_DEFAULTS`` with the ``PRIVILEGED_KEYS`` its observation has
+    (sac_robot/defaults.py; without any, the encoder learns from the critics' loss); SQL's
+    are its config's.
     """
     if algo != 'sac':
         return dict(overrides or {})
-    pixels = PIXEL_DEFAULTS if image_key(obs_spec) is not None else {}
+    pixels = {}
+    if image_key(obs_spec) is not None:
+        privileged = tuple(k for k in PRIVILEGED_KEYS if k in obs_spec)
+        pixels = {**PIXEL_DEFAULTS, 'privileged': privileged}
+        if not privileged:
+            pixels['encoder_loss'] = 'critic'
     return {**TRAINER_DEFAULTS, **pixels, **(overrides or {})}
 
 
@@ -139,8 +157,8 @@ def train(run: RunConfig, overrides: dict | None = None) -> dict:
     if run.threads:
         torch.set_num_threads(run.threads)
     os.makedirs(run.out, exist_ok=True)
-    env = make_env(run.env, run.seed)
-    eval_env = make_env(run.env, run.seed + 10_000)
+    env = make_env(run.env, run.seed, run.env_args)
+    eval_env = make_env(run.env, run.seed + 10_000, run.env_args)
     obs_spec, action_dim = spec_from_space(env.observation_space), env.action_space.shape[0]
     agent = build_agent(run.algo, obs_spec, action_dim,
                         tool_settings(run.algo, obs_spec, overrides), run.seed)

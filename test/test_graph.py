@@ -226,15 +226,18 @@ def test_dclaw_learns_from_pixels_through_the_graph(tmp_path, ros_domain):
                     f'run_dir:={run_dir}', f'config:={path}', 'status:=false')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     meta, buffer = read_checkpoint(run_dir)
-    assert buffer.obs_spec == {'joints': (9,), 'pixels': (32, 32, 3), 'velocities': (9,)}
+    assert buffer.obs_spec == {'joints': (9,), 'pixels': (32, 32, 3), 'valve': (2,),
+                               'velocities': (9,)}
     assert len(buffer) == 120 and meta['extra']['dropped'] == 0
     assert meta['extra']['policy_version'] >= 1 and meta['gradient_steps'] > 0
-    # The image task's SAC defaults (one encoder, the critics'; the random shift).
+    # The image task's SAC defaults (one encoder, the critics'; the random shift; the valve
+    # read by no network).
     assert meta['config']['shared_encoder'] and meta['config']['image_shift'] == 2
+    assert meta['config']['privileged'] == ['valve'] and meta['config']['encoder_loss'] == 'critic'
     images = buffer.storage['obs.pixels'][:120]
     assert len(np.unique(images.reshape(120, -1), axis=0)) == 120  # every step its own frame
     # Within an episode the next observation is the following step's observation.
-    for field in ('pixels', 'joints', 'velocities'):
+    for field in ('pixels', 'joints', 'velocities', 'valve'):
         np.testing.assert_array_equal(buffer.storage[f'next_obs.{field}'][:39],
                                       buffer.storage[f'obs.{field}'][1:40], err_msg=field)
 
@@ -247,6 +250,8 @@ def test_dclaw_learns_from_pixels_through_the_graph(tmp_path, ros_domain):
     for k in range(40):
         next_obs, reward, *_ = env.step(buffer.storage['action'][k])
         np.testing.assert_allclose(buffer.storage['next_obs.joints'][k], next_obs['joints'],
+                                   atol=1e-4, err_msg=f'step {k}')
+        np.testing.assert_allclose(buffer.storage['next_obs.valve'][k], next_obs['valve'],
                                    atol=1e-4, err_msg=f'step {k}')
         assert np.mean(np.abs(buffer.storage['next_obs.pixels'][k].astype(int)
                               - next_obs['pixels'])) < 1.0, k
@@ -361,7 +366,11 @@ def test_the_real_hand_learns_from_its_camera(tmp_path, ros_domain):
     assert not any(torque.values()), torque
     assert f"camera '{video}'" in output
     meta, buffer = read_checkpoint(run_dir)
-    assert buffer.obs_spec == {'joints': (9,), 'pixels': (32, 32, 3), 'velocities': (9,)}
+    assert buffer.obs_spec == {'joints': (9,), 'pixels': (32, 32, 3), 'valve': (2,),
+                               'velocities': (9,)}
+    valve = buffer.storage['obs.valve'][:80]  # the emulated valve encoder's angle, cos and sin
+    np.testing.assert_allclose(np.hypot(valve[:, 0], valve[:, 1]), 1.0, atol=1e-5)
+    assert np.ptp(np.arctan2(valve[:, 1], valve[:, 0])) > 0.1  # (turned at each reset)
     assert len(buffer) == 80 and meta['gradient_steps'] > 0
     images = buffer.storage['obs.pixels'][:80]
     for image in images[::10]:

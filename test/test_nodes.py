@@ -526,12 +526,15 @@ def test_pixel_experience_round_trips_and_is_checked():
     def observations(n):
         return {'pixels': rng.integers(0, 256, (n, 32, 32, 3), np.uint8),
                 'joints': rng.normal(size=(n, 9)).astype(np.float32),
-                'velocities': rng.normal(size=(n, 9)).astype(np.float32)}
+                'velocities': rng.normal(size=(n, 9)).astype(np.float32),
+                'valve': rng.normal(size=(n, 2)).astype(np.float32)}
 
     obs, next_obs = observations(3), observations(3)
     flat, image = to_wire(obs, spec)
-    assert flat.shape == (3, 18) and image.shape == (3, 32, 32, 3)
-    np.testing.assert_array_equal(flat[:, :9], obs['joints'])  # name order: joints, velocities
+    assert flat.shape == (3, 20) and image.shape == (3, 32, 32, 3)
+    # name order: joints, valve, velocities
+    np.testing.assert_array_equal(flat[:, :9], obs['joints'])
+    np.testing.assert_array_equal(flat[:, 9:11], obs['valve'])
     single = from_wire(flat[1], image[1], spec)
     np.testing.assert_array_equal(single['pixels'], obs['pixels'][1])
     next_flat, next_image = to_wire(next_obs, spec)
@@ -927,7 +930,7 @@ def test_pixel_collector_keeps_steps_with_their_image_and_refuses_the_rest(
     frame = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
     for k, image in enumerate((None, frame[:16], frame)):  # none, wrong size, right
         step = PolicyStep(robot_id='dclaw', episode_id=1, step=k)
-        step.observation = np.zeros(18, np.float32)
+        step.observation = np.zeros(20, np.float32)  # joints, valve (cos, sin), velocities
         step.action = np.zeros(9, np.float32)
         if image is not None:
             step.image = convert.image(image, 0, 'valve_camera')

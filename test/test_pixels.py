@@ -155,6 +155,132 @@ def test_image_shift_augments_the_minibatch_and_needs_an_image():
         SAC(12, 3, SACConfig(shared_encoder=True))
 
 
+PRIVILEGED = {**SPEC, 'valve': (2,)}
+
+
+def _valve_batch(rng, size):
+    """Observations whose privileged ``valve`` is a function of the image.
+
+    (Its left half's brightness, as the D'Claw's valve angle is a function of its image.)
+    """
+    obs = observation(rng, size)
+    left = obs['pixels'][:, :, :16].mean(axis=(1, 2, 3)) / 255.0
+    obs['valve'] = np.stack([left, 1.0 - left], -1).astype(np.float32)
+    return obs
+
+
+def test_privileged_keys_reach_no_network_and_the_aux_loss_teaches_the_encoder(tmp_path):
+    """The valve moves no action and no Q-value; encoder_loss 'both' teaches the encoder it.
+
+    Its step is the encoder's and the head's own: the critics' and the policy's steps are
+    those of the same agent without it.
+    """
+    rng = np.random.default_rng(4)
+    config = {'hidden': (32, 32), 'shared_encoder': True, 'privileged': ('valve',)}
+    agent = SAC(PRIVILEGED, 9, SACConfig(encoder_loss='both', **config), seed=0)
+    assert agent.critic.encoder.out_features == agent.actor.encoder.out_features == 36 + 18
+    obs = _valve_batch(rng, 4)
+    moved = {**obs, 'valve': -obs['valve']}
+    assert np.array_equal(agent.act(obs, True), agent.act(moved, True))
+    tensors, _ = to_tensor(obs, PRIVILEGED, 'cpu')
+    moved_tensors, _ = to_tensor(moved, PRIVILEGED, 'cpu')
+    action = torch.zeros(4, 9)
+    assert torch.equal(agent.critic(tensors, action), agent.critic(moved_tensors, action))
+
+    buffer = ReplayBuffer(PRIVILEGED, 9, capacity=400, seed=0)
+    buffer.add(_valve_batch(rng, 400), rng.uniform(-1, 1, (400, 9)), rng.normal(size=400),
+               _valve_batch(rng, 400), np.zeros(400), np.zeros(400))
+    plain = SAC(PRIVILEGED, 9, SACConfig(**config), seed=0)  # the same, without the aux loss
+    batch = buffer.sample(32)
+    first = agent.update(batch)['loss/aux']
+    assert 'loss/aux' not in plain.update(batch)
+    # The aux loss's step moves the encoder elsewhere, and nothing else.
+    assert any(not torch.equal(p, q) for p, q in
+               zip(agent.critic.encoder.parameters(), plain.critic.encoder.parameters()))
+    for mine, theirs in ((agent.critic.net, plain.critic.net), (agent.actor.net, plain.actor.net)):
+        assert all(torch.equal(p, q) for p, q in zip(mine.parameters(), theirs.parameters()))
+    for _ in range(150):
+        last = agent.update(buffer.sample(32))['loss/aux']
+    assert last < 0.5 * first, (first, last)
+
+    save_checkpoint(str(tmp_path / 'ckpt'), agent, buffer)
+    restored = SAC(PRIVILEGED, 9, SACConfig(encoder_loss='both', **config), seed=7)
+    load_checkpoint(str(tmp_path / 'ckpt'), restored)
+    assert all(torch.equal(p, q) for p, q in zip(agent.aux_head.parameters(),
+                                                 restored.aux_head.parameters()))
+    network, meta = import_policy(export_policy(agent))
+    assert meta['ignore'] == '["valve"]'
+    assert torch.equal(network(tensors, True)[0], torch.as_tensor(agent.act(obs, True)))
+    assert torch.equal(network(moved_tensors, True)[0], network(tensors, True)[0])
+
+
+def test_encoder_loss_privileged_keeps_the_critics_loss_out_of_the_encoder():
+    """encoder_loss='privileged': the encoder learns the prediction alone.
+
+    Two agents from one state update on minibatches that differ only in their rewards: their
+    critics move apart, their encoders stay equal (the TD loss never reaches them), and each
+    policy's copy follows its encoder.
+    """
+    rng = np.random.default_rng(5)
+    obs, next_obs = _valve_batch(rng, 16), _valve_batch(rng, 16)
+    buffer = ReplayBuffer(PRIVILEGED, 9, capacity=16, seed=0)
+    buffer.add(obs, rng.uniform(-1, 1, (16, 9)), np.zeros(16), next_obs, np.zeros(16),
+               np.zeros(16))
+    batch = buffer.sample(16)
+    other = batch._replace(reward=batch.reward + 100.0)
+    config = SACConfig(hidden=(32, 32), shared_encoder=True, privileged=('valve',),
+                       encoder_loss='privileged')
+    first, second = (SAC(PRIVILEGED, 9, config, seed=0) for _ in range(2))
+    before = [p.clone() for p in first.critic.encoder.parameters()]
+    for _ in range(3):
+        first.update(batch)
+        second.update(other)
+    for a, b, old in zip(first.critic.encoder.parameters(), second.critic.encoder.parameters(),
+                         before):
+        assert torch.equal(a, b) and not torch.equal(a, old)
+    assert any(not torch.equal(a, b) for a, b in zip(first.critic.net.parameters(),
+                                                     second.critic.net.parameters()))
+    for critic, actor in zip(*_encoders(first)):
+        assert torch.equal(critic, actor)
+
+
+def test_privileged_and_aux_settings_are_checked():
+    with pytest.raises(ValueError, match="encoder_loss 'both' needs shared_encoder"):
+        SACConfig(encoder_loss='both', privileged=('valve',))
+    with pytest.raises(ValueError, match="encoder_loss 'privileged' needs shared_encoder"):
+        SACConfig(encoder_loss='privileged', shared_encoder=True)
+    with pytest.raises(ValueError, match="encoder_loss must be 'critic', 'privileged' or"):
+        SACConfig(encoder_loss='actor')
+    with pytest.raises(ValueError, match=r"cannot ignore \['angle'\]"):
+        SAC(PRIVILEGED, 9, SACConfig(hidden=(8,), privileged=('angle',)))
+    with pytest.raises(ValueError, match='flat observation'):
+        SAC(12, 3, SACConfig(privileged=('valve',)))
+
+
+def test_the_pixel_tasks_settings_hide_the_valve_and_teach_it():
+    from sac_robot.defaults import PIXEL_DEFAULTS
+    from sac_robot.tasks.dclaw import DClawTurnEnv
+    from sac_robot.training import tool_settings
+    env = DClawTurnEnv(pixels=True)
+    obs, _ = env.reset(seed=0)
+    angle = env.robot.valve_angle()
+    np.testing.assert_allclose(obs['valve'], [np.cos(angle), np.sin(angle)], atol=1e-6)
+    spec = spec_from_space(env.observation_space)
+    env.close()
+    settings = tool_settings('sac', spec)
+    assert settings['privileged'] == ('valve',)
+    assert settings['encoder_loss'] == PIXEL_DEFAULTS['encoder_loss'] == 'critic'
+    taught = SAC(spec, 9, SACConfig(**{**settings, 'compile': False,
+                                       'encoder_loss': 'privileged'}))
+    assert taught.aux_head is not None
+    other = tool_settings('sac', SPEC, {'encoder_loss': 'both'})  # no privileged key
+    assert other['privileged'] == ()
+    with pytest.raises(ValueError, match="encoder_loss 'both' needs"):
+        SACConfig(**other)
+    paper = tool_settings('sac', spec, {'shared_encoder': False, 'encoder_loss': 'critic'})
+    assert paper['privileged'] == ('valve',)  # the valve stays out of the networks
+
+
 class SideOfTheImage(gymnasium.Env):
     """One-step task: which half of the image is bright says which sign of action pays.
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """SAC: the paper's equations against hand-computed values, and the agent's update."""
 
+import copy
 import math
 
 import numpy as np
@@ -323,6 +324,35 @@ def test_optimizer_step_checks_and_falls_back():
     for _ in range(3):
         optim.minimize(params[0].square().sum(), [fused])
     assert len(calls) == 3 and params[0].grad is None
+
+
+def test_optimizer_step_takes_gradients_in_another_memory_layout():
+    """A convolution's weight gradient (channels-last from oneDNN) steps each weight by its own.
+
+    ``torch.autograd.grad`` returns it in the layout the backward kernel chose; the fused kernel
+    reads memory flat, so each gradient is laid out as its parameter first (before the fix,
+    every conv weight took another weight's gradient: SAC from pixels learned its encoder at a
+    crawl). The same steps as ``backward()`` and ``Adam.step()``, bit for bit.
+    """
+    from sac_robot.algorithms import optim
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.MaxPool2d(3), torch.nn.Flatten(), torch.nn.Linear(400, 2))
+    twin = copy.deepcopy(net)
+    ours, reference = optim.adam(net.parameters(), 1e-2), optim.adam(twin.parameters(), 1e-2)
+    for k in range(4):  # (the first step builds Adam's state, then the fused path)
+        # (images stored H x W x C, permuted as PixelEncoder does: a channels-last input)
+        x = torch.randn(8, 32, 32, 3, generator=torch.Generator().manual_seed(k))
+        x = x.permute(0, 3, 1, 2)
+        loss = net(x).square().mean()
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        optim.step([(ours, list(grads))])
+        reference.zero_grad()
+        twin(x).square().mean().backward()
+        reference.step()
+        for p, q in zip(net.parameters(), twin.parameters()):
+            assert torch.equal(p, q), k
+    assert not grads[0].is_contiguous()  # (what made the difference: a channels-last gradient)
 
 
 def test_acting_draws_what_the_sampled_action_of_the_update_draws():

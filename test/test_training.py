@@ -109,6 +109,22 @@ def test_train_command_rejects_bad_settings(tmp_path):
                              '--set', 'learning_rate=1'], capture_output=True, text=True)
     assert result.returncode == 2
     assert 'unknown sac setting(s) learning_rate' in result.stderr
+    result = subprocess.run([SAC_ROBOT, 'train', '--steps', '10', '--out', str(tmp_path),
+                             '--env-arg', 'framez=3'], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Pendulum-v1 does not take the arguments {'framez': 3}" in result.stderr
+
+
+def test_train_command_passes_env_args(tmp_path):
+    result = subprocess.run([SAC_ROBOT, 'train', '--steps', '120', '--out', str(tmp_path),
+                             '--env-arg', 'g=3.5', '--eval-every', '0', '--no-progress',
+                             '--set', 'learning_starts=100', '--set', 'hidden=[16]',
+                             '--set', 'batch_size=16'], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    config = json.load(open(tmp_path / 'config.json'))
+    assert config['run']['env_args'] == {'g': 3.5}
+    env = make_env('Pendulum-v1', 0, config['run']['env_args'])
+    assert env.unwrapped.g == 3.5
 
 
 def test_final_counts_are_totals_when_evaluation_does_not_divide_the_run(tmp_path):

@@ -268,6 +268,8 @@ def export_policy(agent, version: int = 0) -> bytes:
         'format': POLICY_FORMAT, 'algorithm': agent.algorithm, 'version': str(version),
         'obs_spec': spec_to_json(agent.obs_spec), 'action_dim': str(agent.action_dim),
         'hidden': json.dumps(list(agent.config.hidden)),
+        # (observation keys the policy does not read: SACConfig.privileged)
+        'ignore': json.dumps(list(getattr(agent.config, 'privileged', ()))),
     }
     return save({k: v.detach().contiguous() for k, v in actor.state_dict().items()},
                 metadata=metadata)
@@ -379,7 +381,14 @@ def import_policy(data: bytes):
     metadata, obs_spec, action_dim = policy_header(data)
     hidden = tuple(json.loads(metadata['hidden']))  # (checked by policy_header)
     network_class = {'sac': TanhGaussianPolicy, 'sql': SamplingNetwork}[metadata['algorithm']]
-    network = network_class(obs_spec, action_dim, hidden)
+    try:
+        ignore = json.loads(metadata.get('ignore', '[]'))
+        if not isinstance(ignore, list) or not all(isinstance(k, str) for k in ignore):
+            raise ValueError(f'not a list of names: {ignore!r}')
+        network = (network_class(obs_spec, action_dim, hidden, tuple(ignore)) if ignore
+                   else network_class(obs_spec, action_dim, hidden))
+    except ValueError as error:
+        raise CheckpointError(f'policy metadata ignore: {error}') from error
     try:
         network.load_state_dict(tensors)
     except RuntimeError as error:

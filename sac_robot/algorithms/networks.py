@@ -63,10 +63,11 @@ class QEnsemble(nn.Module):
     """``E`` soft Q-functions ``Q_i(s, a)``, optionally with dropout and layer norm (DroQ)."""
 
     def __init__(self, obs_spec, action_dim: int, hidden: tuple = (256, 256),
-                 ensemble: int = 2, dropout: float = 0.0, layer_norm: bool = False):
+                 ensemble: int = 2, dropout: float = 0.0, layer_norm: bool = False,
+                 ignore: tuple = ()):
         super().__init__()
         self.ensemble = ensemble
-        self.encoder = Encoder(obs_spec)
+        self.encoder = Encoder(obs_spec, ignore)
         layers, width = [], self.encoder.out_features + action_dim
         for units in hidden:
             layers.append(EnsembleLinear(ensemble, width, units))
@@ -117,10 +118,11 @@ def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor,
 class TanhGaussianPolicy(nn.Module):
     """``a = tanh(mu(s) + sigma(s) * eps)``: SAC's reparameterized policy (Eq. 8, App. C)."""
 
-    def __init__(self, obs_spec, action_dim: int, hidden: tuple = (256, 256)):
+    def __init__(self, obs_spec, action_dim: int, hidden: tuple = (256, 256),
+                 ignore: tuple = ()):
         super().__init__()
         self.action_dim = action_dim
-        self.encoder = Encoder(obs_spec)
+        self.encoder = Encoder(obs_spec, ignore)
         self.net = mlp(self.encoder.out_features, hidden, 2 * action_dim)
 
     def distribution(self, obs=None, features: torch.Tensor | None = None):
@@ -195,6 +197,8 @@ class PixelEncoder(nn.Module):
             nn.Flatten())
         with torch.no_grad():
             conv_dim = self.conv(torch.zeros(1, channels, height, width)).shape[-1]
+        #: The image's features come first in the output, then the proprioceptive inputs.
+        self.image_features = conv_dim
         self.out_features = conv_dim + proprio_dim
 
     def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
@@ -229,18 +233,26 @@ class Encoder(nn.Module):
 
     The identity for flat observations; for a dict, the vectors concatenated and, when there is
     an image, the :class:`PixelEncoder` fused with them. Each network (the policy, the critic
-    ensemble) has its own encoder, as in softlearning.
+    ensemble) has its own encoder, as in softlearning. The vectors named in ``ignore`` are not
+    read (privileged measurements: ``SACConfig.privileged``).
     """
 
-    def __init__(self, obs_spec):
+    def __init__(self, obs_spec, ignore: tuple = ()):
         super().__init__()
         self.spec = normalize_spec(obs_spec)
         self.image = image_key(self.spec)
         self.pixels = None
         if isinstance(self.spec, int):
+            if ignore:
+                raise ValueError(f'a flat observation has no keys to ignore ({list(ignore)})')
             self.vectors, self.out_features = [], self.spec
             return
-        self.vectors = sorted(k for k, shape in self.spec.items() if len(shape) == 1)
+        vectors = sorted(k for k, shape in self.spec.items() if len(shape) == 1)
+        unknown = sorted(set(ignore) - set(vectors))
+        if unknown:
+            raise ValueError(f'cannot ignore {unknown}: not vectors of the observation '
+                             f'(its vectors: {vectors})')
+        self.vectors = [k for k in vectors if k not in ignore]
         vector_dim = sum(self.spec[k][0] for k in self.vectors)
         if self.image is None:
             self.out_features = vector_dim

@@ -40,6 +40,20 @@ def _fusable(optimizer: torch.optim.Optimizer) -> bool:
             and all(p in optimizer.state for p in group['params']))
 
 
+def _laid_out_as(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``grad`` in ``param``'s memory layout.
+
+    The fused kernel walks a parameter and its gradient as flat memory, element by element; a
+    convolution's weight gradient comes from oneDNN channels-last (strides ``(27, 1, 9, 3)``
+    for a contiguous ``(27, 9, 3, 1)`` weight), and fed as it is, every weight would take
+    another weight's gradient. ``backward()`` never shows this: the autograd engine lays
+    ``.grad`` out as its parameter (its "layout contract"); :func:`torch.autograd.grad` does not.
+    """
+    if grad.stride() == param.stride():
+        return grad
+    return torch.empty_like(param).copy_(grad)
+
+
 def parameters(optimizer: torch.optim.Optimizer) -> list:
     """Every parameter ``optimizer`` steps, in order."""
     return [p for group in optimizer.param_groups for p in group['params']]
@@ -65,6 +79,7 @@ def step(updates) -> None:
         params = parameters(optimizer)
         if len(grads) != len(params):
             raise ValueError(f'{len(grads)} gradients for {len(params)} parameters')
+        grads = [_laid_out_as(param, grad) for param, grad in zip(params, grads)]
         if not _fusable(optimizer):
             for param, grad in zip(params, grads):
                 param.grad = grad

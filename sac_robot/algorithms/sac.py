@@ -15,7 +15,7 @@ import torch
 
 from sac_robot.algorithms import gradients, optim
 from sac_robot.algorithms.losses import policy_loss, q_loss, soft_q_target, temperature_loss
-from sac_robot.algorithms.networks import QEnsemble, TanhGaussianPolicy, random_shift
+from sac_robot.algorithms.networks import QEnsemble, TanhGaussianPolicy, mlp, random_shift
 from sac_robot.algorithms.observations import image_key, normalize_spec, to_tensor
 from sac_robot.algorithms.replay import Batch
 
@@ -89,6 +89,22 @@ class SACConfig:
     every critic step, so that a policy exported alone acts the same. False: each network its
     own encoder trained by its own loss, as softlearning. Only for observations with an
     image."""
+    privileged: tuple = ()
+    """Observation keys (vectors) that no network reads: measurements the robot has while it
+    learns but the policy is not to act on, such as the D'Claw pixel task's ``valve`` (the
+    valve encoder's angle, as cos and sin). With ``encoder_loss`` 'privileged' or 'both' the
+    shared encoder learns to predict them from what the networks do read."""
+    encoder_loss: str = 'critic'
+    """What trains the shared encoder: 'critic', the critics' TD loss (Eq. 5), as DrQ-v2;
+    'privileged', predicting the ``privileged`` vectors alone (a head of two hidden layers of
+    256 on its image features, squared error), the critics and the policy taking its features as
+    constants; 'both', the TD loss and then a step of its own predicting them (as SAC-AE's
+    decoder has its own step), so that the TD loss, about 10^4 on the D'Claw, does not drown
+    the prediction. Predicting them teaches the image features the state the task hides in
+    the image directly (privileged information while learning, as asymmetric actor-critic
+    gives it to the critic: Pinto et al. 2018); on the D'Claw both learn alike
+    (docs/benchmarks.md). Needs ``shared_encoder`` (and ``privileged`` keys but for
+    'critic')."""
     bf16: bool = False
     """Run the networks' matrix products in bfloat16 (autocast); losses stay float32. Only on
     CPUs with AVX-512 BF16 or AMX (or a GPU): without bf16 units the products are emulated, and
@@ -101,6 +117,13 @@ class SACConfig:
         if self.utd_ratio < 1 or not 0 < self.tau <= 1 or not 0 <= self.gamma <= 1:
             raise ValueError('need utd_ratio >= 1, 0 < tau <= 1 and 0 <= gamma <= 1')
         self.hidden = tuple(self.hidden)
+        self.privileged = tuple(self.privileged)
+        if self.encoder_loss not in ('critic', 'privileged', 'both'):
+            raise ValueError("encoder_loss must be 'critic', 'privileged' or 'both', got "
+                             f'{self.encoder_loss!r}')
+        if self.encoder_loss != 'critic' and not (self.shared_encoder and self.privileged):
+            raise ValueError(f'encoder_loss {self.encoder_loss!r} needs shared_encoder and '
+                             'privileged keys to predict')
 
 
 def polyak_update(target_params, online_params, tau: float):
@@ -126,10 +149,18 @@ class SAC:
         self.action_dim, self.device = action_dim, torch.device(device)
         if seed is not None:
             torch.manual_seed(seed)
-        self.actor = TanhGaussianPolicy(self.obs_spec, action_dim, config.hidden).to(self.device)
+        self.actor = TanhGaussianPolicy(self.obs_spec, action_dim, config.hidden,
+                                        config.privileged).to(self.device)
         self.critic = QEnsemble(self.obs_spec, action_dim, config.hidden, config.num_critics,
-                                config.critic_dropout, config.critic_layer_norm).to(self.device)
+                                config.critic_dropout, config.critic_layer_norm,
+                                config.privileged).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        #: ``encoder_loss``'s head: the shared encoder's features -> the privileged vectors.
+        self.aux_head = None
+        if config.encoder_loss != 'critic':  # (from the image's features alone)
+            size = sum(self.obs_spec[k][0] for k in config.privileged)
+            self.aux_head = mlp(self.critic.encoder.pixels.image_features, (256, 256),
+                                size).to(self.device)
         #: The observation's image, if any (augmented, encoded once for both networks).
         self.image = image_key(self.obs_spec)
         if (config.image_shift or config.shared_encoder) and self.image is None:
@@ -145,7 +176,12 @@ class SAC:
                                else float(config.target_entropy))
         self.actor_optimizer = optim.adam(
             [p for p in self.actor.parameters() if p.requires_grad], config.actor_lr)
-        self.critic_optimizer = optim.adam(self.critic.parameters(), config.critic_lr)
+        # (with encoder_loss 'privileged' the critics' loss does not reach the encoder)
+        self.critic_optimizer = optim.adam(
+            self.critic.net.parameters() if config.encoder_loss == 'privileged'
+            else self.critic.parameters(), config.critic_lr)
+        self.aux_optimizer = None if self.aux_head is None else optim.adam(
+            [*self.critic.encoder.parameters(), *self.aux_head.parameters()], config.critic_lr)
         self.alpha_optimizer = optim.adam([self.log_alpha], config.alpha_lr)
         self._critic_params = list(self.critic.parameters())  # for the Polyak update
         self._target_params = list(self.critic_target.parameters())
@@ -335,14 +371,20 @@ class SAC:
             target = soft_q_target(next_q, next_log_prob, batch.reward, batch.terminated,
                                    self.config.gamma, alpha)
         features = self.critic.encoder(batch.obs)
-        q = self.critic.head(features, batch.action)
+        q = self.critic.head(features.detach() if self.config.encoder_loss == 'privileged'
+                             else features, batch.action)
         critic_loss = q_loss(q, target)
+        aux_loss, aux_grads = None, None
+        if self.aux_head is not None:  # (its gradients from the same features, stepped after)
+            aux_loss = self._aux_loss(features, batch.obs)
+            aux_grads = torch.autograd.grad(aux_loss, optim.parameters(self.aux_optimizer),
+                                            retain_graph=True)
         joint = self.config.joint_update and update_actor
         if not joint:
             optim.minimize(critic_loss, [self.critic_optimizer])
-            self._after_critic_step()
+            self._after_critic_step(aux_grads)
             if not update_actor:
-                return _metrics(critic_loss, q)
+                return _metrics(critic_loss, q, aux_loss=aux_loss)
         features = features.detach()
         action, log_prob = self.actor(None, generator=self.generator, features=features)
         q_pi = self._policy_q(self.critic.head(features, action, detach_params=True))
@@ -356,11 +398,19 @@ class SAC:
             loss, optimizers = loss + critic_loss, optimizers + [self.critic_optimizer]
         optim.minimize(loss, optimizers)
         if joint:
-            self._after_critic_step()
-        return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob)
+            self._after_critic_step(aux_grads)
+        return _metrics(critic_loss, q, actor_loss, alpha_loss, alpha, log_prob, aux_loss)
 
-    def _after_critic_step(self):
-        """The target critics' Polyak step, the policy's copy of the encoder, the count."""
+    def _aux_loss(self, features: torch.Tensor, obs: dict) -> torch.Tensor:
+        """``encoder_loss``'s prediction loss: squared error of the privileged vectors."""
+        truth = torch.cat([obs[k].float() for k in self.config.privileged], dim=-1)
+        image = features[:, :self.critic.encoder.pixels.image_features]
+        return (self.aux_head(image).float() - truth).pow(2).sum(-1).mean()
+
+    def _after_critic_step(self, aux_grads=None):
+        """After a critic step: the encoder's own step, Polyak, the policy's copy, the count."""
+        if aux_grads is not None:
+            optim.step([(self.aux_optimizer, list(aux_grads))])
         polyak_update(self._target_params, self._critic_params, self.config.tau)
         self.sync_actor_encoder()
         self.gradient_steps += 1
@@ -401,12 +451,19 @@ class SAC:
     # Checkpoint support: every tensor, and the optimizers, by name.
     def modules(self) -> dict:
         """Return the networks by name (for checkpoints and policy export)."""
-        return {'actor': self.actor, 'critic': self.critic, 'critic_target': self.critic_target}
+        modules = {'actor': self.actor, 'critic': self.critic,
+                   'critic_target': self.critic_target}
+        if self.aux_head is not None:
+            modules['aux_head'] = self.aux_head
+        return modules
 
     def optimizers(self) -> dict:
         """Return the optimizers by name."""
-        return {'actor': self.actor_optimizer, 'critic': self.critic_optimizer,
-                'alpha': self.alpha_optimizer}
+        optimizers = {'actor': self.actor_optimizer, 'critic': self.critic_optimizer,
+                      'alpha': self.alpha_optimizer}
+        if self.aux_optimizer is not None:
+            optimizers['aux'] = self.aux_optimizer
+        return optimizers
 
     def extra_tensors(self) -> dict:
         """Return tensors outside the modules (log alpha)."""
@@ -414,9 +471,11 @@ class SAC:
 
 
 def _metrics(critic_loss, q, actor_loss=None, alpha_loss=None, alpha=None,
-             log_prob=None) -> dict:
+             log_prob=None, aux_loss=None) -> dict:
     """The update's metrics as plain floats (the policy's only when it was updated)."""
     metrics = {'loss/critic': critic_loss, 'q/mean': q.mean()}
+    if aux_loss is not None:
+        metrics['loss/aux'] = aux_loss
     if actor_loss is not None:
         metrics.update({'loss/actor': actor_loss, 'alpha': alpha, 'entropy': -log_prob.mean()})
     if alpha_loss is not None:

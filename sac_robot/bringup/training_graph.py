@@ -14,7 +14,7 @@ import time
 from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArgumentError,
                                      NodeSpec, compose, config_file)
 from sac_robot.backends import BACKENDS, backend_class
-from sac_robot.defaults import PIXEL_DEFAULTS
+from sac_robot.defaults import PIXEL_DEFAULTS, PRIVILEGED_KEYS
 from sac_robot.robots.description import describe
 
 #: The robot side's nodes in a composed process, the policy first.
@@ -160,7 +160,8 @@ def training_graph(robot: str, train: bool = True) -> Graph:
         common = {'robot': robot}
         pixels = _flag(values.get('pixels', 'false'))
         # Who sees the camera (the driver renders it, the policy acts on it, the collector and
-        # trainer carry it); with pixels the policy no longer reads the valve encoder.
+        # trainer carry it); with pixels the policy's network no longer reads the valve encoder
+        # (its node passes the angle on to the learner: the agent's `privileged` keys).
         seeing = {'pixels': pixels} if sees else {}
         run_dir = values.get('run_dir') or os.path.dirname(values['checkpoint'].rstrip('/'))
 
@@ -237,6 +238,7 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             # An image task's SAC defaults (PIXEL_DEFAULTS) over the package's file, under the
             # user's.
             pixel_defaults = ({f'agent.{k}': v for k, v in PIXEL_DEFAULTS.items()}
+                              | {'agent.privileged': list(PRIVILEGED_KEYS)}
                               if pixels and values['algorithm'] == 'sac' else None)
             trainer_files = (files[:1] + ((pixel_defaults,) if pixel_defaults else ())
                              + files[1:])

@@ -187,8 +187,8 @@ class DClawProfile(_Profile):
     """D'Claw valve turning: nine servos, the valve encoder; 10 Hz, 40-step episodes.
 
     With ``pixels`` the policy sees what ``sac_robot/DClawTurnPixels-v0`` gives it: the 32 x 32
-    camera image, joint positions and velocities (the valve angle is hidden from it; the reward
-    still uses the encoder).
+    camera image, joint positions and velocities, and the valve's angle as a privileged key
+    (no network reads it; the learner's auxiliary loss and the reward use the encoder).
     """
 
     description = DCLAW
@@ -291,7 +291,7 @@ class _DClawPixelObserver:
     @staticmethod
     def reset(measurement: dict) -> dict:
         return dclaw_task.pixel_observation(measurement['image'], measurement['joints'],
-                                            measurement['velocities'])
+                                            measurement['velocities'], measurement['valve'])
 
     def push(self, measurement: dict, action) -> dict:
         del action

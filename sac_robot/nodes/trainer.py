@@ -45,6 +45,7 @@ import time
 import numpy as np
 import torch
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from sac_robot.algorithms.checkpoint import (export_policy, load_checkpoint, policy_metadata,
                                              read_checkpoint_meta, recover_checkpoint,
@@ -80,7 +81,8 @@ def _digest(msg: Experience) -> str:
 def declare_agent_settings(node: Node, config_class) -> dict:
     """Declare every field of ``config_class`` as ``agent.<field>``; return the values set.
 
-    ``None`` defaults are declared as NaN (floats) and read back as ``None``; tuples as lists.
+    ``None`` defaults are declared as NaN (floats) and read back as ``None``; tuples as lists
+    (an empty one as a list of strings: ``privileged``).
     """
     settings = {}
     for field in dataclasses.fields(config_class):
@@ -88,13 +90,13 @@ def declare_agent_settings(node: Node, config_class) -> dict:
         if default is None:
             default = math.nan
         elif isinstance(default, tuple):
-            default = list(default)
+            default = list(default) or Parameter.Type.STRING_ARRAY  # (typed, not set)
         value = node.declare_parameter(f'agent.{field.name}', default, describe(
             f'{config_class.__name__}.{field.name} (see sac_robot/algorithms/)')).value
         if isinstance(value, float) and math.isnan(value):
             value = None
         elif isinstance(field.default, tuple):
-            value = tuple(value)
+            value = tuple(value or ())
         settings[field.name] = value
     return settings
 

@@ -147,8 +147,9 @@ DCLAW = RobotDescription(
     # Logged per step in the public task: 5 degrees from a limit, 1 rad/s, 200 mA.
     safety=SafetyLimits(limit_margin_deg=5.0, max_velocity=1.0, max_current_ma=200.0,
                         max_temperature_c=70.0),
-    # The state task's policy sees the valve; the pixel task's sees the camera instead.
-    readers={'policy': ('joints', 'valve'), 'policy_pixels': ('joints', 'camera'),
+    # The state task's policy sees the valve; the pixel task's sees the camera instead (its
+    # node reads the valve too, for the learner only: the agent's `privileged` keys).
+    readers={'policy': ('joints', 'valve'), 'policy_pixels': ('joints', 'camera', 'valve'),
              'reward_estimator': ('joints', 'valve'), 'safety': ('joints',)},
 )
 

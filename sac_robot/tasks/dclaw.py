@@ -29,8 +29,13 @@ index    value                                  unit
 =======  =====================================  =====
 
 ``sac_robot/DClawTurnPixels-v0`` observes a dict instead: ``pixels`` (32 x 32 RGB from the
-camera looking at the valve), ``joints`` (9 positions, rad) and ``velocities`` (9, rad/s). The
-valve angle is hidden from the policy but still used for the reward.
+camera looking at the valve), ``joints`` (9 positions, rad), ``velocities`` (9, rad/s) and
+``valve`` (cos and sin of the valve's angle, from its encoder). The policy must not act on
+``valve``: it is there for learning (the reward uses it; the pixel task's agent settings list
+it as ``privileged``, so no network reads it and the image features learn to predict it).
+With ``frames=k`` the ``pixels`` are the last k images stacked along the channels (``32 x 32
+x 3k``, the newest last; after a reset the first image repeated), so that the policy can see
+the valve move.
 """
 
 import gymnasium
@@ -55,18 +60,20 @@ def state_observation(joint_positions, valve_angle: float, last_action,
                            last_action, [error]]).astype(np.float32)
 
 
-def pixel_observation_space(image_size: int = 32) -> spaces.Dict:
-    """The pixel task's observation: the camera image, joint positions and velocities."""
+def pixel_observation_space(image_size: int = 32, frames: int = 1) -> spaces.Dict:
+    """The pixel task's observation: the camera image(s), joint positions and velocities."""
     return spaces.Dict({
-        'pixels': spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+        'pixels': spaces.Box(0, 255, (image_size, image_size, 3 * frames), np.uint8),
         'joints': spaces.Box(-np.inf, np.inf, (9,), np.float32),
-        'velocities': spaces.Box(-np.inf, np.inf, (9,), np.float32)})
+        'velocities': spaces.Box(-np.inf, np.inf, (9,), np.float32),
+        'valve': spaces.Box(-1.0, 1.0, (2,), np.float32)})
 
 
-def pixel_observation(image, joint_positions, joint_velocities) -> dict:
-    """The pixel task's observation from what the hand and its camera measure."""
+def pixel_observation(image, joint_positions, joint_velocities, valve_angle: float) -> dict:
+    """The pixel task's observation from what the hand, its camera and the valve measure."""
     return {'pixels': image, 'joints': np.asarray(joint_positions, np.float32),
-            'velocities': np.asarray(joint_velocities, np.float32)}
+            'velocities': np.asarray(joint_velocities, np.float32),
+            'valve': np.array([np.cos(valve_angle), np.sin(valve_angle)], np.float32)}
 
 
 class DClawTurnEnv(gymnasium.Env):
@@ -76,16 +83,19 @@ class DClawTurnEnv(gymnasium.Env):
 
     def __init__(self, target: str = 'fixed', target_angle: float = np.pi,
                  substeps: int = 40, pixels: bool = False, image_size: int = 32,
-                 render_mode: str | None = None):
+                 frames: int = 1, render_mode: str | None = None):
         if target not in ('fixed', 'random'):
             raise ValueError("target must be 'fixed' or 'random'")
+        if int(frames) != frames or frames < 1:
+            raise ValueError(f'frames must be a whole number >= 1, got {frames!r}')
         self.robot = DClawSim()
         self.target, self.fixed_target = target, float(target_angle)
         self.substeps, self.pixels, self.image_size = substeps, pixels, image_size
-        self.render_mode = render_mode
+        self.frames, self.render_mode = int(frames), render_mode
+        self._stack = None  # the last `frames` images, oldest first
         self.action_space = spaces.Box(-1.0, 1.0, (9,), np.float32)
         if pixels:
-            self.observation_space = pixel_observation_space(image_size)
+            self.observation_space = pixel_observation_space(image_size, self.frames)
         else:
             self.observation_space = spaces.Box(-np.inf, np.inf, (STATE_SIZE,), np.float32)
         self.target_angle = self.fixed_target
@@ -96,11 +106,18 @@ class DClawTurnEnv(gymnasium.Env):
         """Map actions in [-1, 1] to joint targets (rad), linearly onto ACTION_RANGE."""
         return np.clip(np.asarray(action, np.float64), -1.0, 1.0) * ACTION_RANGE
 
-    def _observation(self):
+    def _observation(self, first: bool = False):
         q = self.robot.joint_positions()
         if self.pixels:
-            return pixel_observation(self.robot.render(self.image_size, self.image_size), q,
-                                     self.robot.joint_velocities())
+            image = self.robot.render(self.image_size, self.image_size)
+            if self.frames > 1:
+                if first:
+                    self._stack = [image] * self.frames
+                else:
+                    self._stack = self._stack[1:] + [image]
+                image = np.concatenate(self._stack, axis=-1)
+            return pixel_observation(image, q, self.robot.joint_velocities(),
+                                     self.robot.valve_angle())
         return state_observation(q, self.robot.valve_angle(), self.last_action,
                                  self.target_angle)
 
@@ -112,7 +129,7 @@ class DClawTurnEnv(gymnasium.Env):
         self.robot.reset(RESET_POSE, float(self.np_random.uniform(-np.pi, np.pi)))
         self.robot.show_target(self.target_angle)
         self.last_action = np.zeros(9)
-        return self._observation(), self._info()
+        return self._observation(first=True), self._info()
 
     def step(self, action):
         """Send the joint targets and let the servos track them for one control period."""
