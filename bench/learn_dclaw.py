@@ -26,7 +26,6 @@ import os
 import sys
 import time
 
-import gymnasium
 import numpy as np
 import yaml
 
@@ -58,7 +57,7 @@ def success_rate(agent, env_id: str, episodes: int, seed: int, env_args: dict) -
 
 def run_seed(args, env_id: str, settings: dict, seed: int, out: str) -> list:
     """One seed's curve: ``[(steps, success, return, training seconds)]``."""
-    probe = gymnasium.make(env_id, **args.env_args)
+    probe = make_env(env_id, seed, args.env_args)
     spec, action_dim = spec_from_space(probe.observation_space), probe.action_space.shape[0]
     probe.close()
     curve, training = [], 0.0

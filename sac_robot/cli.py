@@ -56,8 +56,7 @@ def _train(options) -> int:
                 return 2
             into[key] = yaml.safe_load(value)
     run = RunConfig(env=options.env, env_args=env_args, algo=options.algo, steps=options.steps,
-                    out=options.out,
-                    seed=options.seed, eval_every=options.eval_every,
+                    out=options.out, seed=options.seed, eval_every=options.eval_every,
                     eval_episodes=options.eval_episodes,
                     checkpoint_every=options.checkpoint_every, resume=options.resume,
                     threads=options.threads, progress=not options.no_progress,

@@ -18,8 +18,3 @@ TRAINER_DEFAULTS = {'compile': True}
 #: image_shift=0`` (or the trainer's ``agent.*`` parameters) is the paper's networks;
 #: ``--set encoder_loss=privileged`` teaches the encoder the valve's angle instead.
 PIXEL_DEFAULTS = {'shared_encoder': True, 'image_shift': 2, 'encoder_loss': 'critic'}
-
-#: Observation keys that no network reads, where an image task's observation has them: the
-#: D'Claw's valve angle (its encoder), which the pixel task's policy must find in the image
-#: (``encoder_loss`` 'privileged' or 'both' teach the encoder to predict it).
-PRIVILEGED_KEYS = ('valve',)

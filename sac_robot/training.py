@@ -26,7 +26,8 @@ from sac_robot.algorithms.observations import image_key, spec_from_space
 from sac_robot.algorithms.replay import ReplayBuffer
 from sac_robot.algorithms.sac import SAC, SACConfig
 from sac_robot.algorithms.sql import SQL, FineTuneSchedule, SQLConfig
-from sac_robot.defaults import PIXEL_DEFAULTS, PRIVILEGED_KEYS, TRAINER_DEFAULTS
+from sac_robot.defaults import PIXEL_DEFAULTS, TRAINER_DEFAULTS
+from sac_robot.robots.description import ROBOTS
 from sac_robot.scalars import Scalars
 
 log = logging.getLogger('sac_robot.train')
@@ -137,18 +138,16 @@ def tool_settings(algo: str, obs_spec, overrides: dict | None = None) -> dict:
     """The agent settings ``sac-robot train`` runs with: its defaults, then ``overrides``.
 
     For SAC the training tools' defaults (``TRAINER_DEFAULTS``: compiled updates) and, on an
-    image task, ``PIXEL_DEFAULTS`` with the ``PRIVILEGED_KEYS`` its observation has
-    (sac_robot/defaults.py; without any, the encoder learns from the critics' loss); SQL's
-    are its config's.
+    image task, ``PIXEL_DEFAULTS`` (sac_robot/defaults.py) with the robots' ``privileged``
+    keys its observation has (the robot descriptions'); SQL's are its config's.
     """
     if algo != 'sac':
         return dict(overrides or {})
     pixels = {}
     if image_key(obs_spec) is not None:
-        privileged = tuple(k for k in PRIVILEGED_KEYS if k in obs_spec)
-        pixels = {**PIXEL_DEFAULTS, 'privileged': privileged}
-        if not privileged:
-            pixels['encoder_loss'] = 'critic'
+        privileged = sorted({k for robot in ROBOTS.values() for k in robot.privileged
+                             if k in obs_spec})
+        pixels = {**PIXEL_DEFAULTS, 'privileged': tuple(privileged)}
     return {**TRAINER_DEFAULTS, **pixels, **(overrides or {})}
 
 

@@ -14,7 +14,7 @@ import time
 from sac_robot.bringup.graph import (SIM_ENVIRONMENT, Argument, Graph, LaunchArgumentError,
                                      NodeSpec, compose, config_file)
 from sac_robot.backends import BACKENDS, backend_class
-from sac_robot.defaults import PIXEL_DEFAULTS, PRIVILEGED_KEYS
+from sac_robot.defaults import PIXEL_DEFAULTS
 from sac_robot.robots.description import describe
 
 #: The robot side's nodes in a composed process, the policy first.
@@ -238,7 +238,7 @@ def training_graph(robot: str, train: bool = True) -> Graph:
             # An image task's SAC defaults (PIXEL_DEFAULTS) over the package's file, under the
             # user's.
             pixel_defaults = ({f'agent.{k}': v for k, v in PIXEL_DEFAULTS.items()}
-                              | {'agent.privileged': list(PRIVILEGED_KEYS)}
+                              | {'agent.privileged': list(description.privileged)}
                               if pixels and values['algorithm'] == 'sac' else None)
             trainer_files = (files[:1] + ((pixel_defaults,) if pixel_defaults else ())
                              + files[1:])

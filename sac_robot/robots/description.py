@@ -88,6 +88,9 @@ class RobotDescription:
     #: ``module:function`` giving the positions of the joints no sensor measures (a closed
     #: chain's passive joints) from the measured ones (joint name -> position); '': none.
     passive_joints: str = ''
+    #: Sensors the pixel task's policy node reads for the learner only (their observation keys):
+    #: no network acts on them (``SACConfig.privileged``).
+    privileged: tuple = ()
 
     def sensor_readers(self, nodes, pixels: bool = False) -> dict:
         """Sensor topic -> how many of ``nodes`` read it.
@@ -151,6 +154,7 @@ DCLAW = RobotDescription(
     # node reads the valve too, for the learner only: the agent's `privileged` keys).
     readers={'policy': ('joints', 'valve'), 'policy_pixels': ('joints', 'camera', 'valve'),
              'reward_estimator': ('joints', 'valve'), 'safety': ('joints',)},
+    privileged=('valve',),
 )
 
 LEGS = ('fl', 'bl', 'fr', 'br')
